@@ -1,0 +1,18 @@
+"""What makes a lab cluster differ from real Sparks, kept in one place."""
+
+from lab import lab_nodes
+from spark_cluster.inventory import define_cluster
+
+# The lab VMs cannot pull images and have no GPU: the serving role builds a
+# stand-in engine inside each VM, and the model needs no real disk space.
+LAB_OVERRIDES = {
+    "serving_standin": True,
+    "model_disk_gib": 1,
+}
+
+
+def lab_cluster(count: int):
+    nodes = lab_nodes(count)
+    for index, node in enumerate(nodes, start=1):
+        node["qsfp_address"] = f"10.0.0.{index}/24"
+    return define_cluster(nodes, **LAB_OVERRIDES)

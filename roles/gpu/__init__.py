@@ -1,0 +1,36 @@
+"""GPU memory: the full unified memory pool is visible to CUDA.
+
+Desired state:
+- the DRM override that caps CUDA at ~62 GB is absent;
+- the initramfs no longer carries it;
+- the node was rebooted exactly once for it, and never again once it is gone.
+"""
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files, server
+
+from spark_cluster.settings import role_settings
+
+from .defaults import DEFAULTS
+
+
+@deploy("gpu: full unified memory for CUDA")
+def apply():
+    s = role_settings(host.data, DEFAULTS)
+
+    override = files.file(
+        name="Remove the DRM override that halves CUDA memory",
+        path=s.drm_override_file,
+        present=False,
+    )
+    server.shell(
+        name="Refresh the initramfs without the override",
+        commands=["if command -v update-initramfs >/dev/null; then update-initramfs -u; fi"],
+        _if=override.did_change,
+    )
+    server.reboot(
+        name="Reboot once so the driver loads without the override",
+        reboot_timeout=s.reboot_timeout_s,
+        _if=override.did_change,
+    )
