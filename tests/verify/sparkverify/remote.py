@@ -1,0 +1,260 @@
+"""Commands on a node over the inventory's SSH endpoint (testinfra's paramiko
+backend), as the admin user or as root through sudo.
+
+Connections open on first use, so loading the suite never touches a host. A
+node that cannot be reached raises NodeUnreachable, which the suite turns into
+a failed check: a verification that passes without hosts would be a lie.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+import testinfra.host
+from testinfra.backend.paramiko import IgnorePolicy, ParamikoBackend
+
+from .expect import CONTAINER
+from .inventory import NodeSpec
+
+SUDO_PASSWORD_ENV = "SPARK_SUDO_PASSWORD"
+_SUDO_REFUSED = ("incorrect password", "a password is required", "no password was provided",
+                 "is not in the sudoers", "may not run sudo")
+
+
+class VerifyEnvironmentError(Exception):
+    """The suite could not look at a node at all (not a property of the node's state)."""
+
+
+class NodeUnreachable(VerifyEnvironmentError):
+    pass
+
+
+class SudoRefused(VerifyEnvironmentError):
+    pass
+
+
+@dataclass(frozen=True)
+class Result:
+    command: str
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    @property
+    def brief(self) -> str:
+        """Last non-empty line of stderr (else stdout): the usual error line."""
+        for text in (self.stderr, self.stdout):
+            lines = [line for line in text.strip().splitlines() if line.strip()]
+            if lines:
+                return lines[-1].strip()
+        return f"exit status {self.rc}"
+
+
+def sudo_command(command: str, with_password: bool) -> str:
+    """sudo around `command`; the password, if any, goes on stdin, never in argv.
+    stdin is then closed for the command so it can never read the password."""
+    inner = shlex.quote(f"exec </dev/null; {command}")
+    if with_password:
+        return f"sudo -S -p '' -- sh -c {inner}"
+    return f"sudo -n -- sh -c {inner}"
+
+
+def host_key_policy(value) -> str:
+    """pyinfra's ssh_strict_host_key_checking -> yes | no | accept-new."""
+    if value is True or str(value).lower() in ("yes", "true", "1", "on"):
+        return "yes"
+    if value is False or str(value).lower() in ("no", "false", "0", "off"):
+        return "no"
+    return "accept-new"
+
+
+class InventoryParamikoBackend(ParamikoBackend):
+    """testinfra's paramiko backend, configured only from the inventory (not
+    ~/.ssh/config) and checking host keys against its known_hosts file."""
+
+    def __init__(self, hostspec: str, *, key_filename=None, known_hosts_file=None,
+                 strict="accept-new", timeout: int = 15):
+        super().__init__(hostspec, ssh_identity_file=key_filename, timeout=timeout)
+        self.known_hosts_file = known_hosts_file
+        self.strict = strict
+
+    @functools.cached_property
+    def client(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        if self.known_hosts_file:
+            client.load_host_keys(self.known_hosts_file)
+        else:
+            client.load_system_host_keys()
+        policy = {"yes": paramiko.RejectPolicy, "no": IgnorePolicy}.get(self.strict, paramiko.AutoAddPolicy)
+        # A known_hosts file in the inventory means: only those keys.
+        if self.known_hosts_file and self.strict != "no":
+            policy = paramiko.RejectPolicy
+        client.set_missing_host_key_policy(policy())
+        client.connect(
+            hostname=self.host.name,
+            port=int(self.host.port or 22),
+            username=self.host.user,
+            key_filename=self.ssh_identity_file,
+            look_for_keys=self.ssh_identity_file is None,
+            timeout=self.timeout,
+            banner_timeout=self.timeout,
+            auth_timeout=self.timeout,
+        )
+        return client
+
+
+class Background:
+    """A command left running on a node (e.g. an RDMA server) until wait()."""
+
+    def __init__(self, node: "Node", command: str, channel):
+        self.node, self.command, self.channel = node, command, channel
+
+    def wait(self, timeout: float) -> Result:
+        return self.node._collect(self.channel, self.command, timeout)
+
+
+class Node:
+    def __init__(self, spec: NodeSpec, repo_root: Path):
+        self.spec = spec
+        self.name = spec.name
+        self.repo_root = Path(repo_root)
+        self._unreachable: str | None = None
+        self._home: str | None = None
+
+    # --- connection ---------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        return f"{self.spec.admin}@{self.spec.get('ssh_hostname')}:{self.spec.get('ssh_port', 22)}"
+
+    def _path(self, value) -> str | None:
+        if not value:
+            return None
+        path = Path(os.path.expanduser(str(value)))
+        return str(path if path.is_absolute() else self.repo_root / path)
+
+    @functools.cached_property
+    def host(self) -> testinfra.host.Host:
+        """The testinfra host (file/user/service modules); connects on first command."""
+        backend = InventoryParamikoBackend(
+            self.endpoint,
+            key_filename=self._path(self.spec.get("ssh_key")),
+            known_hosts_file=self._path(self.spec.get("ssh_known_hosts_file")),
+            strict=host_key_policy(self.spec.get("ssh_strict_host_key_checking", "accept-new")),
+        )
+        return testinfra.host.Host(backend)
+
+    def client(self) -> paramiko.SSHClient:
+        if self._unreachable:
+            raise NodeUnreachable(self._unreachable)
+        backend = self.host.backend
+        try:
+            client = backend.client
+            transport = client.get_transport()
+            if transport is None or not transport.is_active():
+                del backend.client
+                client = backend.client
+        except Exception as error:  # every way of not getting in means the same to the user
+            self._unreachable = (
+                f"{self.name}: cannot reach its SSH endpoint {self.endpoint} "
+                f"({type(error).__name__}: {str(error).strip() or 'no detail'}); "
+                "fix: check the node is up and the inventory's ssh_hostname/ssh_port/ssh_user/ssh_key "
+                "(and ssh_known_hosts_file if host keys changed)"
+            )
+            raise NodeUnreachable(self._unreachable) from None
+        return client
+
+    def file(self, path: str):
+        """testinfra's File for `path`, read as the admin user."""
+        self.client()
+        return self.host.file(path)
+
+    # --- commands -----------------------------------------------------------
+    def _open(self, command: str, stdin: bytes | None = None):
+        transport = self.client().get_transport()
+        channel = transport.open_session(timeout=15)
+        channel.exec_command(command)
+        if stdin:
+            channel.sendall(stdin)
+        channel.shutdown_write()
+        return channel
+
+    def _collect(self, channel, command: str, timeout: float) -> Result:
+        out, err = bytearray(), bytearray()
+        deadline = time.monotonic() + timeout
+        while True:
+            if channel.recv_ready():
+                out += channel.recv(65536)
+            elif channel.recv_stderr_ready():
+                err += channel.recv_stderr(65536)
+            elif channel.exit_status_ready():
+                break
+            elif time.monotonic() > deadline:
+                channel.close()
+                return Result(command, 124, out.decode(errors="replace"),
+                              err.decode(errors="replace") + f"\n(no answer within {timeout:.0f}s)")
+            else:
+                time.sleep(0.02)
+        rc = channel.recv_exit_status()
+        channel.close()
+        return Result(command, rc, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def run(self, command: str, timeout: float = 60) -> Result:
+        """As the admin user."""
+        return self._collect(self._open(command), command, timeout)
+
+    def start(self, command: str) -> Background:
+        return Background(self, command, self._open(command))
+
+    def sudo_password(self) -> str | None:
+        return os.environ.get(SUDO_PASSWORD_ENV) or self.spec.get("_sudo_password")
+
+    def run_root(self, command: str, timeout: float = 60) -> Result:
+        password = self.sudo_password()
+        wrapped = sudo_command(command, with_password=password is not None)
+        stdin = (password + "\n").encode() if password is not None else None
+        result = self._collect(self._open(wrapped, stdin), command, timeout)
+        if result.rc == 1 and any(s in result.stderr for s in _SUDO_REFUSED) and "sudo:" in result.stderr:
+            raise SudoRefused(
+                f"{self.name}: sudo refused {self.spec.admin} ({result.brief}); fix: set "
+                f"{SUDO_PASSWORD_ENV} (real Sparks), sudo_password in the inventory (lab), or NOPASSWD sudo"
+            )
+        return result
+
+    def read_root_file(self, path: str) -> str | None:
+        result = self.run_root(f"cat {shlex.quote(path)}")
+        return result.stdout if result.ok else None
+
+    # --- facts the checks share ---------------------------------------------
+    def admin_home(self) -> str:
+        if self._home is None:
+            result = self.run(f"getent passwd {shlex.quote(self.spec.admin)}")
+            fields = result.stdout.strip().split(":")
+            if not result.ok or len(fields) < 6:
+                raise VerifyEnvironmentError(f"{self.name}: no passwd entry for admin user {self.spec.admin}")
+            self._home = fields[5]
+        return self._home
+
+    def container_running(self) -> bool:
+        result = self.run_root(f"docker inspect -f '{{{{.State.Running}}}}' {CONTAINER}")
+        return result.ok and result.stdout.strip() == "true"
+
+    def container_python(self, code: str, timeout: float = 60) -> Result:
+        return self.run_root(f"docker exec {CONTAINER} python3 -c {shlex.quote(code)}", timeout=timeout)
+
+    def container_env(self) -> dict[str, str] | None:
+        """The engine container's environment, None when it is not running."""
+        result = self.container_python("import os,json;print(json.dumps(dict(os.environ)))")
+        if not result.ok:
+            return None
+        return json.loads(result.stdout)

@@ -1,0 +1,385 @@
+"""Per-node checks: each reads the node's live state and names the fix."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+from sparkverify.expect import (
+    CLUSTER_KEY,
+    CONTAINER,
+    DRM_OVERRIDE,
+    ENGINE_CACHES,
+    INTERFACE_VARIABLES,
+    KNOWN_HOSTS,
+    LIMITS_FILE,
+    REDEPLOY,
+    ROCE_ENV,
+    SERVING_ENV,
+    SERVING_UNIT,
+    Problems,
+    hf_cache_dir,
+    host_cache_dirs,
+)
+from sparkverify.parse import (
+    gid_ipv4,
+    ipv4_mapped_gid,
+    known_host_keys,
+    limits_conf_memlock_unlimited,
+    parse_docker_mounts,
+    parse_env_file,
+    parse_gpu_total_mib,
+    parse_hca_list,
+    parse_ip_addr_json,
+    parse_mountinfo,
+    parse_pubkey,
+    parse_rlimit,
+    parse_systemctl_show,
+    proc_limit,
+    rlimit_unlimited,
+)
+
+CONTAINER_DOWN_FIX = f"the container is not running: see check 'serving_unit' (`journalctl -u {SERVING_UNIT}`)"
+# What CUDA itself reports (cuDeviceTotalMem), the number the DRM override halves.
+CUDA_TOTAL_MEMORY = (
+    "import ctypes;c=ctypes.CDLL('libcuda.so.1');d=ctypes.c_int();m=ctypes.c_size_t();"
+    "assert c.cuInit(0)==0,'cuInit failed';assert c.cuDeviceGet(ctypes.byref(d),0)==0,'no CUDA device';"
+    "assert c.cuDeviceTotalMem_v2(ctypes.byref(m),d)==0,'cuDeviceTotalMem failed';print(m.value)"
+)
+
+
+def bond_name(node) -> str:
+    return node.spec.get("bond_name", "bond0")
+
+
+def roce_env(node) -> dict[str, str] | None:
+    text = node.read_root_file(ROCE_ENV)
+    return None if text is None else parse_env_file(text)
+
+
+def container_mounts(node, problems: Problems):
+    """(docker's mount list, the running container's own mount table) or (None, None)."""
+    inspect = node.run_root(f"docker inspect -f '{{{{json .Mounts}}}}' {CONTAINER}")
+    mountinfo = node.run_root(f"docker exec {CONTAINER} cat /proc/self/mountinfo")
+    if not inspect.ok or not mountinfo.ok:
+        problems.add(f"container {CONTAINER}", "running", (inspect if not inspect.ok else mountinfo).brief,
+                     CONTAINER_DOWN_FIX)
+        return None, None
+    return parse_docker_mounts(inspect.stdout), parse_mountinfo(mountinfo.stdout)
+
+
+def test_bond(node):
+    if node.spec.get("network_mode", "bond") != "bond":
+        pytest.skip(f"network_mode is {node.spec.get('network_mode')!r}: no bond to check")
+    bond, mtu = bond_name(node), int(node.spec.get("mtu", 9000))
+    expected_ip = f"{node.spec.qsfp_ip}/{node.spec.get('qsfp_prefixlen')}"
+    problems = Problems(node.name)
+    shown = node.run(f"ip -j addr show dev {shlex.quote(bond)}")
+    if not shown.ok:
+        problems.add(bond, "present", shown.brief, f"{REDEPLOY} (roles/network writes /etc/netplan/40-spark-cluster.yaml)")
+        problems.check()
+    link = parse_ip_addr_json(shown.stdout)
+    if not link.up:
+        problems.add(f"{bond} state", "UP,LOWER_UP", f"operstate {link.operstate}, flags {','.join(link.flags)}",
+                     "check the QSFP cable(s) and the peer; then `sudo netplan apply`")
+    addresses = [f"{ip}/{prefix}" for ip, prefix in link.ipv4]
+    if expected_ip not in addresses:
+        problems.add(f"{bond} IPv4", expected_ip, addresses or "no address",
+                     f"`sudo netplan apply` or {REDEPLOY} (an address flushed by hand is not restored until then)")
+    if link.mtu != mtu:
+        problems.add(f"{bond} MTU", mtu, link.mtu, f"{REDEPLOY}; every device on the path needs MTU {mtu}")
+    slaves_read = node.run(f"cat /sys/class/net/{bond}/bonding/slaves")
+    slaves = slaves_read.stdout.split() if slaves_read.ok else []
+    expected_slaves = list(node.spec.get("qsfp_interfaces", []))
+    if sorted(slaves) != sorted(expected_slaves):
+        problems.add(f"{bond} slaves", " ".join(expected_slaves), " ".join(slaves) or "none",
+                     "check qsfp_interfaces in group_data against `ip link` on the node, then re-deploy")
+    for slave in slaves:
+        slave_mtu = node.run(f"cat /sys/class/net/{slave}/mtu").stdout.strip()
+        if slave_mtu != str(mtu):
+            problems.add(f"{slave} MTU", mtu, slave_mtu or "unreadable", f"{REDEPLOY}; a slave below {mtu} drops jumbo frames")
+    problems.check()
+
+
+def test_roce_gid(node):
+    problems = Problems(node.name)
+    env = roce_env(node)
+    if env is None:
+        problems.add(ROCE_ENV, "present (written at each serving start)", "missing",
+                     f"`sudo systemctl restart {SERVING_UNIT}` and read its journal (roce_detect.py)")
+        problems.check()
+    hcas = parse_hca_list(env.get("NCCL_IB_HCA", ""))
+    gid_index = env.get("NCCL_IB_GID_INDEX", "")
+    if not hcas or not gid_index.isdigit():
+        problems.add(ROCE_ENV, "NCCL_IB_HCA=<device> and NCCL_IB_GID_INDEX=<n>",
+                     f"NCCL_IB_HCA={env.get('NCCL_IB_HCA')!r} NCCL_IB_GID_INDEX={gid_index!r}",
+                     "no RoCE device detected: check `rdma link` / `ibdev2netdev`, then restart spark-serving")
+        problems.check()
+    want_gid = ipv4_mapped_gid(node.spec.qsfp_ip)
+    for hca, port in hcas:
+        base = f"/sys/class/infiniband/{hca}/ports/{port}"
+        state = node.run(f"cat {base}/state")
+        if "ACTIVE" not in state.stdout:
+            problems.add(f"{hca} port {port} state", "ACTIVE", state.stdout.strip() or state.brief,
+                         "check the QSFP link and the peer (`rdma link`); a DOWN port means no carrier")
+        gid_type = node.run(f"cat {base}/gid_attrs/types/{gid_index}")
+        if gid_type.stdout.strip() != "RoCE v2":
+            problems.add(f"{hca} GID {gid_index} type", "RoCE v2", gid_type.stdout.strip() or "empty entry",
+                         "the detected index is wrong (index 0 stalls NCCL on RoCEv2, seed 002): pin "
+                         "nccl_ib_gid_index in group_data or restart spark-serving to re-detect")
+        gid = node.run(f"cat {base}/gids/{gid_index}").stdout.strip()
+        if gid != want_gid:
+            held = gid_ipv4(gid)
+            problems.add(f"{hca} GID {gid_index}", f"{want_gid} ({node.spec.qsfp_ip})",
+                         f"{gid} ({held or 'not this IPv4'})",
+                         "the GID table follows the address on the bond: fix check 'bond' first, then restart spark-serving")
+    container = node.container_env()
+    if container is None:
+        problems.add("container NCCL_IB_GID_INDEX", gid_index, "container not running", CONTAINER_DOWN_FIX)
+    else:
+        for key in ("NCCL_IB_GID_INDEX", "NCCL_IB_HCA"):
+            if container.get(key) != env.get(key):
+                problems.add(f"container {key}", f"{env.get(key)} (from {ROCE_ENV})", container.get(key),
+                             f"the engine started with stale RoCE values: `sudo systemctl restart {SERVING_UNIT}`")
+    problems.check()
+
+
+def test_memlock(node):
+    problems = Problems(node.name)
+    limit = node.container_python("import resource;print(resource.getrlimit(resource.RLIMIT_MEMLOCK))")
+    if not limit.ok:
+        problems.add("container RLIMIT_MEMLOCK", "(-1, -1)", limit.brief, CONTAINER_DOWN_FIX)
+    elif not rlimit_unlimited(parse_rlimit(limit.stdout)):
+        problems.add("container RLIMIT_MEMLOCK", "(-1, -1) unlimited", limit.stdout.strip(),
+                     "the unit's docker run needs --ulimit memlock=-1:-1; NCCL cannot register RDMA memory otherwise")
+    limits_file = node.file(LIMITS_FILE)
+    if not limits_file.exists:
+        problems.add(LIMITS_FILE, "present", "missing", f"{REDEPLOY} (roles/rdma)")
+    elif not limits_conf_memlock_unlimited(limits_file.content_string):
+        problems.add(LIMITS_FILE, "soft and hard memlock unlimited", limits_file.content_string, f"{REDEPLOY} (roles/rdma)")
+    shown = parse_systemctl_show(node.run("systemctl show docker -p LimitMEMLOCK -p DropInPaths -p MainPID").stdout)
+    if shown.get("LimitMEMLOCK") != "infinity":
+        problems.add("docker.service LimitMEMLOCK", "infinity", shown.get("LimitMEMLOCK", "unknown"),
+                     f"{REDEPLOY} (docker.service drop-in), then `systemctl daemon-reload && systemctl restart docker`")
+    drop_ins = shown.get("DropInPaths", "").split()
+    declared = [p for p in drop_ins if "LimitMEMLOCK=infinity" in (node.read_root_file(p) or "").replace(" ", "")]
+    if not declared:
+        problems.add("docker.service drop-in", "one setting LimitMEMLOCK=infinity", drop_ins or "no drop-ins",
+                     f"{REDEPLOY} (roles/rdma); a manager-wide default alone is lost on the next systemd change")
+    pid = shown.get("MainPID", "0")
+    if pid not in ("", "0"):
+        live = proc_limit(node.run_root(f"cat /proc/{pid}/limits").stdout)
+        if live and live != ("unlimited", "unlimited"):
+            problems.add("running dockerd memlock", "unlimited", " / ".join(live),
+                         "`sudo systemctl restart docker` to pick up the drop-in")
+    problems.check()
+
+
+def test_infiniband(node):
+    problems = Problems(node.name)
+    listing = node.run("ls /dev/infiniband")
+    host_entries = listing.stdout.split() if listing.ok else []
+    if not any(name.startswith("uverbs") for name in host_entries):
+        problems.add("/dev/infiniband on the host", "uverbs* devices", host_entries or listing.brief,
+                     "load the RDMA stack (`modprobe ib_uverbs`; rdma-core) and check `rdma link`; re-deploy")
+    inside = node.container_python("import os,json;print(json.dumps(sorted(os.listdir('/dev/infiniband'))))")
+    if not inside.ok:
+        problems.add("/dev/infiniband in the container", "uverbs* devices", inside.brief,
+                     "the unit's docker run needs --device=/dev/infiniband (or the container is down: see 'serving_unit')")
+    elif not any(name.startswith("uverbs") for name in json.loads(inside.stdout)):
+        problems.add("/dev/infiniband in the container", "uverbs* devices", inside.stdout.strip(),
+                     "restart spark-serving after the host devices exist")
+    problems.check()
+
+
+def test_drm_override(node):
+    present = node.run(f"test -e {DRM_OVERRIDE} && head -c 200 {DRM_OVERRIDE}")
+    if present.ok:
+        pytest.fail(
+            f"{node.name}: {DRM_OVERRIDE}: expected absent, found present ({present.stdout.strip()!r}); "
+            "CUDA will see ~62 GB instead of ~120 GB; fix: remove it, `update-initramfs -u` and reboot "
+            f"({REDEPLOY}: roles/gpu does all three) (seed 000)",
+            pytrace=False,
+        )
+
+
+def test_gpu_memory(node):
+    if not node.run("command -v nvidia-smi").ok:
+        pytest.skip("no NVIDIA driver on this host")
+    minimum = float(node.spec.get("min_gpu_memory_gib", 100))
+    cuda = node.run(f"python3 -c {shlex.quote(CUDA_TOTAL_MEMORY)}")
+    if cuda.ok and cuda.stdout.strip().isdigit():
+        total_gib, source = int(cuda.stdout.strip()) / 2**30, "CUDA cuDeviceTotalMem"
+    else:
+        smi = parse_gpu_total_mib(node.run("nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits").stdout)
+        if not smi:
+            pytest.fail(f"{node.name}: GPU memory: expected a total from CUDA or nvidia-smi, found neither "
+                        f"({cuda.brief}); fix: check the driver (`nvidia-smi`)", pytrace=False)
+        total_gib, source = smi[0] / 1024, "nvidia-smi"
+    if total_gib < minimum:
+        pytest.fail(
+            f"{node.name}: GPU memory ({source}): expected >= {minimum:g} GiB, found {total_gib:.1f} GiB; fix: "
+            f"~62 GB means the DRM override is (or was until the last boot) in place: remove {DRM_OVERRIDE}, "
+            "update-initramfs -u, reboot (seed 000); otherwise stop leaked containers and drop caches",
+            pytrace=False,
+        )
+
+
+def test_caches(node):
+    problems = Problems(node.name)
+    home, admin = node.admin_home(), node.spec.admin
+    wanted = {**host_cache_dirs(home), "huggingface": hf_cache_dir(home)}
+    for path in wanted.values():
+        directory = node.file(path)
+        if not directory.is_directory:
+            problems.add(path, "a directory", "missing", f"{REDEPLOY} (roles/caches)")
+            continue
+        if directory.user != admin or directory.mode != 0o755:
+            problems.add(path, f"owner {admin} mode 0755", f"owner {directory.user} mode {directory.mode:04o}",
+                         f"{REDEPLOY} (roles/caches), or `sudo chown {admin} {path} && chmod 0755 {path}`")
+    mounts, mounted = container_mounts(node, problems)
+    if mounts is not None:
+        by_source = {m.source.rstrip("/"): m for m in mounts}
+        for name, container_path in ENGINE_CACHES.items():
+            host_path = wanted[name]
+            mount = by_source.get(host_path)
+            if mount is None or mount.destination.rstrip("/") != container_path:
+                problems.add(f"{name} cache mount", f"{host_path} -> {container_path}",
+                             f"-> {mount.destination}" if mount else "not mounted",
+                             "without it every restart recompiles for minutes (seed 001): re-deploy roles/serving")
+            elif not mount.rw:
+                problems.add(f"{name} cache mount", "read-write", "read-only", "re-deploy roles/serving")
+            elif container_path not in mounted:
+                problems.add(f"{name} cache mount", f"{container_path} mounted in the running container",
+                             "not in its mount table", f"`sudo systemctl restart {SERVING_UNIT}`")
+    problems.check()
+
+
+def test_hf_cache(node, cluster):
+    problems = Problems(node.name)
+    hf = hf_cache_dir(node.admin_home())
+    head_hf = hf_cache_dir(cluster.head.admin_home())
+    if hf != head_hf:
+        problems.add("HF cache path", f"{head_hf} (as on {cluster.head.name})", hf,
+                     "use the same admin user name and home on every node: the engine resolves the same "
+                     "absolute snapshot paths everywhere")
+    mounts, mounted = container_mounts(node, problems)
+    if mounts is not None:
+        mount = next((m for m in mounts if m.source.rstrip("/") == hf), None)
+        if mount is None or mount.destination.rstrip("/") != hf:
+            problems.add("HF cache mount", f"{hf} -> {hf} (same path)",
+                         f"-> {mount.destination}" if mount else "not mounted",
+                         "snapshots are absolute symlinks: mounted elsewhere they dangle and the engine says "
+                         "'invalid repository ID' (seed 003); re-deploy roles/serving")
+        elif hf not in mounted:
+            problems.add("HF cache mount", f"{hf} in the running container", "not in its mount table",
+                         f"`sudo systemctl restart {SERVING_UNIT}`")
+        env = node.container_env() or {}
+        if env.get("HF_HOME") != hf:
+            problems.add("container HF_HOME", hf, env.get("HF_HOME", "unset"),
+                         "serving.env must set HF_HOME to the mounted path; re-deploy roles/serving")
+    problems.check()
+
+
+def test_env_file(node):
+    problems = Problems(node.name)
+    env_file = node.file(SERVING_ENV)
+    if not env_file.exists:
+        problems.add(SERVING_ENV, "present", "missing", f"{REDEPLOY} (roles/serving)")
+        problems.check()
+    if env_file.mode != 0o600 or env_file.user != "root":
+        problems.add(SERVING_ENV, "mode 0600 owner root", f"mode {env_file.mode:04o} owner {env_file.user}",
+                     f"{REDEPLOY}, or `sudo chown root {SERVING_ENV} && sudo chmod 0600 {SERVING_ENV}`")
+    env = parse_env_file(node.read_root_file(SERVING_ENV) or "")
+    bond = bond_name(node)
+    for key in INTERFACE_VARIABLES:
+        if env.get(key) != bond:
+            problems.add(key, bond, env.get(key, "unset"),
+                         "pin every interface variable to the QSFP bond (seeds 000, 002); re-deploy roles/serving")
+    if env.get("VLLM_HOST_IP") != node.spec.qsfp_ip:
+        problems.add("VLLM_HOST_IP", node.spec.qsfp_ip, env.get("VLLM_HOST_IP", "unset"),
+                     "this node's QSFP address, never the management one; re-deploy roles/serving")
+    problems.check()
+
+
+def test_container_env(node):
+    problems = Problems(node.name)
+    env = node.container_env()
+    if env is None:
+        problems.add(f"container {CONTAINER}", "running", "not running", CONTAINER_DOWN_FIX)
+        problems.check()
+    bond = bond_name(node)
+    for key in INTERFACE_VARIABLES:
+        if env.get(key) != bond:
+            problems.add(key, bond, env.get(key, "unset"),
+                         f"the container predates serving.env: `sudo systemctl restart {SERVING_UNIT}`")
+    if env.get("NCCL_IB_DISABLE") != "0":
+        problems.add("NCCL_IB_DISABLE", "0", env.get("NCCL_IB_DISABLE", "unset"),
+                     "NCCL falls back to TCP sockets: re-deploy roles/serving")
+    roce = roce_env(node) or {}
+    for key in ("NCCL_IB_HCA", "NCCL_IB_GID_INDEX"):
+        if not env.get(key):
+            problems.add(key, roce.get(key, "a detected value"), "unset",
+                         f"the unit passes {ROCE_ENV} to docker: re-deploy roles/serving")
+    if node.spec.get("serving_engine", "vllm") == "vllm" and env.get("VLLM_HOST_IP") != node.spec.qsfp_ip:
+        problems.add("VLLM_HOST_IP", node.spec.qsfp_ip, env.get("VLLM_HOST_IP", "unset"),
+                     f"`sudo systemctl restart {SERVING_UNIT}` after fixing serving.env")
+    problems.check()
+
+
+def test_serving_unit(node):
+    problems = Problems(node.name)
+    enabled = node.run(f"systemctl is-enabled {SERVING_UNIT}").stdout.strip()
+    if enabled != "enabled":
+        problems.add(SERVING_UNIT, "enabled (comes back after a power cut)", enabled or "unknown",
+                     f"`sudo systemctl enable {SERVING_UNIT}` or {REDEPLOY}")
+    active = node.run(f"systemctl is-active {SERVING_UNIT}").stdout.strip()
+    if active != "active":
+        problems.add(SERVING_UNIT, "active", active or "unknown",
+                     f"`sudo systemctl start {SERVING_UNIT}`; see `journalctl -u {SERVING_UNIT}`")
+    status = node.run_root(f"docker inspect -f '{{{{.State.Status}}}}' {CONTAINER}")
+    if status.stdout.strip() != "running":
+        problems.add(f"container {CONTAINER}", "running", status.stdout.strip() or status.brief,
+                     f"see `journalctl -u {SERVING_UNIT}` and `docker logs {CONTAINER}`")
+    problems.check()
+
+
+def test_ssh_key(node):
+    problems = Problems(node.name)
+    key_path = f"{node.admin_home()}/{CLUSTER_KEY}"
+    key = node.file(key_path)
+    if not key.exists:
+        problems.add(key_path, "present", "missing", f"{REDEPLOY} (roles/ssh)")
+        problems.check()
+    if key.mode != 0o600 or key.user != node.spec.admin:
+        problems.add(key_path, f"mode 0600 owner {node.spec.admin}", f"mode {key.mode:04o} owner {key.user}",
+                     f"`chmod 0600 {key_path}` (ssh refuses a readable key) or {REDEPLOY}")
+    derived = node.run(f"ssh-keygen -y -f {shlex.quote(key_path)}")
+    published = node.run(f"cat {shlex.quote(key_path)}.pub")
+    if not derived.ok or not published.ok or parse_pubkey(derived.stdout)[1] != parse_pubkey(published.stdout)[1]:
+        problems.add(f"{key_path}.pub", "the public half of the key", published.brief if not published.ok else "a different key",
+                     f"{REDEPLOY} (roles/ssh) to regenerate the pair consistently")
+    problems.check()
+
+
+def test_known_hosts(node, cluster):
+    problems = Problems(node.name)
+    listing = node.file(KNOWN_HOSTS)
+    if not listing.exists:
+        problems.add(KNOWN_HOSTS, "present", "missing", f"{REDEPLOY} (roles/ssh)")
+        problems.check()
+    text = listing.content_string
+    for member in cluster.specs:
+        live = cluster.node(member.name).run("cat /etc/ssh/ssh_host_ed25519_key.pub")
+        if not live.ok:
+            problems.add(f"{member.name}'s host key", "readable", live.brief, "check sshd on that node")
+            continue
+        key_type, key = parse_pubkey(live.stdout)
+        for alias in (member.name, member.qsfp_ip):
+            held = known_host_keys(text, alias, key_type)
+            if key not in held:
+                problems.add(f"{KNOWN_HOSTS} entry for {alias}", f"{member.name}'s current {key_type} key ...{key[-12:]}",
+                             f"a stale key ...{held[0][-12:]}" if held else "none",
+                             f"{REDEPLOY} (roles/ssh); StrictHostKeyChecking=yes refuses {alias} until then")
+    problems.check()
