@@ -1,0 +1,80 @@
+"""QSFP network: bond0 over the QSFP ports, with the node's cluster address.
+
+Desired state:
+- the QSFP ports exist and at least one has link (else this host fails first);
+- netplan.io and ping are installed;
+- /etc/netplan/40-spark-cluster.yaml (0600 root) defines the bond, its slaves
+  (MTU, no DHCP) and the static address; no gateway, so the management NIC
+  keeps the default route; no other netplan file is touched;
+- the live bond matches that file: netplan is applied only when the file
+  changed or the bond drifted (address flushed, MTU, slaves, mode);
+- on the run that (re)applied it, the bond is up and every peer answers over
+  it with full-MTU frames.
+"""
+
+import shlex
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.deb import DebPackages
+from pyinfra.operations import apt, files, server
+from pyinfra.operations.util import any_changed
+
+from .checks import bond_drift, bond_needs_recreate, bond_up_command, fail_command, hardware_problem
+from .facts import QsfpLinks
+from .netplan import render_netplan
+from .settings import network_settings
+
+PACKAGES = ["netplan.io", "iputils-ping"]
+
+
+def _missing_packages(packages):
+    installed = host.get_fact(DebPackages) or {}
+    return [name for name in packages if name not in installed]
+
+
+@deploy("network: bond over the QSFP ports")
+def apply():
+    s = network_settings(host.data)
+    links = host.get_fact(QsfpLinks, interfaces=s.qsfp_interfaces, bond=s.bond_name)
+
+    problem = hardware_problem(host.name, s, links)
+    if problem:
+        server.shell(name="Check the QSFP hardware", commands=[fail_command(problem)])
+        return
+
+    apt.packages(
+        name="Install netplan and ping",
+        packages=PACKAGES,
+        # Refresh the lists only when something is missing: an update every run would be a change.
+        update=bool(_missing_packages(PACKAGES)),
+    )
+
+    netplan_file = files.put(
+        name=f"Describe {s.bond_name} in {s.netplan_file}",
+        src=StringIO(render_netplan(s)),
+        dest=s.netplan_file,
+        user="root",
+        group="root",
+        mode="600",
+    )
+
+    apply_commands = ["netplan generate"]  # validates every netplan file before touching a link
+    if bond_needs_recreate(s, links):
+        apply_commands.append(f"ip link delete {shlex.quote(s.bond_name)}")
+    apply_commands.append("netplan apply")
+    # An unchanged file cannot notice a live bond that drifted (address
+    # flushed, MTU, slaves): then netplan is applied regardless.
+    drift = bond_drift(s, links)
+    applied = server.shell(
+        name="Apply netplan (validated first)",
+        commands=apply_commands,
+        _if=None if drift else any_changed(netplan_file),
+    )
+
+    server.shell(
+        name=f"Wait for {s.bond_name} and ping every peer over it",
+        commands=[bond_up_command(s)],
+        _if=any_changed(applied),
+    )

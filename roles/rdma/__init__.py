@@ -1,0 +1,143 @@
+"""RDMA over the QSFP ports (RoCE) for NCCL.
+
+Desired state:
+- an RDMA device sits on the bond's ports (else this host fails first);
+- rdma-core, ibverbs-utils and perftest are installed;
+- the RoCE detector is installed at /usr/local/lib/spark-cluster/roce_detect.py
+  (the serving unit runs it at each start to write /run/spark-cluster/roce.env);
+- /dev/infiniband/uverbs* exists (ib_uverbs loaded, and at boot);
+- memlock is unlimited for logins, for services and for dockerd (restarted
+  only when its drop-in changed);
+- the RoCE v2 IPv4 GID of the node's QSFP address exists; on a first run it
+  appears only once the network role has given the bond its address, so it is
+  checked again after the network role, and only then.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.deb import DebPackages
+from pyinfra.operations import apt, files, server
+from pyinfra.operations.util import any_changed
+
+from .facts import DETECTOR_SOURCE, InfinibandNodes, RoceState
+from .settings import DETECTOR_PATH, ROCE_ENV_PATH, detector_args, rdma_settings
+
+FILES = DETECTOR_SOURCE.parent
+MEMLOCK_FILES = {
+    "/etc/security/limits.d/90-spark-cluster-memlock.conf": "90-spark-cluster-memlock-limits.conf",
+    "/etc/systemd/system.conf.d/90-spark-cluster-memlock.conf": "90-spark-cluster-memlock-system.conf",
+}
+DOCKER_MEMLOCK_DROPIN = "/etc/systemd/system/docker.service.d/90-spark-cluster-memlock.conf"
+MODULES_LOAD_FILE = "/etc/modules-load.d/spark-cluster-rdma.conf"
+# Problems the network role may still fix in this run (the bond gets its address).
+_GID_NOT_YET = ("no_ipv4_gid", "port_down")
+# At boot the bond may get its address a little after the serving unit starts.
+SERVING_START_WAIT_S = 60
+
+
+def _fail_command(message: str) -> str:
+    return f"{{ echo {shlex.quote(message)} >&2; exit 1; }}"
+
+
+def roce_env_argv(host_data: Any) -> list[str]:
+    """The serving unit's ExecStartPre that writes /run/spark-cluster/roce.env
+    (NCCL_IB_HCA, NCCL_IB_GID_INDEX; 0600, atomically), honouring pinned values.
+    It waits for the GID because at boot the bond may get its address after
+    the unit starts."""
+    s = rdma_settings(host_data)
+    return [
+        "/usr/bin/python3", DETECTOR_PATH, *detector_args(s, ip=s.qsfp_ip),
+        "--wait", str(SERVING_START_WAIT_S), "--env", "--output", ROCE_ENV_PATH,
+    ]
+
+
+def roce_env_command(host_data: Any) -> str:
+    """roce_env_argv as one shell-quoted line."""
+    return " ".join(shlex.quote(arg) for arg in roce_env_argv(host_data))
+
+
+def _ensure_memlock_unlimited():
+    changed = []
+    for dest, name in MEMLOCK_FILES.items():
+        changed.append(files.put(
+            name=f"Unlimited memlock: {dest}",
+            src=str(FILES / name), dest=dest, user="root", group="root", mode="644",
+        ))
+    docker_dropin = files.put(
+        name="Unlimited memlock for dockerd",
+        src=str(FILES / "90-spark-cluster-memlock-docker.conf"),
+        dest=DOCKER_MEMLOCK_DROPIN, user="root", group="root", mode="644",
+    )
+    server.shell(
+        name="Reload systemd for the memlock settings",
+        commands=["systemctl daemon-reload"],
+        _if=any_changed(*changed, docker_dropin),
+    )
+    server.shell(
+        name="Restart docker with unlimited memlock",
+        # A node without a running docker has nothing to restart yet.
+        commands=["if systemctl is-active --quiet docker.service; then systemctl restart docker.service; fi"],
+        _if=any_changed(docker_dropin),
+    )
+
+
+def _ensure_uverbs(present: list[str]):
+    if any(name.startswith("uverbs") for name in present):
+        return
+    server.modprobe(name="Load ib_uverbs", module="ib_uverbs")
+    files.put(
+        name="Load ib_uverbs at boot",
+        src=str(FILES / "spark-cluster-rdma.conf"), dest=MODULES_LOAD_FILE,
+        user="root", group="root", mode="644",
+    )
+    server.shell(
+        name="Check /dev/infiniband/uverbs*",
+        commands=[
+            "udevadm settle --timeout=10 || true",
+            "ls /dev/infiniband/uverbs* >/dev/null 2>&1 || "
+            + _fail_command(f"{host.name}: /dev/infiniband/uverbs* missing after loading ib_uverbs"),
+        ],
+    )
+
+
+@deploy("rdma: RoCE for NCCL")
+def apply():
+    s = rdma_settings(host.data)
+    roce = host.get_fact(RoceState, args=detector_args(s, ip=s.qsfp_ip))
+
+    if roce.get("problem") in ("no_device", "no_python3"):
+        server.shell(
+            name="Check the RoCE devices",
+            commands=[_fail_command(f"{host.name}: {roce['message']}")],
+        )
+        return
+
+    missing = [name for name in s.rdma_packages if name not in (host.get_fact(DebPackages) or {})]
+    apt.packages(
+        name="Install the RDMA tools",
+        packages=s.rdma_packages,
+        # Refresh the lists only when something is missing: an update every run would be a change.
+        update=bool(missing),
+    )
+    files.directory(
+        name="Directory for the RoCE detector", path=DETECTOR_PATH.rsplit("/", 1)[0],
+        user="root", group="root", mode="755",
+    )
+    files.put(
+        name="Install the RoCE detector", src=str(DETECTOR_SOURCE), dest=DETECTOR_PATH,
+        user="root", group="root", mode="755",
+    )
+    _ensure_uverbs(host.get_fact(InfinibandNodes))
+    _ensure_memlock_unlimited()
+
+    if s.pinned_gid_index is None and roce.get("problem") in _GID_NOT_YET:
+        args = [*detector_args(s, ip=s.qsfp_ip), "--wait", str(s.roce_gid_wait_s), "--json"]
+        server.shell(
+            name="Check the RoCE v2 IPv4 GID now that the bond has its address",
+            commands=[" ".join(["python3", DETECTOR_PATH, *map(shlex.quote, args), ">/dev/null"])],
+        )

@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Find the RoCE devices behind a netdev and the GID index of their RoCE v2 IPv4 GID.
+
+NCCL needs NCCL_IB_HCA (which RDMA devices) and NCCL_IB_GID_INDEX (which GID
+table entry carries RoCE v2 over the node's IPv4 address). Both differ per
+hardware: index 3 on a ConnectX-7, 1 on soft-RoCE (rxe). This reads sysfs
+only, so it runs the same on a DGX Spark, in the lab and on test fixtures.
+
+    roce_detect.py --netdev bond0 [--slaves a,b] [--ip 10.0.0.1] [--json | --env | --report]
+                   [--hca dev[,dev]] [--gid-index N] [--wait SECONDS] [--output FILE]
+
+Exit status 2 with a one-line message on stderr when no RDMA device sits on
+the netdev or no RoCE v2 IPv4 GID is found (--report always exits 0: it is
+how the deploy's fact reads the same answer).
+
+Standalone on purpose: stdlib only and Python 3.8 compatible, because this
+file is copied to every node and also run as the deploy's fact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+
+EXIT_NOT_FOUND = 2
+ROCE_V2 = "roce v2"
+ZERO_GID = ipaddress.IPv6Address("::")
+
+
+def _read(path):
+    """Text of a sysfs attribute, or None: unset GID entries answer EINVAL."""
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _listdir(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def _numeric(names):
+    return sorted(int(name) for name in names if name.isdigit())
+
+
+def netdev_family(sysfs, netdev, slaves=()):
+    """The netdev plus the devices under it (bond slaves), named ones first."""
+    base = os.path.join(sysfs, "class", "net", netdev)
+    names = [netdev]
+    names.extend((_read(os.path.join(base, "bonding", "slaves")) or "").split())
+    names.extend(entry[len("lower_"):] for entry in _listdir(base) if entry.startswith("lower_"))
+    names.extend(slaves)
+    family = []
+    for name in names:
+        if name and name not in family:
+            family.append(name)
+    return family
+
+
+def _device_netdevs(sysfs, device):
+    """Every netdev a device names: its PCI function's netdevs, rxe's parent, GID owners."""
+    base = os.path.join(sysfs, "class", "infiniband", device)
+    names = set(_listdir(os.path.join(base, "device", "net")))
+    parent = _read(os.path.join(base, "parent"))
+    if parent:
+        names.add(parent)
+    for port in _numeric(_listdir(os.path.join(base, "ports"))):
+        ndevs = os.path.join(base, "ports", str(port), "gid_attrs", "ndevs")
+        for index in _listdir(ndevs):
+            owner = _read(os.path.join(ndevs, index))
+            if owner:
+                names.add(owner)
+    return names
+
+
+def _parse_gid(text):
+    try:
+        return ipaddress.IPv6Address(text)
+    except (ValueError, TypeError):
+        return None
+
+
+def _port_state(text):
+    # "4: ACTIVE" -> "ACTIVE"; unreadable counts as unknown, not as down.
+    if not text:
+        return None
+    return text.split(":", 1)[-1].strip().upper()
+
+
+def roce_v2_ipv4_gids(sysfs, device, family, ip=None):
+    """(port, index, gid, ipv4, state) for each RoCE v2 IPv4-mapped GID of a device."""
+    base = os.path.join(sysfs, "class", "infiniband", device, "ports")
+    found = []
+    for port in _numeric(_listdir(base)):
+        port_dir = os.path.join(base, str(port))
+        state = _port_state(_read(os.path.join(port_dir, "state")))
+        for index in _numeric(_listdir(os.path.join(port_dir, "gids"))):
+            gid_text = _read(os.path.join(port_dir, "gids", str(index)))
+            gid = _parse_gid(gid_text)
+            if gid is None or gid == ZERO_GID or gid.ipv4_mapped is None:
+                continue
+            gid_type = _read(os.path.join(port_dir, "gid_attrs", "types", str(index)))
+            if (gid_type or "").lower() != ROCE_V2:
+                continue
+            owner = _read(os.path.join(port_dir, "gid_attrs", "ndevs", str(index)))
+            if owner and owner not in family:
+                continue  # an address of some other upper device (a VLAN, say)
+            if ip and str(gid.ipv4_mapped) != ip:
+                continue
+            found.append((port, index, gid_text, str(gid.ipv4_mapped), state))
+    return found
+
+
+def _result(netdev, family, ip):
+    return {
+        "netdev": netdev,
+        "netdevs": family,
+        "ip": ip,
+        "devices": [],
+        "hcas": [],
+        "gid_index": None,
+        "port": None,
+        "gids": {},
+        "pinned": {"hca": None, "gid_index": None},
+        "problem": None,
+        "message": None,
+    }
+
+
+def _fail(result, problem, message):
+    result["problem"] = problem
+    result["message"] = message
+    return result
+
+
+def _split_pins(hca):
+    """"a,b:1" -> ["a", "b:1"]; NCCL accepts an optional :port on each name."""
+    return [name.strip() for name in (hca or "").split(",") if name.strip()]
+
+
+def detect(sysfs="/sys", netdev="bond0", slaves=(), ip=None, hca=None, gid_index=None):
+    """Always returns the result dict; `problem` says what is missing, if anything."""
+    family = netdev_family(sysfs, netdev, slaves)
+    result = _result(netdev, family, ip)
+    pins = _split_pins(hca)
+    result["pinned"] = {"hca": pins or None, "gid_index": gid_index}
+    if pins and gid_index is not None:
+        result.update(hcas=pins, gid_index=gid_index)
+        return result
+
+    lower = [name for name in family if name != netdev] or [netdev]
+    present = _listdir(os.path.join(sysfs, "class", "infiniband"))
+    if pins:
+        missing = [pin for pin in pins if pin.split(":")[0] not in present]
+        if missing:
+            return _fail(result, "no_device", "pinned RoCE device %s not found (rdma link / ibv_devices)" % ",".join(missing))
+        devices = [pin.split(":")[0] for pin in pins]
+    else:
+        devices = [name for name in present if _device_netdevs(sysfs, name) & set(family)]
+    if not devices:
+        return _fail(
+            result, "no_device",
+            "no RoCE device on %s (rdma link / ibv_devices show none)" % "/".join(lower),
+        )
+
+    for device in devices:
+        gids = roce_v2_ipv4_gids(sysfs, device, family, ip)
+        entry = {"name": device, "netdevs": sorted(_device_netdevs(sysfs, device)), "gid_index": None,
+                 "port": None, "gid": None, "ipv4": None, "state": None}
+        if gids:
+            port, index, gid, ipv4, state = gids[0]
+            entry.update(gid_index=index, port=port, gid=gid, ipv4=ipv4, state=state)
+        result["devices"].append(entry)
+
+    if gid_index is not None:
+        result.update(hcas=pins or devices, gid_index=gid_index)
+        return result
+
+    with_gid = [entry for entry in result["devices"] if entry["gid_index"] is not None]
+    usable = [entry for entry in with_gid if entry["state"] in (None, "ACTIVE")]
+    names = "/".join(devices)
+    wanted = "for %s " % ip if ip else ""
+    if not with_gid:
+        return _fail(
+            result, "no_ipv4_gid",
+            "no RoCE v2 IPv4 GID %son %s (is %s up with its address?)" % (wanted, names, netdev),
+        )
+    if not usable:
+        return _fail(
+            result, "port_down",
+            "RoCE v2 IPv4 GID %son %s but no port is ACTIVE (cable? link?)" % (wanted, names),
+        )
+
+    # NCCL takes one GID index for all HCAs: keep the index most of them agree on.
+    counts = Counter(entry["gid_index"] for entry in usable)
+    index = sorted(counts, key=lambda value: (-counts[value], value))[0]
+    chosen = [entry for entry in usable if entry["gid_index"] == index]
+    result.update(
+        hcas=[entry["name"] for entry in chosen],
+        gid_index=index,
+        port=chosen[0]["port"],
+        gids={entry["name"]: entry["gid"] for entry in chosen},
+    )
+    return result
+
+
+def env_lines(result):
+    hcas = ",".join(result["hcas"])
+    return "NCCL_IB_HCA=%s\nNCCL_IB_GID_INDEX=%d\n" % (hcas, result["gid_index"])
+
+
+def write_private(path, text):
+    """Atomic, 0600 from the first byte: readers never see half a file or a wider mode."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o755)
+    handle, temporary = tempfile.mkstemp(prefix=".roce-", dir=directory)
+    try:
+        os.fchmod(handle, 0o600)
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def _parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--netdev", default="bond0", help="the netdev carrying the node's QSFP address")
+    parser.add_argument("--slaves", default="", help="comma-separated lower netdevs (before the bond exists)")
+    parser.add_argument("--ip", help="only accept the GID of this IPv4 address")
+    parser.add_argument("--hca", help="pinned NCCL_IB_HCA value (skips device detection)")
+    parser.add_argument("--gid-index", type=int, help="pinned NCCL_IB_GID_INDEX (skips GID detection)")
+    parser.add_argument("--sysfs", default="/sys", help="sysfs root (tests point it at fixtures)")
+    parser.add_argument("--wait", type=float, default=0, help="seconds to keep looking before giving up")
+    parser.add_argument("--output", help="write the output to this file (atomically, mode 0600)")
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--json", dest="form", action="store_const", const="json")
+    form.add_argument("--env", dest="form", action="store_const", const="env")
+    form.add_argument("--report", dest="form", action="store_const", const="report",
+                      help="JSON, exit 0 even when nothing is found")
+    parser.set_defaults(form="json")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    slaves = [name for name in args.slaves.split(",") if name]
+    deadline = time.monotonic() + max(args.wait, 0)
+    while True:
+        result = detect(args.sysfs, args.netdev, slaves, args.ip, args.hca, args.gid_index)
+        if result["problem"] is None or args.form == "report" or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+
+    if result["problem"] is not None and args.form != "report":
+        sys.stderr.write("roce_detect: %s\n" % result["message"])
+        return EXIT_NOT_FOUND
+    text = env_lines(result) if args.form == "env" else json.dumps(result, sort_keys=True) + "\n"
+    if args.output:
+        write_private(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
