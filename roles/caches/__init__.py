@@ -1,0 +1,56 @@
+"""Engine caches on the host, so a restart reuses compiled kernels.
+
+Desired state (owner: the admin user, mode 0755):
+- ~admin/.cache/spark-cluster/{vllm,triton,flashinfer,torch,tilelang};
+- ~admin/.cache/huggingface, mounted at the same path inside containers.
+The mount table itself lives in roles/caches/mounts.py, shared with serving.
+"""
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files, server
+
+from spark_cluster.settings import role_settings
+
+from .defaults import DEFAULTS
+from .facts import UserAccount
+from .mounts import cache_root, engine_cache_dirs, hf_home
+
+
+def admin_account(user):
+    """The admin user's account, or None (the caller then fails the host)."""
+    if not user:
+        return None
+    return host.get_fact(UserAccount, user=user)
+
+
+def fail_host(name, message):
+    """A failing operation: pyinfra drops this host and carries on with the others."""
+    server.shell(name=name, commands=[f"echo {shlex.quote(message)} >&2; exit 1"])
+
+
+@deploy("caches: engine and Hugging Face caches on the host")
+def apply():
+    s = role_settings(host.data, DEFAULTS)
+    account = admin_account(s.ssh_user)
+    if account is None:
+        fail_host(
+            "Find the admin user's home",
+            f"caches: admin user {s.ssh_user!r} not found on {host.name} (set ssh_user in the inventory)",
+        )
+        return
+    home, group = account["home"], account["group"]
+
+    # Parents first and as the admin: created implicitly by sudo they would
+    # belong to root and lock the admin out of ~/.cache. ~/.cache keeps its mode.
+    files.directory(name="~/.cache belongs to the admin", path=f"{home}/.cache", user=s.ssh_user, group=group)
+    for path in [cache_root(home), *engine_cache_dirs(home).values(), hf_home(home)]:
+        files.directory(
+            name=f"Cache directory {path}",
+            path=path,
+            user=s.ssh_user,
+            group=group,
+            mode=s.cache_dir_mode,
+        )

@@ -1,0 +1,28 @@
+"""Who the admin user is on the node: home directory and primary group."""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra.api import FactBase
+
+
+class UserAccount(FactBase):
+    """{"home": str, "group": str} for a user, or None when it does not exist.
+
+    getent (not /etc/passwd) so a directory-service account works too; the
+    group is returned by name because pyinfra compares owners by name.
+    """
+
+    def command(self, user: str) -> str:
+        quoted = shlex.quote(user)
+        return (
+            f"entry=$(getent passwd {quoted}) || exit 0; "
+            f'printf "%s\\n" "$entry" | cut -d: -f6; id -gn {quoted}'
+        )
+
+    def process(self, output):
+        lines = [line.strip() for line in output if line.strip()]
+        if len(lines) < 2:
+            return None
+        return {"home": lines[0], "group": lines[1]}

@@ -1,0 +1,176 @@
+"""Serving: the engine container under systemd on every node, back after every boot.
+
+Desired state (head = rank 0, the others are workers):
+- the engine image is on the node (lab: the stand-in, built there);
+- /etc/spark-cluster/serving.env, 0600 root: interface pins, addresses, caches, profile env;
+- /etc/systemd/system/spark-serving.service runs `docker run` with RDMA devices,
+  memlock, host network/IPC, both env files, the cache mounts and the engine argv;
+- the unit is enabled and running, and restarted only when the unit, the env
+  file or the image changed.
+
+Nodes are not ordered against each other: after a boot every node starts its
+unit on its own; a worker early for the head retries the rendezvous (and
+systemd restarts the container if the engine gives up), so the cluster
+assembles itself in any boot order.
+"""
+
+import shlex
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from roles.caches import admin_account, fail_host
+from roles.caches.mounts import cache_mounts
+from roles.rdma import roce_env_command
+from spark_cluster.settings import SettingError, require, role_settings
+
+from . import defaults as paths
+from .argv import ClusterPlace, EngineArgvError, render_engine_argv
+from .defaults import DEFAULTS
+from .environment import ServingEnvError, serving_environment
+from .facts import DockerImageId, DockerRuntimes
+from .standin import BUILDER, effective_image, standin_sources
+from .unit import (
+    ENV_TEMPLATE,
+    NVIDIA_RUNTIME,
+    UNIT_TEMPLATE,
+    Container,
+    env_context,
+    jinja_env_kwargs,
+    unit_context,
+)
+
+
+def _profile(s):
+    profiles = s.serving_profiles or {}
+    require(s.serving_profile in profiles, "serving_profile", f"{s.serving_profile!r} is not in serving_profiles")
+    profile = profiles[s.serving_profile]
+    require(s.serving_engine in profile, "serving_engine", f"{s.serving_engine!r} has no flags in profile {s.serving_profile!r}")
+    return profile[s.serving_engine], profile.get("env", {})
+
+
+def _ensure_standin_image(tag):
+    """Ship the stand-in sources and build its image on the node, once per tag."""
+    files.directory(name="Stand-in engine sources", path=paths.STANDIN_DIR, user="root", group="root", mode="755")
+    for source in standin_sources():
+        files.put(
+            name=f"Stand-in engine {source.name}",
+            src=str(source),
+            dest=f"{paths.STANDIN_DIR}/{source.name}",
+            user="root", group="root", mode="644",
+        )
+    files.put(name="Stand-in image builder", src=str(BUILDER), dest=paths.STANDIN_BUILDER,
+              user="root", group="root", mode="755")
+    if host.get_fact(DockerImageId, image=tag) is None:
+        build = [paths.STANDIN_BUILDER, "--tag", tag, "--source", paths.STANDIN_DIR]
+        server.shell(name=f"Build the stand-in engine image {tag}", commands=[shlex.join(["/usr/bin/python3", *build])])
+
+
+@deploy("serving: engine container under systemd")
+def apply():
+    s = role_settings(host.data, DEFAULTS)
+    engine_flags, profile_env = _profile(s)
+    image = effective_image(s.serving_image, s.serving_standin)
+    require(bool(image), "serving_image", "is not set")
+
+    account = admin_account(s.ssh_user)
+    if account is None:
+        fail_host("Find the admin user's home", f"serving: admin user {s.ssh_user!r} not found on {host.name}")
+        return
+    image_id = host.get_fact(DockerImageId, image=image)
+    if not s.serving_standin and image_id is None:
+        # Distribution of the image is not automated yet: say how to get it there.
+        fail_host(
+            f"Engine image {image} is on the node",
+            f"serving: image {image} not on {host.name}; load it: "
+            f"docker save {image} | ssh {host.name} docker load, or docker pull {image}",
+        )
+        return
+    if s.serving_standin:
+        _ensure_standin_image(image)
+        # The tag is a hash of the stand-in's content: the tag is its identity.
+        image_identity = image
+    else:
+        image_identity = f"{image} {image_id}"
+
+    home = account["home"]
+    place = ClusterPlace(
+        world_size=host.data.world_size,
+        rank=host.data.node_rank,
+        head_qsfp_ip=host.data.head_qsfp_ip,
+        master_port=int(s.master_port),
+        api_port=int(s.api_port),
+        model=s.serving_model,
+        served_model_name=s.serving_served_model_name or s.serving_model,
+        entrypoint_is_engine=bool(s.serving_image_entrypoint_is_engine),
+    )
+    try:
+        engine_argv = render_engine_argv(s.serving_engine, engine_flags, place)
+        environment = serving_environment(
+            bond_name=s.bond_name,
+            qsfp_ip=host.data.qsfp_ip,
+            head_qsfp_ip=host.data.head_qsfp_ip,
+            home=home,
+            profile_env=profile_env,
+        )
+    except (EngineArgvError, ServingEnvError) as error:
+        raise SettingError(f"group_data: {error}") from None
+    container = Container(
+        image=image,
+        engine_argv=engine_argv,
+        mounts=cache_mounts(home),
+        # --gpus needs the NVIDIA runtime; the lab has none and would refuse it.
+        nvidia_runtime=NVIDIA_RUNTIME in host.get_fact(DockerRuntimes),
+    )
+
+    files.directory(name="Config directory", path=paths.CONFIG_DIR, user="root", group="root", mode="755")
+    env_file = files.template(
+        name="Serving environment (0600: read by docker only)",
+        src=str(ENV_TEMPLATE),
+        dest=paths.ENV_FILE,
+        user="root", group="root", mode="600",
+        jinja_env_kwargs=jinja_env_kwargs(),
+        **env_context(environment),
+    )
+    unit = files.template(
+        name=f"Unit {paths.UNIT_NAME} (head and workers, rendered per rank)",
+        src=str(UNIT_TEMPLATE),
+        dest=paths.UNIT_FILE,
+        user="root", group="root", mode="644",
+        jinja_env_kwargs=jinja_env_kwargs(),
+        **unit_context(
+            container=container,
+            engine=s.serving_engine,
+            rank=place.rank,
+            world_size=place.world_size,
+            head_qsfp_ip=place.head_qsfp_ip,
+            master_port=place.master_port,
+            roce_detect_command=roce_env_command(host.data),
+            start_timeout_s=s.serving_start_timeout_s,
+            stop_timeout_s=s.serving_stop_timeout_s,
+        ),
+    )
+    image_marker = files.put(
+        name="Record the engine image the unit runs",
+        src=StringIO(image_identity + "\n"),
+        dest=paths.IMAGE_MARKER,
+        user="root", group="root", mode="644",
+    )
+    # Only a real change restarts the engine: a restart costs 3-19 minutes.
+    systemd.service(
+        name="Reload and restart serving after a change",
+        service=paths.UNIT_NAME,
+        running=True,
+        restarted=True,
+        daemon_reload=True,
+        _if=any_changed(unit, env_file, image_marker),
+    )
+    systemd.service(
+        name="Serving enabled at boot and running",
+        service=paths.UNIT_NAME,
+        running=True,
+        enabled=True,
+    )

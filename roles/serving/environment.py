@@ -1,0 +1,56 @@
+"""The serving container's environment (/etc/spark-cluster/serving.env).
+
+Every interface variable names the QSFP bond: tools that guess pick the
+management NIC or loopback (seeds 000, 002). NCCL_IB_HCA and NCCL_IB_GID_INDEX
+are not here: they are detected at each start into /run/spark-cluster/roce.env.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+from roles.caches.mounts import cache_env
+
+INTERFACE_VARIABLES = (
+    "NCCL_SOCKET_IFNAME",
+    "GLOO_SOCKET_IFNAME",  # SGLang cannot rendezvous without it (seed 000)
+    "TP_SOCKET_IFNAME",
+    "MN_IF_NAME",
+    "OMPI_MCA_btl_tcp_if_include",
+)
+# Computed at start by roce_detect.py, never pinned in this file.
+RUNTIME_VARIABLES = ("NCCL_IB_HCA", "NCCL_IB_GID_INDEX")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ServingEnvError(ValueError):
+    """A one-line complaint about a serving variable."""
+
+
+def serving_environment(
+    *,
+    bond_name: str,
+    qsfp_ip: str,
+    head_qsfp_ip: str,
+    home: str,
+    profile_env: Mapping[str, Any] | None,
+) -> dict[str, str]:
+    env: dict[str, str] = {"NCCL_IB_DISABLE": "0"}
+    env.update({name: bond_name for name in INTERFACE_VARIABLES})
+    env["VLLM_HOST_IP"] = qsfp_ip
+    env["MASTER_ADDR"] = head_qsfp_ip
+    env.update(cache_env(home))
+    # Ray's memory monitor kills workers on unified memory it misreads.
+    env["RAY_memory_monitor_refresh_ms"] = "0"
+    for name, value in (profile_env or {}).items():
+        if name in RUNTIME_VARIABLES:
+            raise ServingEnvError(
+                f"serving profile env sets {name}: pin it with group_data nccl_ib_hca / nccl_ib_gid_index instead"
+            )
+        env[name] = str(value)
+    for name, value in env.items():
+        # docker --env-file takes each line literally: no quoting, no newlines.
+        if not _NAME.match(name) or "\n" in value or "\r" in value:
+            raise ServingEnvError(f"serving variable {name!r} cannot be written to a docker env file")
+    return env

@@ -1,0 +1,451 @@
+"""STAND-IN for the real inference engine (vLLM / SGLang). It runs no model.
+
+Why it exists: the lab VMs have no GPU and cannot pull images, yet the deploy
+must be proven end to end there. The serving role therefore builds this
+stand-in inside each lab node and runs it with exactly the argv, env files,
+devices, limits and mounts that the real engine would get. It then does the
+parts that can be checked without a GPU:
+
+- rank 0 listens on the master address:port, like the engine's rendezvous,
+  and waits for every other rank to say hello; workers connect, retrying
+  forever, and hold the connection (reconnecting if it drops);
+- the head serves the OpenAI endpoints on --port: /health (200 only once all
+  workers joined), /v1/models, /v1/chat/completions (an echo, marked as such);
+- /debug/state (and report.py, for workers) shows what the engine would see:
+  argv, the interface/NCCL environment, RLIMIT_MEMLOCK, /dev/infiniband,
+  mount points and effective capabilities.
+
+Standard library only: the image holds nothing but the node's own python3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# report.py reads what the server last wrote here (override for tests).
+STATE_FILE = os.environ.get("SPARK_STANDIN_STATE_FILE", "/tmp/spark-standin-state.json")
+ENV_PREFIXES = (
+    "NCCL_", "GLOO_", "TP_", "OMPI_", "VLLM_", "HF_", "TORCHINDUCTOR_", "TILELANG_",
+    "TRITON_", "PYTORCH_", "TORCH_", "RAY_", "SGLANG_", "CUDA_",
+)
+ENV_NAMES = ("MN_IF_NAME", "MASTER_ADDR", "MASTER_PORT", "HOME")
+HEARTBEAT_S = 5.0
+# A worker silent this long is gone (a rebooted VM never sends FIN).
+PEER_TIMEOUT_S = 20.0
+CAP_IPC_LOCK = 14
+STANDIN_NOTE = "stand-in engine (spark-cluster lab): no model runs here"
+
+# Flags that take no value, in either engine's vocabulary. Any other --flag
+# followed by a word that is not a flag takes that word as its value.
+BOOLEAN_FLAGS = {
+    "--headless", "--enable-expert-parallel", "--enable-prefix-caching", "--trust-remote-code",
+    "--enable-auto-tool-choice", "--disable-cuda-graph", "--enforce-eager",
+}
+
+
+class ArgvError(ValueError):
+    pass
+
+
+def parse_engine_argv(argv: list[str]) -> dict:
+    """The parts of a vLLM or SGLang command line the stand-in acts on.
+
+    Accepts `vllm serve MODEL ...`, `MODEL ...` (image ENTRYPOINT is vllm serve)
+    and `python3 -m sglang.launch_server ...`.
+    """
+    words = list(argv)
+    engine = "vllm"
+    if "sglang.launch_server" in words or any(w in ("--model-path", "--dist-init-addr") for w in words):
+        engine = "sglang"
+    # Drop the launcher words in front of the arguments.
+    while words and words[0] in ("vllm", "serve", "python3", "python", "-m", "sglang.launch_server"):
+        words.pop(0)
+
+    flags: dict[str, str | bool] = {}
+    positionals: list[str] = []
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word.startswith("--"):
+            name, has_value, inline = word.partition("=")
+            if has_value:
+                flags[name] = inline
+            elif name in BOOLEAN_FLAGS or index + 1 >= len(words) or words[index + 1].startswith("--"):
+                flags[name] = True
+            else:
+                flags[name] = words[index + 1]
+                index += 1
+        else:
+            positionals.append(word)
+        index += 1
+
+    def number(name, default=None):
+        value = flags.get(name, default)
+        if value is None or value is True:
+            raise ArgvError(f"stand-in: {name} needs a number")
+        try:
+            return int(value)
+        except ValueError:
+            raise ArgvError(f"stand-in: {name} is not a number: {value!r}") from None
+
+    model = flags.get("--model-path") or flags.get("--model") or (positionals[0] if positionals else None)
+    if engine == "sglang":
+        init = flags.get("--dist-init-addr")
+        if not isinstance(init, str) or ":" not in init:
+            raise ArgvError("stand-in: sglang needs --dist-init-addr HOST:PORT")
+        master_addr, _, port_text = init.rpartition(":")
+        master_port = int(port_text)
+    else:
+        master_addr = flags.get("--master-addr")
+        if not isinstance(master_addr, str):
+            raise ArgvError("stand-in: vllm needs --master-addr")
+        master_port = number("--master-port")
+    nnodes = number("--nnodes", 1)
+    node_rank = number("--node-rank", 0)
+    if not 0 <= node_rank < nnodes:
+        raise ArgvError(f"stand-in: --node-rank {node_rank} is outside --nnodes {nnodes}")
+    served = flags.get("--served-model-name")
+    return {
+        "engine": engine,
+        "model": model,
+        "served_model_name": served if isinstance(served, str) else model,
+        "nnodes": nnodes,
+        "node_rank": node_rank,
+        "master_addr": master_addr,
+        "master_port": master_port,
+        "host": flags.get("--host") if isinstance(flags.get("--host"), str) else "0.0.0.0",
+        "port": number("--port", 8000 if engine == "vllm" else 30000),
+        "headless": flags.get("--headless") is True,
+        "flags": flags,
+    }
+
+
+def serves_api(args: dict) -> bool:
+    return args["node_rank"] == 0 and not args["headless"]
+
+
+# --- what the engine would see -----------------------------------------------
+
+def _limit(value: int):
+    return "unlimited" if value == resource.RLIM_INFINITY else value
+
+
+def _mount_points(path="/proc/self/mountinfo") -> list[str]:
+    points = []
+    try:
+        with open(path) as mountinfo:
+            for line in mountinfo:
+                fields = line.split()
+                if len(fields) > 4:
+                    # mountinfo escapes spaces and the like as \ooo octal
+                    points.append(fields[4].encode().decode("unicode_escape"))
+    except OSError:
+        return []
+    return points
+
+
+def _capabilities(path="/proc/self/status") -> dict:
+    try:
+        with open(path) as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    value = line.split()[1]
+                    return {"CapEff": value, "cap_ipc_lock": bool(int(value, 16) >> CAP_IPC_LOCK & 1)}
+    except OSError:
+        pass
+    return {"CapEff": None, "cap_ipc_lock": None}
+
+
+def _infiniband():
+    try:
+        return sorted(os.listdir("/dev/infiniband"))
+    except OSError:
+        return None
+
+
+def environment_subset(environ=None) -> dict:
+    environ = os.environ if environ is None else environ
+    return {
+        name: value
+        for name, value in sorted(environ.items())
+        if name.startswith(ENV_PREFIXES) or name in ENV_NAMES
+    }
+
+
+def inspect_process() -> dict:
+    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    return {
+        "env": environment_subset(),
+        "rlimit_memlock": {"soft": _limit(soft), "hard": _limit(hard)},
+        "infiniband": _infiniband(),
+        "mounts": _mount_points(),
+        "capabilities": _capabilities(),
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+
+
+# --- cluster membership -------------------------------------------------------
+
+def log(message: str) -> None:
+    print(f"[standin] {message}", file=sys.stderr, flush=True)
+
+
+def _keepalive(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+class Cluster:
+    def __init__(self, args: dict, argv: list[str]):
+        self.args = args
+        self.argv = argv
+        self.lock = threading.Lock()
+        self.workers: dict[int, dict] = {}  # rank -> {host_ip, peer, joined_at}
+        self._connection_of: dict[int, int] = {}  # rank -> serial of its live connection
+        self._serial = 0
+        self.master_connected = False
+        self.started_at = time.time()
+        self.stopping = threading.Event()
+
+    @property
+    def is_head(self) -> bool:
+        return self.args["node_rank"] == 0
+
+    def joined_ranks(self) -> list[int]:
+        with self.lock:
+            return sorted(self.workers)
+
+    def all_joined(self) -> bool:
+        return self.joined_ranks() == list(range(1, self.args["nnodes"]))
+
+    def state(self) -> dict:
+        with self.lock:
+            workers = [
+                {"rank": rank, **info} for rank, info in sorted(self.workers.items())
+            ]
+            connected = self.master_connected
+        state = {
+            "standin": True,
+            "note": STANDIN_NOTE,
+            "role": "head" if self.is_head else "worker",
+            "engine": self.args["engine"],
+            "rank": self.args["node_rank"],
+            "world_size": self.args["nnodes"],
+            "master": f"{self.args['master_addr']}:{self.args['master_port']}",
+            "served_model_name": self.args["served_model_name"],
+            "argv": self.argv,
+            "started_at": self.started_at,
+            "written_at": time.time(),
+        }
+        if self.is_head:
+            state["joined_workers"] = workers
+            state["all_joined"] = self.all_joined()
+        else:
+            state["connected_to_master"] = connected
+        state.update(inspect_process())
+        return state
+
+    def write_state(self) -> None:
+        """For report.py: `docker exec spark-serving python3 /standin/report.py`."""
+        temporary = STATE_FILE + ".tmp"
+        try:
+            with open(temporary, "w") as out:
+                json.dump(self.state(), out, indent=2, sort_keys=True)
+            os.replace(temporary, STATE_FILE)
+        except OSError as error:
+            log(f"cannot write {STATE_FILE}: {error}")
+
+    # head side
+    def open_rendezvous(self) -> socket.socket:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # The master address, as the engine's rendezvous: it must be this
+        # node's QSFP address, or the bind fails, the process exits and
+        # systemd tries again.
+        listener.bind((self.args["master_addr"], self.args["master_port"]))
+        listener.listen(64)
+        log(f"rendezvous on {self.args['master_addr']}:{self.args['master_port']}, "
+            f"waiting for {self.args['nnodes'] - 1} worker(s)")
+        return listener
+
+    def serve_rendezvous(self, listener: socket.socket) -> None:
+        while not self.stopping.is_set():
+            connection, peer = listener.accept()
+            with self.lock:
+                self._serial += 1
+                serial = self._serial
+            threading.Thread(target=self._hold_worker, args=(connection, peer, serial), daemon=True).start()
+
+    def _hold_worker(self, connection: socket.socket, peer, serial: int) -> None:
+        _keepalive(connection)
+        connection.settimeout(PEER_TIMEOUT_S)
+        rank = None
+        try:
+            reader = connection.makefile("r")
+            hello = json.loads(reader.readline() or "null")
+            if not isinstance(hello, dict) or not isinstance(hello.get("rank"), int):
+                raise ValueError(f"bad hello {hello!r}")
+            rank = hello["rank"]
+            if not 1 <= rank < self.args["nnodes"]:
+                raise ValueError(f"rank {rank} outside 1..{self.args['nnodes'] - 1}")
+            with self.lock:
+                # A reconnecting worker replaces its stale connection.
+                self.workers[rank] = {"host_ip": hello.get("host_ip"), "peer": peer[0], "joined_at": time.time()}
+                self._connection_of[rank] = serial
+            log(f"worker rank {rank} joined from {peer[0]} (host_ip {hello.get('host_ip')})")
+            connection.sendall(b'{"ok": true}\n')
+            self.write_state()
+            while reader.readline():  # heartbeats; EOF or timeout ends the membership
+                pass
+        except (OSError, ValueError) as error:
+            log(f"connection from {peer[0]} ended: {error}")
+        finally:
+            connection.close()
+            if rank is not None:
+                with self.lock:
+                    if self._connection_of.get(rank) == serial:
+                        del self.workers[rank], self._connection_of[rank]
+                        log(f"worker rank {rank} left")
+                self.write_state()
+
+    # worker side
+    def join_master(self) -> None:
+        hello = json.dumps({"rank": self.args["node_rank"], "host_ip": os.environ.get("VLLM_HOST_IP")})
+        backoff = 1.0
+        while not self.stopping.is_set():
+            try:
+                with socket.create_connection((self.args["master_addr"], self.args["master_port"]), timeout=10) as sock:
+                    _keepalive(sock)
+                    sock.sendall(hello.encode() + b"\n")
+                    with self.lock:
+                        self.master_connected = True
+                    log(f"joined master {self.args['master_addr']}:{self.args['master_port']}")
+                    self.write_state()
+                    backoff = 1.0
+                    self._heartbeat(sock)
+            except OSError as error:
+                log(f"master {self.args['master_addr']}:{self.args['master_port']} not reachable: {error}")
+            with self.lock:
+                was_connected, self.master_connected = self.master_connected, False
+            if was_connected:
+                self.write_state()
+            self.stopping.wait(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    def _heartbeat(self, sock: socket.socket) -> None:
+        while not self.stopping.is_set():
+            sock.sendall(b"ping\n")
+            readable, _, _ = select.select([sock], [], [], HEARTBEAT_S)
+            if readable and not sock.recv(4096):
+                raise OSError("master closed the connection")
+
+
+# --- HTTP (head only) ---------------------------------------------------------
+
+def make_handler(cluster: Cluster):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "spark-standin"
+
+        def log_message(self, fmt, *args):  # keep the journal quiet
+            pass
+
+        def _json(self, status: int, body) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            path = self.path.split("?")[0]
+            if path == "/health":
+                if cluster.all_joined():
+                    self._json(200, {"status": "ok", "standin": True})
+                else:
+                    self._json(503, {"status": "waiting for workers", "standin": True,
+                                     "joined": cluster.joined_ranks(), "world_size": cluster.args["nnodes"]})
+            elif path == "/v1/models":
+                self._json(200, {"object": "list", "data": [{
+                    "id": cluster.args["served_model_name"], "object": "model",
+                    "created": int(cluster.started_at), "owned_by": "spark-cluster-standin",
+                    "root": cluster.args["model"],
+                }]})
+            elif path == "/debug/state":
+                self._json(200, cluster.state())
+            else:
+                self._json(404, {"error": f"no route {path}"})
+
+        def do_POST(self):
+            path = self.path.split("?")[0]
+            if path != "/v1/chat/completions":
+                self._json(404, {"error": f"no route {path}"})
+                return
+            if not cluster.all_joined():
+                self._json(503, {"error": "waiting for workers", "standin": True})
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                request = json.loads(self.rfile.read(length) or b"{}")
+                messages = request.get("messages") or []
+                last = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
+            except (ValueError, AttributeError):
+                self._json(400, {"error": "body must be a JSON chat completion request"})
+                return
+            text = f"[{STANDIN_NOTE}] echo: {last}"
+            self._json(200, {
+                "id": f"chatcmpl-standin-{int(time.time() * 1000)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": cluster.args["served_model_name"],
+                "system_fingerprint": "spark-standin",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            })
+
+    return Handler
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args = parse_engine_argv(argv)
+    except (ArgvError, ValueError) as error:
+        log(str(error))
+        return 2
+    cluster = Cluster(args, argv)
+    # PID 1 in a container ignores SIGTERM unless it handles it: `docker stop`
+    # would wait out its whole timeout.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    log(f"{STANDIN_NOTE}; {args['engine']} rank {args['node_rank']} of {args['nnodes']}")
+    cluster.write_state()
+    if cluster.is_head:
+        if args["nnodes"] > 1:
+            listener = cluster.open_rendezvous()
+            threading.Thread(target=cluster.serve_rendezvous, args=(listener,), daemon=True).start()
+    else:
+        threading.Thread(target=cluster.join_master, daemon=True).start()
+    if serves_api(args):
+        httpd = ThreadingHTTPServer((args["host"], args["port"]), make_handler(cluster))
+        httpd.daemon_threads = True
+        log(f"API on {args['host']}:{args['port']}")
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    while True:  # the threads do the work; refresh the report now and then
+        time.sleep(HEARTBEAT_S)
+        cluster.write_state()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
