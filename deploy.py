@@ -7,13 +7,15 @@ Roles run in dependency order; each one's docstring lists the state it guarantee
 
 from pyinfra import config
 
-from roles import caches, gpu, network, rdma, serving
+from roles import caches, gpu, network, preflight, rdma, serving, ssh
 
 # Every role changes system state; the admin user escalates with sudo.
 config.SUDO = True
 
-gpu.apply()       # first: the reboot it may need must happen before anything else starts
+preflight.apply()  # compares all nodes first: a mismatched node stops before any change
+gpu.apply()        # the reboot it may need must happen before anything else starts
 network.apply()
-rdma.apply()      # after network: the RoCE v2 IPv4 GID appears once bond0 has its address
+rdma.apply()       # after network: the RoCE v2 IPv4 GID appears once bond0 has its address
 caches.apply()
+ssh.apply()        # over the QSFP link, so after network
 serving.apply()    # last: runs the engine with everything above in place

@@ -22,6 +22,14 @@ mtu = 9000
 nccl_ib_hca = "auto"
 nccl_ib_gid_index = "auto"
 
+# --- Preflight (roles/preflight) -------------------------------------------
+# Free GiB the model cache needs on the admin's home filesystem on every node
+# (weights are 149-168 GB); the lab inventory overrides it with a tiny value.
+model_disk_gib = 200
+# False: nodes that disagree (kernel, driver, engine image) only warn; a
+# node's own faults (QSFP link down, low disk) still stop it.
+preflight_strict = True
+
 # --- GPU (roles/gpu) ---------------------------------------------------------
 # A GB10 shows ~119.7 GiB to CUDA without the DRM override, ~62 GiB with it.
 min_gpu_memory_gib = 100

@@ -1,0 +1,61 @@
+"""Preflight: every node agrees with its peers and is fit, before anything changes.
+
+Desired state (checked, never changed):
+- all nodes run the same kernel, the same NVIDIA driver ("none" everywhere in
+  the lab is consistent) and, where a node has the engine image, the same image id;
+- this node's QSFP interfaces exist and have link (per qsfp_carrier_required);
+- the filesystem of the admin's home has model_disk_gib free for the model cache.
+
+A node at fault gets one failing operation, the first of the whole deploy for
+it, so pyinfra drops it before any change. Disagreements fail the odd node(s)
+out; with no plurality (2 nodes, or a 2-2 split) every node involved fails.
+preflight_strict = False turns disagreements into warnings. When everything
+agrees no operation is emitted at all. Nodes outside --limit are not compared.
+"""
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+
+from roles.caches import fail_host
+from spark_cluster.settings import role_settings
+
+from .cluster_facts import member_fact, member_names, run_cache
+from .compare import compare_nodes, summary_line
+from .defaults import DEFAULTS
+from .facts import NodeInventory
+
+
+def cluster_problems(s):
+    """Problems of the whole cluster, computed (and the summary logged) once per run."""
+    facts = member_fact(
+        NodeInventory,
+        interfaces=list(s.qsfp_interfaces),
+        image=s.serving_image or "",
+        user=s.ssh_user or "",
+    )
+    problems = compare_nodes(
+        facts,
+        qsfp_interfaces=s.qsfp_interfaces,
+        carrier_required=s.qsfp_carrier_required,
+        min_disk_gib=s.model_disk_gib,
+    )
+    cache = run_cache()
+    if cache.setdefault("preflight_problems", problems) is problems:
+        for name in member_names():
+            logger.info(summary_line(name, facts.get(name), problems))
+    return cache["preflight_problems"]
+
+
+@deploy("preflight: nodes agree before anything changes")
+def apply():
+    s = role_settings(host.data, DEFAULTS)
+    mine = [problem for problem in cluster_problems(s) if problem.node == host.name]
+    fatal = [p for p in mine if p.kind == "node" or s.preflight_strict]
+    for problem in mine:
+        if problem not in fatal:
+            logger.warning(f"preflight (preflight_strict = False): {problem.message}")
+    if fatal:
+        fail_host(
+            "Preflight: this node is unfit or disagrees with its peers",
+            "preflight: " + "; ".join(p.message for p in fatal),
+        )

@@ -1,0 +1,117 @@
+"""SSH between the nodes over the QSFP link, with verified host keys.
+
+Desired state (admin = the SSH login user):
+- one ed25519 key pair per cluster, made once on the controller
+  (~/.local/share/spark-cluster/<cluster_name>/, or $SPARK_CLUSTER_STATE_DIR/<cluster_name>/);
+- ~admin/.ssh 0700; the private key at ~admin/.ssh/id_ed25519_spark_cluster
+  (0600) and its .pub (0644), owned by the admin; the public key authorized in
+  ~admin/.ssh/authorized_keys, other keys kept;
+- a managed block at the top of ~admin/.ssh/config (0600): per peer, a Host
+  entry matching its name and QSFP address, using the cluster key and
+  StrictHostKeyChecking yes (never "no", never accept-new);
+- a managed block in /etc/ssh/ssh_known_hosts (0644 root) with every member's
+  host keys (itself included) under "<name>,<qsfp_ip>".
+
+Host keys are read from each member during this run, so a reinstalled node's
+new keys replace the old ones everywhere on the next full run. A member not
+connected in this run (outside --limit, unreachable) keeps the keys the
+block already lists for it: a limited run never erases a peer.
+"""
+
+from io import StringIO
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+from pyinfra.facts.files import Block
+from pyinfra.operations import files, server
+
+from roles.caches import admin_account, fail_host
+from roles.preflight.cluster_facts import member_fact
+from spark_cluster.settings import role_settings
+
+from .defaults import CONFIG_MARKER, DEFAULTS, KEY_NAME, KNOWN_HOSTS_MARKER, SYSTEM_KNOWN_HOSTS
+from .facts import HostPublicKeys
+from .keys import ensure_cluster_key
+from .render import keys_by_name, known_hosts_text, ssh_config_text
+from .secret import private_file
+
+
+def cluster_host_keys():
+    """{name: (qsfp_ip, [keys])} for every member, live keys first, else what
+    this node's known_hosts block already holds for that member."""
+    live = member_fact(HostPublicKeys)
+    recorded = keys_by_name(host.get_fact(Block, path=SYSTEM_KNOWN_HOSTS, marker=KNOWN_HOSTS_MARKER))
+    members = {}
+    for member in host.data.cluster_members:
+        name = member["name"]
+        keys = live.get(name) or recorded.get(name)
+        if not keys:
+            logger.warning(f"{host.print_prefix}ssh: no host keys known for {name} (not connected this run)")
+            continue
+        members[name] = (member["qsfp_ip"], keys)
+    return members
+
+
+def _known_hosts(members):
+    text = known_hosts_text(members).rstrip("\n")
+    if not text:
+        return
+    files.block(
+        name=f"Host keys of every node in {SYSTEM_KNOWN_HOSTS}",
+        path=SYSTEM_KNOWN_HOSTS,
+        content=text,
+        marker=KNOWN_HOSTS_MARKER,
+    )
+    files.file(
+        name=f"{SYSTEM_KNOWN_HOSTS} readable by every user",
+        path=SYSTEM_KNOWN_HOSTS,
+        user="root",
+        group="root",
+        mode="644",
+    )
+
+
+@deploy("ssh: node-to-node SSH over QSFP with verified host keys")
+def apply():
+    s = role_settings(host.data, DEFAULTS)
+    account = admin_account(s.ssh_user)
+    if account is None:
+        fail_host("Find the admin user's home", f"ssh: admin user {s.ssh_user!r} not found on {host.name}")
+        return
+    user, group, ssh_dir = s.ssh_user, account["group"], f"{account['home']}/.ssh"
+    key = ensure_cluster_key(s.cluster_name)
+    private_key = f"{ssh_dir}/{KEY_NAME}"
+
+    files.directory(name="~/.ssh is the admin's alone", path=ssh_dir, user=user, group=group, mode="700")
+    private_file(
+        name="Cluster private key",
+        src=str(key.private_path),
+        dest=private_key,
+        _sudo=False,  # straight into the 0700 ~/.ssh, never through /tmp
+    )
+    files.file(name="Cluster private key is the admin's alone", path=private_key, user=user, group=group, mode="600")
+    files.put(
+        name="Cluster public key",
+        src=StringIO(key.public_line + "\n"),
+        dest=f"{private_key}.pub",
+        user=user,
+        group=group,
+        mode="644",
+    )
+    server.user_authorized_keys(
+        name="Cluster key may log in as the admin",
+        user=user,
+        group=group,
+        public_keys=[key.public_line],
+        authorized_key_directory=ssh_dir,
+    )
+    files.block(
+        name="Peers in ~/.ssh/config: QSFP address, cluster key, strict host keys",
+        path=f"{ssh_dir}/config",
+        content=ssh_config_text(host.data.peers, user, private_key).rstrip("\n"),
+        marker=CONFIG_MARKER,
+        before=True,
+        after=True,
+    )
+    files.file(name="~/.ssh/config is the admin's", path=f"{ssh_dir}/config", user=user, group=group, mode="600")
+    _known_hosts(cluster_host_keys())

@@ -1,0 +1,166 @@
+"""Preflight's pure parts: reading a node's inventory and comparing the nodes."""
+
+import pytest
+
+from roles.preflight.compare import compare_nodes, summary_line
+from roles.preflight.facts import NO_DRIVER, driver_version, node_inventory_command, parse_node_inventory
+
+IFACES = ["enp1s0f0np0", "enp1s0f1np1"]
+
+
+def node(kernel="6.17.0-1014-nvidia", driver="580.142", image="sha256:aaa", links=("up", "up"), disk=500.0):
+    return {
+        "kernel": kernel,
+        "driver": driver,
+        "image_id": image,
+        "carriers": dict(zip(IFACES, links)),
+        "disk_path": "/home/nvidia",
+        "disk_free_gib": disk,
+    }
+
+
+def compare(facts, **kwargs):
+    kwargs.setdefault("qsfp_interfaces", IFACES)
+    kwargs.setdefault("min_disk_gib", 200)
+    return compare_nodes(facts, **kwargs)
+
+
+# --- the fact -------------------------------------------------------------------
+
+def test_parse_a_real_spark():
+    lines = [
+        "kernel=6.17.0-1014-nvidia",
+        "driver_proc=NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  580.142  Release Build  "
+        "(dvs-builder@U16-I3-B03-4-3)  Thu Sep 25 2025",
+        "driver_smi=580.142",
+        "image_id=sha256:0123456789abcdef",
+        "carrier.enp1s0f0np0=1",
+        "carrier.enp1s0f1np1=0",
+        "disk_path=/home/nvidia",
+        "disk_avail_kib=3145728000",
+    ]
+    assert parse_node_inventory(lines) == {
+        "kernel": "6.17.0-1014-nvidia",
+        "driver": "580.142",
+        "image_id": "sha256:0123456789abcdef",
+        "carriers": {"enp1s0f0np0": "up", "enp1s0f1np1": "down"},
+        "disk_path": "/home/nvidia",
+        "disk_free_gib": 3000.0,
+    }
+
+
+def test_parse_a_lab_vm_without_gpu_docker_or_configured_ports():
+    lines = [
+        "kernel=6.8.0-51-generic",
+        "carrier.enp1s0f0np0=unknown",
+        "carrier.enp1s0f1np1=absent",
+        "disk_path=/home/spark",
+        "disk_avail_kib=",
+    ]
+    facts = parse_node_inventory(lines)
+    assert facts["driver"] == NO_DRIVER
+    assert facts["image_id"] is None
+    assert facts["carriers"] == {"enp1s0f0np0": "unknown", "enp1s0f1np1": "absent"}
+    assert facts["disk_free_gib"] is None
+
+
+@pytest.mark.parametrize("proc, smi, expected", [
+    ("NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  580.95.05  Release Build", None, "580.95.05"),
+    (None, "580.142", "580.142"),
+    (None, "", NO_DRIVER),
+    (None, None, NO_DRIVER),
+])
+def test_driver_version(proc, smi, expected):
+    assert driver_version(proc, smi) == expected
+
+
+def test_command_quotes_its_inputs_and_skips_docker_without_an_image():
+    command = node_inventory_command(["enp1s0f0np0"], "vllm:x;rm -rf /", "nvidia")
+    assert "'vllm:x;rm -rf /'" in command
+    assert "docker image inspect" not in node_inventory_command(["enp1s0f0np0"], "", "nvidia")
+
+
+# --- comparing nodes ----------------------------------------------------------------
+
+def test_consistent_cluster_has_no_problem():
+    assert compare({f"spark-{i}": node() for i in range(1, 5)}) == []
+
+
+def test_no_driver_anywhere_is_consistent():
+    assert compare({"a": node(driver="none"), "b": node(driver="none")}) == []
+
+
+def test_kernel_mismatch_flags_the_odd_node_only():
+    facts = {f"spark-{i}": node() for i in range(1, 5)}
+    facts["spark-3"] = node(kernel="6.17.0-1012-nvidia")
+    problems = compare(facts)
+    assert [(p.node, p.field, p.found) for p in problems] == [("spark-3", "kernel", "6.17.0-1012-nvidia")]
+    assert problems[0].kind == "mismatch"
+    assert problems[0].message == (
+        "spark-3: kernel is 6.17.0-1012-nvidia, expected 6.17.0-1014-nvidia (as on spark-1, spark-2, spark-4)"
+    )
+
+
+def test_two_nodes_that_disagree_both_fail_naming_both_values():
+    problems = compare({"spark-1": node(driver="580.142"), "spark-2": node(driver="580.95.05")})
+    assert [p.node for p in problems] == ["spark-1", "spark-2"]
+    for problem in problems:
+        assert problem.field == "NVIDIA driver"
+        assert "spark-1=580.142" in problem.message and "spark-2=580.95.05" in problem.message
+
+
+def test_even_split_fails_every_node():
+    facts = {"a": node(kernel="k1"), "b": node(kernel="k1"), "c": node(kernel="k2"), "d": node(kernel="k2")}
+    assert sorted(p.node for p in compare(facts)) == ["a", "b", "c", "d"]
+
+
+def test_image_is_compared_only_where_it_exists():
+    facts = {"a": node(image="sha256:aaa"), "b": node(image=None), "c": node(image="sha256:aaa")}
+    assert compare(facts) == []
+    facts["b"] = node(image="sha256:bbb")
+    assert [(p.node, p.field) for p in compare(facts)] == [("b", "engine image id")]
+
+
+def test_link_down_on_every_port_fails_the_node():
+    problems = compare({"a": node(), "b": node(links=("down", "down"))})
+    assert {(p.node, p.field, p.kind) for p in problems} == {
+        ("b", "QSFP link enp1s0f0np0", "node"),
+        ("b", "QSFP link enp1s0f1np1", "node"),
+    }
+
+
+def test_one_cable_is_enough_unless_all_are_required():
+    facts = {"a": node(links=("up", "down")), "b": node(links=("up", "down"))}
+    assert compare(facts) == []
+    assert [p.node for p in compare(facts, carrier_required="all")] == ["a", "b"]
+
+
+def test_unknown_carrier_on_a_fresh_node_is_not_a_fault():
+    assert compare({"a": node(links=("unknown", "unknown")), "b": node()}) == []
+
+
+def test_missing_interface_fails_the_node():
+    problems = compare({"a": node(links=("up", "absent")), "b": node()})
+    assert [(p.node, p.field, p.found) for p in problems] == [("a", "QSFP interface enp1s0f1np1", "absent")]
+
+
+def test_low_disk_fails_the_node():
+    problems = compare({"a": node(disk=120.5), "b": node()}, min_disk_gib=200)
+    assert len(problems) == 1
+    assert problems[0].node == "a" and problems[0].kind == "node"
+    assert "120.5 GiB" in problems[0].message and "200" in problems[0].message
+
+
+def test_nodes_without_facts_are_skipped():
+    assert compare({"a": node(kernel="k1"), "b": None}) == []
+
+
+def test_summary_line_is_one_line_per_node():
+    facts = node()
+    problems = compare({"a": facts, "b": node(kernel="other")})
+    line = summary_line("a", facts, problems)
+    assert "\n" not in line
+    assert line.startswith("preflight a: kernel 6.17.0-1014-nvidia, driver 580.142")
+    assert "kernel is 6.17.0-1014-nvidia" in line
+    assert summary_line("c", None, []).startswith("preflight c: not connected")
+    assert summary_line("a", facts, []).endswith("-> OK")
