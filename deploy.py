@@ -5,12 +5,17 @@
 Roles run in dependency order; each one's docstring lists the state it guarantees.
 """
 
+import logging
+
 from pyinfra import config
 
 from roles import caches, gpu, network, preflight, rdma, serving, ssh
 
 # Every role changes system state; the admin user escalates with sudo.
 config.SUDO = True
+# While a node reboots, paramiko logs a traceback for every reconnect attempt;
+# pyinfra itself reports whether the node came back.
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
 preflight.apply()  # compares all nodes first: a mismatched node stops before any change
 gpu.apply()        # the reboot it may need must happen before anything else starts

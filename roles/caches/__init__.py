@@ -6,29 +6,15 @@ Desired state (owner: the admin user, mode 0755):
 The mount table itself lives in roles/caches/mounts.py, shared with serving.
 """
 
-import shlex
-
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
+from pyinfra.operations import files
 
+from spark_cluster.host_ops import admin_account, fail_host
 from spark_cluster.settings import role_settings
 
 from .defaults import DEFAULTS
-from .facts import UserAccount
 from .mounts import cache_root, engine_cache_dirs, hf_home
-
-
-def admin_account(user):
-    """The admin user's account, or None (the caller then fails the host)."""
-    if not user:
-        return None
-    return host.get_fact(UserAccount, user=user)
-
-
-def fail_host(name, message):
-    """A failing operation: pyinfra drops this host and carries on with the others."""
-    server.shell(name=name, commands=[f"echo {shlex.quote(message)} >&2; exit 1"])
 
 
 @deploy("caches: engine and Hugging Face caches on the host")

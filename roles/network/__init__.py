@@ -21,7 +21,9 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
 
-from .checks import bond_drift, bond_needs_recreate, bond_up_command, fail_command, hardware_problem
+from spark_cluster.host_ops import fail_host
+
+from .checks import bond_drift, bond_needs_recreate, bond_up_command, hardware_problem
 from .facts import QsfpLinks
 from .netplan import render_netplan
 from .settings import network_settings
@@ -41,7 +43,7 @@ def apply():
 
     problem = hardware_problem(host.name, s, links)
     if problem:
-        server.shell(name="Check the QSFP hardware", commands=[fail_command(problem)])
+        fail_host("Check the QSFP hardware", problem)
         return
 
     apt.packages(

@@ -5,10 +5,7 @@ from __future__ import annotations
 import shlex
 from types import SimpleNamespace
 
-
-def fail_command(message: str) -> str:
-    """A command that fails its host with one line on stderr."""
-    return f"{{ echo {shlex.quote(message)} >&2; exit 1; }}"
+from spark_cluster.host_ops import fail_command
 
 
 def hardware_problem(host_name: str, s: SimpleNamespace, fact: dict) -> str | None:

@@ -16,10 +16,10 @@ agrees no operation is emitted at all. Nodes outside --limit are not compared.
 from pyinfra import host, logger
 from pyinfra.api import deploy
 
-from roles.caches import fail_host
+from spark_cluster.cluster_facts import member_fact, member_names, run_cache
+from spark_cluster.host_ops import fail_host
 from spark_cluster.settings import role_settings
 
-from .cluster_facts import member_fact, member_names, run_cache
 from .compare import compare_nodes, summary_line
 from .defaults import DEFAULTS
 from .facts import NodeInventory

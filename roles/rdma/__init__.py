@@ -24,6 +24,8 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
 
+from spark_cluster.host_ops import fail_command, fail_host
+
 from .facts import DETECTOR_SOURCE, InfinibandNodes, RoceState
 from .settings import DETECTOR_PATH, ROCE_ENV_PATH, detector_args, rdma_settings
 
@@ -38,10 +40,6 @@ MODULES_LOAD_FILE = "/etc/modules-load.d/spark-cluster-rdma.conf"
 _GID_NOT_YET = ("no_ipv4_gid", "port_down")
 # At boot the bond may get its address a little after the serving unit starts.
 SERVING_START_WAIT_S = 60
-
-
-def _fail_command(message: str) -> str:
-    return f"{{ echo {shlex.quote(message)} >&2; exit 1; }}"
 
 
 def roce_env_argv(host_data: Any) -> list[str]:
@@ -100,7 +98,7 @@ def _ensure_uverbs(present: list[str]):
         commands=[
             "udevadm settle --timeout=10 || true",
             "ls /dev/infiniband/uverbs* >/dev/null 2>&1 || "
-            + _fail_command(f"{host.name}: /dev/infiniband/uverbs* missing after loading ib_uverbs"),
+            + fail_command(f"{host.name}: /dev/infiniband/uverbs* missing after loading ib_uverbs"),
         ],
     )
 
@@ -111,10 +109,7 @@ def apply():
     roce = host.get_fact(RoceState, args=detector_args(s, ip=s.qsfp_ip))
 
     if roce.get("problem") in ("no_device", "no_python3"):
-        server.shell(
-            name="Check the RoCE devices",
-            commands=[_fail_command(f"{host.name}: {roce['message']}")],
-        )
+        fail_host("Check the RoCE devices", f"{host.name}: {roce['message']}")
         return
 
     missing = [name for name in s.rdma_packages if name not in (host.get_fact(DebPackages) or {})]

@@ -22,9 +22,9 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from roles.caches import admin_account, fail_host
 from roles.caches.mounts import cache_mounts
 from roles.rdma import roce_env_command
+from spark_cluster.host_ops import admin_account, fail_host
 from spark_cluster.settings import SettingError, require, role_settings
 
 from . import defaults as paths

@@ -25,8 +25,8 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import Block
 from pyinfra.operations import files, server
 
-from roles.caches import admin_account, fail_host
-from roles.preflight.cluster_facts import member_fact
+from spark_cluster.cluster_facts import member_fact
+from spark_cluster.host_ops import admin_account, fail_host
 from spark_cluster.settings import role_settings
 
 from .defaults import CONFIG_MARKER, DEFAULTS, KEY_NAME, KNOWN_HOSTS_MARKER, SYSTEM_KNOWN_HOSTS

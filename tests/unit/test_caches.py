@@ -1,6 +1,6 @@
 """Cache directories and the mount table the serving role uses."""
 
-from roles.caches.facts import UserAccount
+from spark_cluster.account import UserAccount
 from roles.caches.mounts import ENGINE_CACHES, cache_env, cache_mounts, engine_cache_dirs, hf_home
 
 HOME = "/home/spark"

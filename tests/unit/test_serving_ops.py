@@ -178,7 +178,7 @@ def test_real_spark_without_the_image_fails_only_with_a_clear_message(monkeypatc
     assert len(serving_ops) == 1
     (command,) = serving_ops[0][1]
     assert "image vllm-ds4-sm121:latest not on spark-2; load it: docker save" in command
-    assert command.endswith("exit 1")
+    assert command.endswith("exit 1; }")
     assert any(UNIT in " ".join(cs) for name, cs in changed(result["spark-1"]))
 
 

@@ -1,0 +1,61 @@
+"""The image cache key: stable for the same recipe, new for any change to it."""
+
+import shutil
+
+from lab import image
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample spark-lab"
+
+
+def copy_recipe(tmp_path):
+    target = tmp_path / "recipe"
+    shutil.copytree(image.RECIPE_DIR, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def test_hash_is_stable_for_the_same_recipe(tmp_path):
+    recipe = copy_recipe(tmp_path)
+    first = image.recipe_hash(KEY, recipe_dir=recipe)
+    assert first == image.recipe_hash(KEY, recipe_dir=recipe)
+    assert first == image.recipe_hash(KEY, recipe_dir=image.RECIPE_DIR)
+    # Package order is not part of the recipe's meaning.
+    assert first == image.recipe_hash(KEY, packages=tuple(reversed(image.PACKAGES)), recipe_dir=recipe)
+
+
+def test_hash_changes_with_packages_files_key_and_version(tmp_path):
+    recipe = copy_recipe(tmp_path)
+    base = image.recipe_hash(KEY, recipe_dir=recipe)
+    assert image.recipe_hash(KEY, packages=image.PACKAGES + ("ethtool",), recipe_dir=recipe) != base
+    assert image.recipe_hash(KEY + "x", recipe_dir=recipe) != base
+    assert image.recipe_hash(KEY, recipe_dir=recipe, version=image.RECIPE_VERSION + 1) != base
+
+    script = recipe / "customize.sh"
+    script.write_text(script.read_text() + "\n# changed\n")
+    changed_script = image.recipe_hash(KEY, recipe_dir=recipe)
+    assert changed_script != base
+
+    (recipe / "files" / "etc" / "new-file").write_text("x\n")
+    assert image.recipe_hash(KEY, recipe_dir=recipe) not in (base, changed_script)
+
+
+def test_recipe_keeps_what_makes_a_node_look_like_a_fresh_spark():
+    files = image.RECIPE_DIR / "files"
+    links = {p.name: p.read_text() for p in (files / "etc/systemd/network").glob("*.link")}
+    assert any("Path=pci-0000:00:03.0" in t and "Name=enP7s7" in t for t in links.values())
+    assert any("Path=pci-0000:00:04.0" in t and "Name=enp1s0f0np0" in t for t in links.values())
+    assert any("Path=pci-0000:00:05.0" in t and "Name=enp1s0f1np1" in t for t in links.values())
+    netplan = "".join(p.read_text() for p in (files / "etc/netplan").glob("*.yaml"))
+    assert "enP7s7" in netplan and "enp1s0f" not in netplan
+    assert "nvidia-drm" in (files / "etc/modprobe.d/zz-nvidia-drm-override.conf").read_text()
+    assert not list((files / "etc/ssh").glob("ssh_host_*"))
+    script = (image.RECIPE_DIR / "customize.sh").read_text()
+    assert "NOPASSWD" not in script and "docker" not in script.split("useradd", 1)[1].split("\n", 1)[0]
+
+
+def test_image_paths_live_under_the_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPARK_LAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(image, "ensure_key", lambda: tmp_path / "key")
+    (tmp_path / "key.pub").write_text(KEY)
+    found = image.current_image()
+    assert found.directory.parent == tmp_path
+    assert found.disk.name == "base.qcow2" and not found.complete()
