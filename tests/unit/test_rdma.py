@@ -76,6 +76,17 @@ def test_soft_roce_answers_gid_index_1():
     assert result["hcas"] == ["rocep1s0f0", "rocep1s0f1"] and result["gid_index"] == 1
 
 
+def test_a_device_bound_to_the_bond_itself_is_preferred_over_slave_devices(tmp_path):
+    # The lab moves one soft-RoCE device onto bond0 (an rxe on a slave cannot
+    # receive); a RoCE LAG device on real hardware looks the same.
+    root = tmp_path / "sys"
+    shutil.copytree(FIXTURES / "rxe-bond", root)
+    (root / "class/infiniband/rocep1s0f1/parent").write_text("bond0\n")
+    result = detector.detect(str(root), "bond0", ip="10.0.0.1")
+    assert result["problem"] is None
+    assert result["hcas"] == ["rocep1s0f1"] and result["gid_index"] == 1
+
+
 def test_another_nodes_address_is_not_accepted():
     result = detect("cx7-bond", ip="10.0.0.2")
     assert result["problem"] == "no_ipv4_gid"

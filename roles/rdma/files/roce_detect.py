@@ -67,13 +67,20 @@ def netdev_family(sysfs, netdev, slaves=()):
     return family
 
 
-def _device_netdevs(sysfs, device):
-    """Every netdev a device names: its PCI function's netdevs, rxe's parent, GID owners."""
+def _attached_netdevs(sysfs, device):
+    """The netdevs a device is bound to: its PCI function's netdevs, or rxe's parent."""
     base = os.path.join(sysfs, "class", "infiniband", device)
     names = set(_listdir(os.path.join(base, "device", "net")))
     parent = _read(os.path.join(base, "parent"))
     if parent:
         names.add(parent)
+    return names
+
+
+def _device_netdevs(sysfs, device):
+    """Every netdev a device names: the ones it is bound to, plus GID owners."""
+    base = os.path.join(sysfs, "class", "infiniband", device)
+    names = _attached_netdevs(sysfs, device)
     for port in _numeric(_listdir(os.path.join(base, "ports"))):
         ndevs = os.path.join(base, "ports", str(port), "gid_attrs", "ndevs")
         for index in _listdir(ndevs):
@@ -200,6 +207,13 @@ def detect(sysfs="/sys", netdev="bond0", slaves=(), ip=None, hca=None, gid_index
             result, "port_down",
             "RoCE v2 IPv4 GID %son %s but no port is ACTIVE (cable? link?)" % (wanted, names),
         )
+
+    # A device bound to the bond itself (a RoCE LAG device, or soft-RoCE moved
+    # onto the bond) carries the bond's traffic; a device left on a slave port
+    # then receives nothing, so NCCL must not be pointed at it.
+    on_bond = [entry for entry in usable if netdev in _attached_netdevs(sysfs, entry["name"])]
+    if on_bond:
+        usable = on_bond
 
     # NCCL takes one GID index for all HCAs: keep the index most of them agree on.
     counts = Counter(entry["gid_index"] for entry in usable)
