@@ -1,0 +1,189 @@
+"""The lab as a whole: up, down, destroy, status, rebuild."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from . import image as image_mod
+from . import nodes, ssh, state, switchproc, topology
+from .errors import LabError
+from .tools import require
+
+
+def _layout_file():
+    return state.state_dir() / "lab.json"
+
+
+def recorded_count() -> int | None:
+    try:
+        return int(json.loads(_layout_file().read_text())["nodes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _record(count: int, image) -> None:
+    _layout_file().write_text(json.dumps({"nodes": count, "image": str(image.directory)}) + "\n")
+
+
+def known_indexes() -> list[int]:
+    """Every node the state dir knows about: recorded, with an overlay, or running."""
+    found = set(range(1, (recorded_count() or 0) + 1))
+    for path in state.state_dir().glob("spark-*.qcow2"):
+        try:
+            found.add(state.node_index(path.stem))
+        except ValueError:
+            pass
+    for path in state.state_dir().glob("spark-*.pid"):
+        try:
+            found.add(state.node_index(path.stem))
+        except ValueError:
+            pass
+    return sorted(found)
+
+
+def running_indexes() -> list[int]:
+    return [i for i in known_indexes() if nodes.running_pid(i) is not None]
+
+
+def up(count: int, timeout: float | None = None, log=print) -> dict[int, float]:
+    if count not in state.SUPPORTED_SIZES:
+        raise LabError(f"--nodes must be one of {state.SUPPORTED_SIZES}, got {count}")
+    for program in ("qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen"):
+        require(program)
+    running = running_indexes()
+    previous = recorded_count()
+    if running and previous and previous != count:
+        raise LabError(f"the lab is running with {previous} nodes: `python -m lab down` first")
+    image = image_mod.ensure_image(log=log)
+    state.state_dir().mkdir(parents=True, exist_ok=True)
+    _record(count, image)
+    indexes = list(range(1, count + 1))
+    to_start = [i for i in indexes if i not in running]
+    for index in to_start:
+        nodes.check_ports(index)
+    if topology.uses_switch(count) and switchproc.ensure_running(count):
+        log(f"QSFP switches on 127.0.0.1 ports "
+            f"{', '.join(str(p) for p, _ in topology.switch_specs(count))}")
+    for index in to_start:
+        if nodes.ensure_overlay(index, image):
+            ssh.forget_host_key(index)
+        nodes.start(index, count, image)
+        log(f"{state.node_name(index)}: started (ssh port {state.ssh_port(index)})")
+    answered = wait_for_ssh(indexes, _scaled(timeout, len(to_start)))
+    print_table(indexes, answered, set(running), log)
+    return answered
+
+
+def wait_for_ssh(indexes: list[int], timeout: float | None = None) -> dict[int, float]:
+    timeout = timeout if timeout is not None else state.boot_timeout()
+    answered = ssh.wait_reachable(indexes, timeout, lambda i: nodes.running_pid(i) is not None)
+    missing = [i for i in indexes if i not in answered]
+    if missing:
+        first = missing[0]
+        name = state.node_name(first)
+        why = ("its VM exited" if nodes.running_pid(first) is None
+               else f"no SSH within {timeout:.0f}s")
+        print(f"--- last lines of {name}'s console ({nodes.console_path(first)}) ---",
+              file=sys.stderr)
+        print(nodes.console_tail(first), file=sys.stderr)
+        others = ", ".join(state.node_name(i) for i in missing[1:])
+        raise LabError(f"{name} did not come up: {why}" + (f" (also: {others})" if others else "")
+                       + "; the VMs are left running: `python -m lab down` to stop them")
+    return answered
+
+
+def _scaled(timeout: float | None, booting: int) -> float:
+    """The per-node timeout, stretched when more VMs boot at once than there are cores.
+
+    Under TCG each VM needs a core for its whole boot, so 4 nodes on 2 cores take
+    about twice as long as 2 nodes: the budget is per node, not per lab.
+    """
+    base = timeout if timeout is not None else state.boot_timeout()
+    return base * max(1.0, booting / (os.cpu_count() or 1))
+
+
+def down(force: bool = False, log=print) -> None:
+    indexes = running_indexes()
+    with ThreadPoolExecutor(max_workers=max(1, len(indexes))) as pool:
+        list(pool.map(lambda i: nodes.stop(i, graceful=not force), indexes))
+    for index in indexes:
+        log(f"{state.node_name(index)}: stopped")
+    if switchproc.stop():
+        log("QSFP switch: stopped")
+
+
+def destroy(log=print) -> None:
+    down(force=True, log=log)
+    directory = state.state_dir()
+    if directory.exists():
+        shutil.rmtree(directory)
+        log(f"removed {directory}")
+
+
+def rebuild(name: str, timeout: float | None = None, log=print) -> float:
+    index = _index_of(name)
+    count = recorded_count() or max(2, index)
+    if index > count:
+        raise LabError(f"{name} is not part of the {count}-node lab")
+    image = image_mod.ensure_image(log=log)
+    state.state_dir().mkdir(parents=True, exist_ok=True)
+    if nodes.stop(index, graceful=False):
+        log(f"{name}: stopped")
+    nodes.delete_files(index)
+    nodes.ensure_overlay(index, image)
+    ssh.forget_host_key(index)
+    nodes.check_ports(index)
+    if topology.uses_switch(count):
+        switchproc.ensure_running(count)
+    started = time.monotonic()
+    nodes.start(index, count, image)
+    log(f"{name}: reinstalled from the base image, booting")
+    wait_for_ssh([index], timeout)
+    elapsed = time.monotonic() - started
+    log(f"{name}: reachable after {elapsed:.0f}s")
+    return elapsed
+
+
+def status(log=print) -> list[dict]:
+    rows = []
+    for index in known_indexes():
+        running = nodes.running_pid(index) is not None
+        rows.append({
+            "name": state.node_name(index),
+            "running": running,
+            "ssh_port": state.ssh_port(index),
+            "reachable": running and ssh.reachable(index, timeout=10),
+        })
+    if not rows:
+        log(f"no lab in {state.state_dir()}")
+        return rows
+    log(f"{'node':<10}{'running':<9}{'ssh port':<10}reachable")
+    for row in rows:
+        log(f"{row['name']:<10}{_yes(row['running']):<9}{row['ssh_port']:<10}{_yes(row['reachable'])}")
+    if topology.uses_switch(recorded_count() or 0):
+        log(f"QSFP switch: {'running' if switchproc.running_pid() else 'stopped'}")
+    return rows
+
+
+def print_table(indexes: list[int], answered: dict[int, float], already: set[int], log=print) -> None:
+    log(f"{'node':<10}{'ssh':<20}{'state'}")
+    for index in indexes:
+        how = "was running" if index in already else f"up after {answered.get(index, 0):.0f}s"
+        log(f"{state.node_name(index):<10}{state.SSH_HOST + ':' + str(state.ssh_port(index)):<20}{how}")
+    log(f"ssh: python -m lab ssh spark-1   (user {state.ADMIN_USER}, sudo password {state.ADMIN_PASSWORD})")
+
+
+def _index_of(name: str) -> int:
+    try:
+        return state.node_index(name)
+    except ValueError:
+        raise LabError(f"unknown node {name!r}: nodes are named spark-1, spark-2, ...") from None
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
