@@ -52,8 +52,9 @@ def _profile(s):
     return profile[s.serving_engine], profile.get("env", {})
 
 
-def _ensure_standin_image(tag):
-    """Ship the stand-in sources and build its image on the node, once per tag."""
+def _ensure_standin_image(tag, build):
+    """Ship the stand-in sources and build its image on the node, once per tag,
+    unless it is there or arrives from a peer in this run (roles/distribute)."""
     files.directory(name="Stand-in engine sources", path=paths.STANDIN_DIR, user="root", group="root", mode="755")
     for source in standin_sources():
         files.put(
@@ -64,9 +65,9 @@ def _ensure_standin_image(tag):
         )
     files.put(name="Stand-in image builder", src=str(BUILDER), dest=paths.STANDIN_BUILDER,
               user="root", group="root", mode="755")
-    if host.get_fact(DockerImageId, image=tag) is None:
-        build = [paths.STANDIN_BUILDER, "--tag", tag, "--source", paths.STANDIN_DIR]
-        server.shell(name=f"Build the stand-in engine image {tag}", commands=[shlex.join(["/usr/bin/python3", *build])])
+    if build:
+        command = ["/usr/bin/python3", paths.STANDIN_BUILDER, "--tag", tag, "--source", paths.STANDIN_DIR]
+        server.shell(name=f"Build the stand-in engine image {tag}", commands=[shlex.join(command)])
 
 
 @deploy("serving: engine container under systemd")
@@ -81,16 +82,21 @@ def apply():
         fail_host("Find the admin user's home", f"serving: admin user {s.ssh_user!r} not found on {host.name}")
         return
     image_id = host.get_fact(DockerImageId, image=image)
+    if image_id is None:
+        from roles.distribute import image_to_receive  # late: distribute reads serving's facts
+
+        arriving = image_to_receive(host.data)
+        image_id = arriving[1] if arriving else None
     if not s.serving_standin and image_id is None:
-        # Distribution of the image is not automated yet: say how to get it there.
         fail_host(
             f"Engine image {image} is on the node",
-            f"serving: image {image} not on {host.name}; load it: "
-            f"docker save {image} | ssh {host.name} docker load, or docker pull {image}",
+            f"serving: image {image} is on no node of this cluster that the deploy can copy it from "
+            f"(not on {host.name}); put it on the head once (docker pull {image}, or docker load) "
+            "and re-run: the deploy copies it to the other nodes over QSFP",
         )
         return
     if s.serving_standin:
-        _ensure_standin_image(image)
+        _ensure_standin_image(image, build=image_id is None)
         # The tag is a hash of the stand-in's content: the tag is its identity.
         image_identity = image
     else:

@@ -2,20 +2,10 @@
 nodes agree, one failing operation (the first of the deploy) on a node at fault."""
 
 import logging
-import runpy
-from pathlib import Path
 
-import pyinfra
-from pyinfra.api import Config, Inventory, State
-from pyinfra.api.state import StateStage
-from pyinfra.api.host import Host
-from pyinfra.context import ctx_host, ctx_state
-
+from collect_ops import GROUP_DATA, cluster, collect
 from roles import gpu, preflight
-from spark_cluster.inventory import define_cluster
 
-REPO = Path(__file__).resolve().parents[2]
-GROUP_DATA = {k: v for k, v in runpy.run_path(str(REPO / "group_data" / "all.py")).items() if not k.startswith("_")}
 IFACES = GROUP_DATA["qsfp_interfaces"]
 
 
@@ -30,54 +20,21 @@ def inventory_fact(kernel="6.17.0-1014-nvidia", links=("up", "up"), disk=500.0):
     }
 
 
-def cluster(count, **overrides):
-    return define_cluster(
-        [{"name": f"spark-{i}", "ssh_hostname": "127.0.0.1", "ssh_port": 2200 + i, "ssh_user": "spark",
-          "qsfp_address": f"10.0.0.{i}/24"} for i in range(1, count + 1)],
-        **overrides,
-    )
-
-
 def prepare(hosts, facts, monkeypatch, limit=None, roles=(preflight,)):
-    """Ops per host after collection: {host name: [op names in order]}, and the fact calls."""
+    """Ops per host after collection: {host name: [(op name, command text)]}, and the fact calls."""
     calls = []
 
-    def get_fact(self, cls, *args, **kwargs):
-        calls.append((self.name, cls.__name__))
+    def get_fact(name, cls, kwargs):
+        calls.append((name, cls.__name__))
         if cls.__name__ == "NodeInventory":
             assert kwargs["interfaces"] == IFACES and kwargs["user"] == "spark"
-            return facts[self.name]
+            return facts[name]
         if cls.__name__ == "File":
             return None
         raise AssertionError(f"unexpected fact {cls.__name__}")
 
-    monkeypatch.setattr(Host, "get_fact", get_fact)
-    inventory = Inventory((hosts, dict(GROUP_DATA)))
-    state = State(inventory, Config(SUDO=True))
-    for host in inventory:
-        if limit is None or host.name in limit:
-            host.connected = True
-            state.activate_host(host)
-    # Order operations as the CLI does (by call site, deploy.py's order), not
-    # by per-host count as the API does: a failing op only one host gets must
-    # land before every other role's operations, as it does in a real run.
-    monkeypatch.setattr(pyinfra, "is_cli", True)
-    state.set_stage(StateStage.Prepare)
-    for role in roles:
-        for host in inventory.get_active_hosts():
-            with ctx_state.use(state), ctx_host.use(host):
-                role.apply()
-    ops = {}
-    for host in inventory.get_active_hosts():
-        ops[host.name] = []
-        for op_hash in state.get_op_order():
-            if op_hash not in state.ops[host]:
-                continue
-            with ctx_state.use(state), ctx_host.use(host):
-                commands = list(state.get_op_data_for_host(host, op_hash).command_generator())
-            text = " ".join(c.get_raw_value() if hasattr(c, "get_raw_value") else str(c) for c in commands)
-            ops[host.name].append((sorted(state.op_meta[op_hash].names)[0], text))
-    return ops, calls
+    ops = collect(hosts, get_fact, monkeypatch, roles, limit)
+    return {name: [(op, text) for op, text, _ in entries] for name, entries in ops.items()}, calls
 
 
 def test_consistent_cluster_emits_no_operation_and_reads_each_node_once(monkeypatch, caplog):

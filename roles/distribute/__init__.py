@@ -1,0 +1,122 @@
+"""Model and engine image spread from the node that has them, over the QSFP link.
+
+Desired state on every other node:
+- the model's Hugging Face cache tree is identical to the source's (rsync over
+  bond0 as the admin user, so the files stay the admin's);
+- the engine image is present with the source's image id (docker save | docker
+  load over bond0), so no node ever pulls from the internet again.
+Nothing is copied when the trees or image ids already match. The source is the
+head unless group_data names another node (distribute_source).
+
+Every node lets the admin run docker (as DGX OS does), before any copy: the
+source's `docker save` runs as the admin over the cluster's SSH, never as root.
+"""
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.deb import DebPackages
+from pyinfra.operations import apt, files, server
+
+from roles.caches.mounts import hf_home
+from roles.serving.facts import DockerImageId
+from roles.serving.standin import effective_image
+from roles.ssh.defaults import KEY_NAME
+from spark_cluster.cluster_facts import member_fact
+from spark_cluster.host_ops import admin_account
+from spark_cluster.settings import require, role_settings
+
+from .defaults import DEFAULTS
+from .facts import ModelManifest
+from .plan import model_cache_dir, needs_copy
+
+
+def source_member(s):
+    name = s.distribute_source or host.data.head_name
+    members = {member["name"]: member for member in host.data.cluster_members}
+    require(name in members, "distribute_source", f"{name!r} is not a node of this inventory")
+    return members[name]
+
+
+def image_to_receive(host_data):
+    """(image, source image id) when this node must load the image from the source, else None."""
+    s = role_settings(host_data, DEFAULTS)
+    if not s.distribute_image:
+        return None
+    image = effective_image(s.serving_image, s.serving_standin)
+    if not image:
+        return None
+    source = source_member(s)
+    if source["name"] == host.name:
+        return None
+    source_id = member_fact(DockerImageId, image=image).get(source["name"])
+    if not needs_copy(source_id, host.get_fact(DockerImageId, image=image)):
+        return None
+    return image, source_id
+
+
+@deploy("distribute: model and engine image over QSFP")
+def apply():
+    s = role_settings(host.data, DEFAULTS)
+    source = source_member(s)
+    account = admin_account(s.ssh_user)
+    if account is None:
+        return  # the caches role already failed this host with the reason
+    if s.distribute_image:
+        server.user(
+            name="The admin may run docker: images travel node to node as the admin",
+            user=s.ssh_user,
+            groups=["docker"],
+            append=True,
+            ensure_home=False,  # the caches role owns what lies under the home
+        )
+    copies_model = bool(s.distribute_model and s.serving_model)
+    if copies_model:
+        # Both ends of a copy run rsync: the source serves it over SSH.
+        apt.packages(
+            name="rsync for model copies",
+            packages=["rsync"],
+            update="rsync" not in (host.get_fact(DebPackages) or {}),
+        )
+    if source["name"] == host.name:
+        return
+
+    if copies_model:
+        model_dir = model_cache_dir(hf_home(account["home"]), s.serving_model)
+        manifests = member_fact(ModelManifest, path=model_dir)
+        if needs_copy(manifests.get(source["name"]), host.get_fact(ModelManifest, path=model_dir)):
+            files.directory(
+                name="Hugging Face hub directory",
+                path=model_dir.rsplit("/", 1)[0],
+                user=s.ssh_user, group=account["group"], mode="755",
+            )
+            manifest = manifests[source["name"]]
+            server.shell(
+                name=f"Copy {s.serving_model} from {source['name']} over QSFP "
+                f"({manifest['files']} files, {manifest['bytes'] / 2**30:.1f} GiB)",
+                # As the admin: the node-to-node SSH setup (ssh role) is the admin's,
+                # and copied files must stay the admin's.
+                commands=[shlex.join([
+                    "rsync", "-a", "--delete", "--partial",
+                    f"{source['name']}:{model_dir}/", f"{model_dir}/",
+                ])],
+                _sudo=False,
+            )
+
+    receive = image_to_receive(host.data)
+    if receive:
+        image, source_id = receive
+        key = f"{account['home']}/.ssh/{KEY_NAME}"
+        # docker load needs root here; the remote docker save runs as the admin
+        # (a member of the docker group, see roles/serving).
+        ssh = shlex.join([
+            "ssh", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=/etc/ssh/ssh_known_hosts",
+            f"{s.ssh_user}@{source['qsfp_ip']}", shlex.join(["docker", "save", image]),
+        ])
+        server.shell(
+            name=f"Load {image} from {source['name']} over QSFP (docker save | docker load)",
+            # docker load fails on a truncated stream, so a broken copy is an error.
+            commands=[f"{ssh} | docker load"],
+        )

@@ -1,0 +1,195 @@
+"""roles/distribute: what is copied where, decided from every node's facts, offline."""
+
+import shlex
+
+import pytest
+
+from collect_ops import GROUP_DATA, cluster, collect
+from roles import distribute, serving
+from roles.distribute.facts import parse_manifest
+from roles.distribute.plan import model_cache_dir, needs_copy
+from roles.serving.standin import standin_tag
+from spark_cluster.settings import SettingError
+
+IMAGE = GROUP_DATA["serving_image"]
+MODEL_DIR = model_cache_dir("/home/spark/.cache/huggingface", GROUP_DATA["serving_model"])
+MANIFEST = {"digest": "d1", "files": 40, "bytes": 160 * 2**30}
+
+
+class Nodes:
+    """Per node: its docker images and its model manifest; answers the facts distribute reads."""
+
+    def __init__(self, images=None, manifests=None, groups=None):
+        self.images = images or {}
+        self.manifests = manifests or {}
+        # Admins already in the docker group: the common case, so the default.
+        self.groups = groups if groups is not None else {f"spark-{i}": ["docker"] for i in range(1, 5)}
+        self.calls = []
+
+    def fact(self, name, cls, kwargs):
+        self.calls.append((name, cls.__name__))
+        if cls.__name__ == "UserAccount":
+            return {"home": "/home/spark", "group": "spark"}
+        if cls.__name__ == "DockerImageId":
+            return self.images.get(name, {}).get(kwargs["image"])
+        if cls.__name__ == "ModelManifest":
+            assert kwargs["path"] == MODEL_DIR
+            return self.manifests.get(name)
+        if cls.__name__ == "Directory":
+            return None
+        if cls.__name__ == "DebPackages":
+            return {"rsync": ["3.4.1"]}
+        if cls.__name__ == "Users":
+            return {"spark": {"home": "/home/spark", "group": "spark", "groups": list(self.groups.get(name, []))}}
+        if cls.__name__ == "Groups":
+            return {"docker", "spark"}
+        if cls.__name__ in ("Os", "Which"):
+            return {"Os": "Linux", "Which": "/usr/sbin/usermod"}[cls.__name__]
+        raise AssertionError(f"unexpected fact {cls.__name__}")
+
+
+def ops_of(hosts, nodes, monkeypatch, roles=(distribute,), limit=None):
+    """Operations that would run a command, named without their role's prefix ("distribute: ... | Copy ...")."""
+    ops = collect(hosts, nodes.fact, monkeypatch, roles, limit)
+    return {
+        name: [(op.split(" | ", 1)[-1], text, args) for op, text, args in entries if text]
+        for name, entries in ops.items()
+    }
+
+
+def test_model_dir_follows_the_hub_layout():
+    assert model_cache_dir("/h/.cache/huggingface", "deepseek-ai/DeepSeek-V4-Flash") == (
+        "/h/.cache/huggingface/hub/models--deepseek-ai--DeepSeek-V4-Flash"
+    )
+
+
+@pytest.mark.parametrize("source, own, copy", [
+    (None, None, False),      # nobody has it: nothing to copy from
+    ("a", None, True),
+    ("a", "b", True),         # held differently: the source wins
+    ("a", "a", False),        # identical: nothing moves
+    (None, "b", False),       # only this node has it: never deleted
+])
+def test_needs_copy(source, own, copy):
+    assert needs_copy(source, own) is copy
+
+
+def test_manifest_parse():
+    assert parse_manifest(["abc", "3", "42"]) == {"digest": "abc", "files": 3, "bytes": 42}
+    assert parse_manifest([]) is None
+
+
+def test_head_has_everything_workers_receive_model_and_image_over_qsfp(monkeypatch):
+    hosts = cluster(4)
+    nodes = Nodes(images={"spark-1": {IMAGE: "sha256:1"}}, manifests={"spark-1": MANIFEST})
+    ops = ops_of(hosts, nodes, monkeypatch)
+    assert ops["spark-1"] == []
+    for name in ("spark-2", "spark-3", "spark-4"):
+        by_name = {op: (text, args) for op, text, args in ops[name]}
+        copy = next(op for op in by_name if op.startswith("Copy "))
+        text, args = by_name[copy]
+        assert shlex.split(text) == ["rsync", "-a", "--delete", "--partial",
+                                     f"spark-1:{MODEL_DIR}/", f"{MODEL_DIR}/"]
+        assert args["_sudo"] is False  # as the admin, with the cluster key and verified host keys
+        assert "40 files, 160.0 GiB" in copy
+        load = next(op for op in by_name if op.startswith("Load "))
+        text, _ = by_name[load]
+        assert "spark@10.0.0.1" in text and "StrictHostKeyChecking=yes" in text
+        assert text.endswith("| docker load") and f"docker save {IMAGE}" in text
+        assert "StrictHostKeyChecking=no" not in text
+
+
+def test_the_admin_joins_the_docker_group_everywhere_before_any_copy(monkeypatch):
+    hosts = cluster(2)
+    nodes = Nodes(images={"spark-1": {IMAGE: "sha256:1"}}, groups={})
+    ops = ops_of(hosts, nodes, monkeypatch)
+    for name in ("spark-1", "spark-2"):  # the source too: its docker save runs as the admin
+        assert ops[name][0][1] == "usermod -a -G docker spark", ops[name]
+    assert ops["spark-2"][1][0].startswith("Load ")
+
+
+def test_nothing_is_copied_when_identical(monkeypatch):
+    hosts = cluster(2)
+    nodes = Nodes(images={n: {IMAGE: "sha256:1"} for n in ("spark-1", "spark-2")},
+                  manifests={"spark-1": MANIFEST, "spark-2": dict(MANIFEST)})
+    assert ops_of(hosts, nodes, monkeypatch) == {"spark-1": [], "spark-2": []}
+
+
+def test_a_different_image_under_the_same_tag_is_replaced(monkeypatch):
+    hosts = cluster(2)
+    nodes = Nodes(images={"spark-1": {IMAGE: "sha256:new"}, "spark-2": {IMAGE: "sha256:old"}})
+    ops = ops_of(hosts, nodes, monkeypatch)
+    assert [op for op, _, _ in ops["spark-2"]] == [f"Load {IMAGE} from spark-1 over QSFP (docker save | docker load)"]
+
+
+def test_a_node_outside_the_limit_is_never_read_or_used_as_a_source(monkeypatch):
+    hosts = cluster(2)
+    nodes = Nodes(images={"spark-1": {IMAGE: "sha256:1"}}, manifests={"spark-1": MANIFEST})
+    ops = ops_of(hosts, nodes, monkeypatch, limit={"spark-2"})
+    assert ops == {"spark-2": []}
+    assert all(name == "spark-2" for name, _ in nodes.calls)
+
+
+def test_another_source_can_be_named(monkeypatch):
+    hosts = cluster(2, distribute_source="spark-2")
+    nodes = Nodes(manifests={"spark-2": MANIFEST})
+    ops = ops_of(hosts, nodes, monkeypatch)
+    assert ops["spark-2"] == []
+    assert any(f"spark-2:{MODEL_DIR}/" in text for _, text, _ in ops["spark-1"])
+
+
+def test_an_unknown_source_is_a_setting_error(monkeypatch):
+    with pytest.raises(SettingError, match="distribute_source"):
+        ops_of(cluster(2, distribute_source="spark-9"), Nodes(), monkeypatch)
+
+
+def test_lab_standin_image_travels_like_a_real_one(monkeypatch):
+    hosts = cluster(2, serving_standin=True)
+    nodes = Nodes(images={"spark-1": {standin_tag(): "sha256:s"}})
+    ops = ops_of(hosts, nodes, monkeypatch)
+    assert any(f"docker save {standin_tag()}" in text for _, text, _ in ops["spark-2"])
+
+
+class ServingNodes(Nodes):
+    """Adds what the serving role reads, so distribute and serving are collected together."""
+
+    def fact(self, name, cls, kwargs):
+        if cls.__name__ == "DockerRuntimes":
+            return ["runc"]
+        if cls.__name__ == "Users":
+            return super().fact(name, cls, kwargs)
+        if cls.__name__ in ("File", "Directory", "Sha1File", "Md5File", "Sha256File", "FileContents",
+                            "SystemdStatus", "SystemdEnabled"):
+            return {} if cls.__name__.startswith("Systemd") else None
+        if cls.__name__ == "TmpDir":
+            return "/tmp"
+        return super().fact(name, cls, kwargs)
+
+
+def test_serving_waits_for_the_image_distribute_brings(monkeypatch):
+    hosts = cluster(2)
+    nodes = ServingNodes(images={"spark-1": {IMAGE: "sha256:1"}})
+    ops = ops_of(hosts, nodes, monkeypatch, roles=(distribute, serving))
+    texts = [text for _, text, _ in ops["spark-2"]]
+    assert not any("exit 1" in text for text in texts), texts
+    marker = next(text for op, text, _ in ops["spark-2"] if op == "Record the engine image the unit runs")
+    assert marker  # uploaded: the worker records the head's image id, which it is about to load
+
+
+def test_serving_fails_clearly_when_no_node_has_the_image(monkeypatch):
+    hosts = cluster(2)
+    ops = ops_of(hosts, ServingNodes(), monkeypatch, roles=(distribute, serving))
+    for name in ("spark-1", "spark-2"):
+        failing = [text for _, text, _ in ops[name] if "exit 1" in text]
+        assert len(failing) == 1, ops[name]
+        assert f"image {IMAGE} is on no node of this cluster" in failing[0]
+
+
+def test_a_lab_node_receiving_the_standin_does_not_build_it(monkeypatch):
+    hosts = cluster(2, serving_standin=True)
+    nodes = ServingNodes(images={"spark-1": {standin_tag(): "sha256:s"}})
+    ops = ops_of(hosts, nodes, monkeypatch, roles=(distribute, serving))
+    names = [op for op, _, _ in ops["spark-2"]]
+    assert any(op.startswith(f"Load {standin_tag()}") for op in names)
+    assert not any(op.startswith("Build the stand-in") for op in names), names
+    assert not any(op.startswith("Build the stand-in") for op, _, _ in ops["spark-1"])
