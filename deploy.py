@@ -9,7 +9,7 @@ import logging
 
 from pyinfra import config
 
-from roles import caches, distribute, gpu, network, preflight, rdma, serving, ssh
+from roles import caches, distribute, gpu, network, preflight, rdma, serving, ssh, standin
 
 # Every role changes system state; the admin user escalates with sudo.
 config.SUDO = True
@@ -23,5 +23,6 @@ network.apply()
 rdma.apply()       # after network: the RoCE v2 IPv4 GID appears once bond0 has its address
 caches.apply()
 ssh.apply()        # over the QSFP link, so after network
+standin.apply()    # lab only: the stand-in engine image, where a user would pull the real one
 distribute.apply() # model and image from the head to nodes that lack them, over ssh
 serving.apply()    # last: runs the engine with everything above in place

@@ -36,6 +36,12 @@ def member_names() -> list[str]:
     return [member["name"] for member in members]
 
 
+def member_connected(name: str) -> bool:
+    """Whether this run reaches `name` (it is in the inventory, inside --limit, and up)."""
+    member = host.state.inventory.get_host(name, default=None)
+    return member is not None and member.connected
+
+
 def member_fact(fact_cls, **kwargs) -> dict[str, Any]:
     """{member name: fact value, or None when that member is not connected}."""
     cache = run_cache()
@@ -44,10 +50,9 @@ def member_fact(fact_cls, **kwargs) -> dict[str, Any]:
         return cache[key]
     values = {}
     for name in member_names():
-        member = host.state.inventory.get_host(name, default=None)
-        if member is None or not member.connected:
+        if not member_connected(name):
             values[name] = None
             continue
-        values[name] = member.get_fact(fact_cls, **kwargs)
+        values[name] = host.state.inventory.get_host(name).get_fact(fact_cls, **kwargs)
     # Greenlets may race to here: the first result stored is the one everybody uses.
     return cache.setdefault(key, values)

@@ -23,13 +23,13 @@ from roles.caches.mounts import hf_home
 from roles.serving.facts import DockerImageId
 from roles.serving.standin import effective_image
 from roles.ssh.defaults import KEY_NAME
-from spark_cluster.cluster_facts import member_fact
+from spark_cluster.cluster_facts import member_connected, member_fact
 from spark_cluster.host_ops import admin_account
 from spark_cluster.settings import require, role_settings
 
 from .defaults import DEFAULTS
 from .facts import ModelManifest
-from .plan import model_cache_dir, needs_copy
+from .plan import BUILT_THIS_RUN, model_cache_dir, needs_copy
 
 
 def source_member(s):
@@ -40,7 +40,12 @@ def source_member(s):
 
 
 def image_to_receive(host_data):
-    """(image, source image id) when this node must load the image from the source, else None."""
+    """(image, source image id) when this node must load the image from the source, else None.
+
+    In the lab a source without the stand-in builds it earlier in this run
+    (roles/standin): its id is then BUILT_THIS_RUN, and every other node
+    loads that very image instead of building one with a different id.
+    """
     s = role_settings(host_data, DEFAULTS)
     if not s.distribute_image:
         return None
@@ -51,6 +56,8 @@ def image_to_receive(host_data):
     if source["name"] == host.name:
         return None
     source_id = member_fact(DockerImageId, image=image).get(source["name"])
+    if source_id is None and s.serving_standin and member_connected(source["name"]):
+        source_id = BUILT_THIS_RUN
     if not needs_copy(source_id, host.get_fact(DockerImageId, image=image)):
         return None
     return image, source_id

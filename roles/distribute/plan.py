@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The image id of a lab stand-in that its source builds later in this run.
+BUILT_THIS_RUN = "built on the source in this run"
+
 
 def model_cache_dir(hf_home: str, model: str) -> str:
     """Where the Hugging Face hub keeps `org/name` under HF_HOME."""

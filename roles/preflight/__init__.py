@@ -2,7 +2,9 @@
 
 Desired state (checked, never changed):
 - all nodes run the same kernel, the same NVIDIA driver ("none" everywhere in
-  the lab is consistent) and, where a node has the engine image, the same image id;
+  the lab is consistent) and, where a node has the engine image, the same image
+  id; with distribute_image on, a differing image is only logged: the
+  distribute role replaces it with the source's in this run;
 - this node's QSFP interfaces exist and have link (per qsfp_carrier_required);
 - the filesystem of the admin's home has model_disk_gib free for the model cache.
 
@@ -20,7 +22,9 @@ from spark_cluster.cluster_facts import member_fact, member_names, run_cache
 from spark_cluster.host_ops import fail_host
 from spark_cluster.settings import role_settings
 
-from .compare import compare_nodes, summary_line
+from roles.serving.standin import effective_image
+
+from .compare import CONSISTENT_FIELDS, compare_nodes, summary_line
 from .defaults import DEFAULTS
 from .facts import NodeInventory
 
@@ -30,7 +34,7 @@ def cluster_problems(s):
     facts = member_fact(
         NodeInventory,
         interfaces=list(s.qsfp_interfaces),
-        image=s.serving_image or "",
+        image=effective_image(s.serving_image, s.serving_standin) or "",
         user=s.ssh_user or "",
     )
     problems = compare_nodes(
@@ -38,6 +42,7 @@ def cluster_problems(s):
         qsfp_interfaces=s.qsfp_interfaces,
         carrier_required=s.qsfp_carrier_required,
         min_disk_gib=s.model_disk_gib,
+        fields=[f for f in CONSISTENT_FIELDS if f != "image_id" or not s.distribute_image],
     )
     cache = run_cache()
     if cache.setdefault("preflight_problems", problems) is problems:

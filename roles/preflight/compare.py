@@ -85,6 +85,7 @@ def compare_nodes(
     qsfp_interfaces=("enp1s0f0np0", "enp1s0f1np1"),
     carrier_required: str = "any",
     min_disk_gib: float = 200,
+    fields=CONSISTENT_FIELDS,
 ) -> list[Problem]:
     """Every problem, sorted by node. Nodes without facts (not connected,
     e.g. outside --limit) are neither checked nor compared."""
@@ -93,7 +94,7 @@ def compare_nodes(
     for node, facts in sorted(known.items()):
         problems += _link_problems(node, facts, list(qsfp_interfaces), carrier_required)
         problems += _disk_problem(node, facts, min_disk_gib)
-    for field in CONSISTENT_FIELDS:
+    for field in fields:
         problems += _odd_ones_out(field, {node: facts.get(field) for node, facts in known.items()})
     return sorted(problems, key=lambda problem: problem.node)
 

@@ -6,6 +6,10 @@ DEFAULTS = {
     "qsfp_carrier_required": "any",
     # The engine image compared across nodes (where a node has it).
     "serving_image": None,
+    "serving_standin": False,
+    # On: nodes whose image differs get the source's (roles/distribute), so a
+    # difference is no reason to stop; off: it is, like a kernel mismatch.
+    "distribute_image": True,
     # Free space the model cache needs on the filesystem of the admin's home
     # (DeepSeek-V4-Flash weights are 149-168 GB).
     "model_disk_gib": 200,

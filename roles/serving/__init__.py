@@ -1,7 +1,8 @@
 """Serving: the engine container under systemd on every node, back after every boot.
 
 Desired state (head = rank 0, the others are workers):
-- the engine image is on the node (lab: the stand-in, built there);
+- the engine image is on the node, or arrives in this run from the source
+  (roles/distribute; in the lab the stand-in of roles/standin);
 - /etc/spark-cluster/serving.env, 0600 root: interface pins, addresses, caches, profile env;
 - /etc/systemd/system/spark-serving.service runs `docker run` with RDMA devices,
   memlock, host network/IPC, both env files, the cache mounts and the engine argv;
@@ -32,7 +33,7 @@ from .argv import ClusterPlace, EngineArgvError, render_engine_argv
 from .defaults import DEFAULTS
 from .environment import ServingEnvError, serving_environment
 from .facts import DockerImageId, DockerRuntimes
-from .standin import BUILDER, effective_image, standin_sources
+from .standin import effective_image
 from .unit import (
     ENV_TEMPLATE,
     NVIDIA_RUNTIME,
@@ -50,24 +51,6 @@ def _profile(s):
     profile = profiles[s.serving_profile]
     require(s.serving_engine in profile, "serving_engine", f"{s.serving_engine!r} has no flags in profile {s.serving_profile!r}")
     return profile[s.serving_engine], profile.get("env", {})
-
-
-def _ensure_standin_image(tag, build):
-    """Ship the stand-in sources and build its image on the node, once per tag,
-    unless it is there or arrives from a peer in this run (roles/distribute)."""
-    files.directory(name="Stand-in engine sources", path=paths.STANDIN_DIR, user="root", group="root", mode="755")
-    for source in standin_sources():
-        files.put(
-            name=f"Stand-in engine {source.name}",
-            src=str(source),
-            dest=f"{paths.STANDIN_DIR}/{source.name}",
-            user="root", group="root", mode="644",
-        )
-    files.put(name="Stand-in image builder", src=str(BUILDER), dest=paths.STANDIN_BUILDER,
-              user="root", group="root", mode="755")
-    if build:
-        command = ["/usr/bin/python3", paths.STANDIN_BUILDER, "--tag", tag, "--source", paths.STANDIN_DIR]
-        server.shell(name=f"Build the stand-in engine image {tag}", commands=[shlex.join(command)])
 
 
 @deploy("serving: engine container under systemd")
@@ -96,8 +79,8 @@ def apply():
         )
         return
     if s.serving_standin:
-        _ensure_standin_image(image, build=image_id is None)
-        # The tag is a hash of the stand-in's content: the tag is its identity.
+        # Built or received earlier in this run (roles/standin, roles/distribute);
+        # the tag is a hash of the stand-in's content: the tag is its identity.
         image_identity = image
     else:
         image_identity = f"{image} {image_id}"

@@ -5,7 +5,7 @@ import shlex
 import pytest
 
 from collect_ops import GROUP_DATA, cluster, collect
-from roles import distribute, serving
+from roles import distribute, serving, standin
 from roles.distribute.facts import parse_manifest
 from roles.distribute.plan import model_cache_dir, needs_copy
 from roles.serving.standin import standin_tag
@@ -185,11 +185,40 @@ def test_serving_fails_clearly_when_no_node_has_the_image(monkeypatch):
         assert f"image {IMAGE} is on no node of this cluster" in failing[0]
 
 
-def test_a_lab_node_receiving_the_standin_does_not_build_it(monkeypatch):
+def lab_ops(nodes, monkeypatch, limit=None):
     hosts = cluster(2, serving_standin=True)
-    nodes = ServingNodes(images={"spark-1": {standin_tag(): "sha256:s"}})
-    ops = ops_of(hosts, nodes, monkeypatch, roles=(distribute, serving))
-    names = [op for op, _, _ in ops["spark-2"]]
-    assert any(op.startswith(f"Load {standin_tag()}") for op in names)
-    assert not any(op.startswith("Build the stand-in") for op in names), names
-    assert not any(op.startswith("Build the stand-in") for op, _, _ in ops["spark-1"])
+    ops = ops_of(hosts, nodes, monkeypatch, roles=(standin, distribute, serving), limit=limit)
+    return {name: [op for op, _, _ in entries] for name, entries in ops.items()}
+
+
+def builds(names):
+    return any(op.startswith("Build the stand-in") for op in names)
+
+
+def loads(names):
+    return any(op.startswith(f"Load {standin_tag()} from spark-1") for op in names)
+
+
+def test_fresh_lab_head_builds_the_standin_and_the_worker_loads_that_very_image(monkeypatch):
+    ops = lab_ops(ServingNodes(), monkeypatch)
+    assert builds(ops["spark-1"]) and not loads(ops["spark-1"])
+    assert loads(ops["spark-2"]) and not builds(ops["spark-2"]), ops["spark-2"]
+
+
+def test_rebuilt_lab_worker_receives_the_standin_instead_of_building_it(monkeypatch):
+    ops = lab_ops(ServingNodes(images={"spark-1": {standin_tag(): "sha256:s"}}), monkeypatch)
+    assert not builds(ops["spark-1"])
+    assert loads(ops["spark-2"]) and not builds(ops["spark-2"]), ops["spark-2"]
+
+
+def test_lab_worker_limited_alone_builds_its_own_standin(monkeypatch):
+    # The head is outside --limit: nothing can arrive from it, so the worker must build.
+    ops = lab_ops(ServingNodes(), monkeypatch, limit={"spark-2"})
+    assert builds(ops["spark-2"]) and not loads(ops["spark-2"])
+
+
+def test_lab_with_the_same_standin_everywhere_changes_nothing(monkeypatch):
+    images = {name: {standin_tag(): "sha256:s"} for name in ("spark-1", "spark-2")}
+    ops = lab_ops(ServingNodes(images=images), monkeypatch)
+    for name in ops:
+        assert not builds(ops[name]) and not loads(ops[name])

@@ -9,11 +9,11 @@ from roles import gpu, preflight
 IFACES = GROUP_DATA["qsfp_interfaces"]
 
 
-def inventory_fact(kernel="6.17.0-1014-nvidia", links=("up", "up"), disk=500.0):
+def inventory_fact(kernel="6.17.0-1014-nvidia", links=("up", "up"), disk=500.0, image_id=None):
     return {
         "kernel": kernel,
         "driver": "none",
-        "image_id": None,
+        "image_id": image_id,
         "carriers": dict(zip(IFACES, links)),
         "disk_path": "/home/spark",
         "disk_free_gib": disk,
@@ -94,3 +94,12 @@ def test_limited_run_never_reads_a_node_outside_the_limit(monkeypatch):
     ops, calls = prepare(hosts, facts, monkeypatch, limit={"spark-1"})
     assert calls == [("spark-1", "NodeInventory")]
     assert ops == {"spark-1": []}
+
+
+def test_a_differing_image_is_fatal_only_without_image_distribution(monkeypatch):
+    facts = {"spark-1": inventory_fact(image_id="sha256:new"), "spark-2": inventory_fact(image_id="sha256:old")}
+    ops, _ = prepare(cluster(2), facts, monkeypatch)
+    assert ops == {"spark-1": [], "spark-2": []}  # distribute replaces spark-2's image in this run
+    ops, _ = prepare(cluster(2, distribute_image=False), facts, monkeypatch)
+    for name in facts:
+        assert len(ops[name]) == 1 and "engine image id" in ops[name][0][1], ops[name]

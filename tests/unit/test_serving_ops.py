@@ -16,7 +16,7 @@ from pyinfra.api.host import Host
 from pyinfra.connectors.util import CommandOutput
 from pyinfra.context import ctx_host, ctx_state
 
-from roles import caches, serving
+from roles import caches, serving, standin
 from roles.serving.standin import standin_tag
 from roles.serving.unit import unquote_exec_start
 from spark_cluster.inventory import define_cluster
@@ -108,6 +108,7 @@ def deploy(hosts, nodes, monkeypatch):
     for host in inventory:
         state.activate_host(host)
     add_deploy(state, caches.apply)
+    add_deploy(state, standin.apply)
     add_deploy(state, serving.apply)
     state.is_executing = True  # from here on, `_if` conditions are evaluated
     results = {}

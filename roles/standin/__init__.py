@@ -1,0 +1,56 @@
+"""Lab only: the stand-in engine image on the node that would have pulled the real one.
+
+No image can be pulled in the lab, so the stand-in is built inside a node from
+the node's own python3 (roles/serving/files/build_standin.py); it is not the
+real engine. It is built where a user would `docker pull` the real image: on
+the distribution source (the head), and on any node that cannot receive it
+from there in this run (image distribution off, or the source outside --limit).
+Every other node gets the very same image over QSFP (roles/distribute), so
+all nodes run one image id, as they must on real Sparks.
+
+Desired state (serving_standin = True, set by the lab inventories):
+- the stand-in sources and builder in /usr/local/lib/spark-cluster/;
+- the image spark-standin:<content hash> present where it is built.
+"""
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files, server
+
+from roles.distribute import image_to_receive
+from roles.serving import defaults as paths
+from roles.serving.facts import DockerImageId
+from roles.serving.standin import BUILDER, standin_sources, standin_tag
+from spark_cluster.settings import role_settings
+
+DEFAULTS = {"serving_standin": False}
+
+
+def builds_here(host_data) -> bool:
+    """Absent here and not arriving from a peer: this node builds the image."""
+    if host.get_fact(DockerImageId, image=standin_tag()) is not None:
+        return False
+    return image_to_receive(host_data) is None
+
+
+@deploy("standin (lab only): stand-in engine image where the real one would be pulled")
+def apply():
+    s = role_settings(host.data, DEFAULTS)
+    if not s.serving_standin:
+        return
+    files.directory(name="Stand-in engine sources", path=paths.STANDIN_DIR, user="root", group="root", mode="755")
+    for source in standin_sources():
+        files.put(
+            name=f"Stand-in engine {source.name}",
+            src=str(source),
+            dest=f"{paths.STANDIN_DIR}/{source.name}",
+            user="root", group="root", mode="644",
+        )
+    files.put(name="Stand-in image builder", src=str(BUILDER), dest=paths.STANDIN_BUILDER,
+              user="root", group="root", mode="755")
+    if builds_here(host.data):
+        tag = standin_tag()
+        command = ["/usr/bin/python3", paths.STANDIN_BUILDER, "--tag", tag, "--source", paths.STANDIN_DIR]
+        server.shell(name=f"Build the stand-in engine image {tag}", commands=[shlex.join(command)])
