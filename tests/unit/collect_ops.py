@@ -1,4 +1,4 @@
-"""Collect the operations roles would run, offline, from fake facts.
+"""Collect (and fake-execute) the operations roles would run, offline, from fake facts.
 
 Operations are ordered as the CLI orders them (by call site, deploy.py's
 order), so a failing operation only one host gets lands before every other
@@ -7,14 +7,19 @@ role's operations, as it does in a real run.
 
 from __future__ import annotations
 
+import hashlib
 import runpy
 from pathlib import Path
 
 import pyinfra
+import pytest
 from pyinfra.api import Config, Inventory, State
+from pyinfra.api.deploy import add_deploy
 from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
+from pyinfra.connectors.util import CommandOutput
 from pyinfra.context import ctx_host, ctx_state
+from pyinfra.facts.files import Directory, File, Sha1File
 
 from spark_cluster.inventory import define_cluster
 
@@ -34,18 +39,24 @@ def command_text(command) -> str:
     return command.get_raw_value() if hasattr(command, "get_raw_value") else str(command)
 
 
-def collect(hosts, get_fact, monkeypatch, roles, limit=None):
-    """{host name: [(op name, command text, op global arguments)]} after `roles` ran on every active host.
-
-    `get_fact(host_name, fact_class, kwargs)` answers every fact.
-    """
-    monkeypatch.setattr(Host, "get_fact", lambda self, cls, *a, **kw: get_fact(self.name, cls, kw))
+def _connected_state(hosts, limit):
+    """An inventory with group_data, and a State whose hosts inside `limit` are connected."""
     inventory = Inventory((hosts, dict(GROUP_DATA)))
     state = State(inventory, Config(SUDO=True))
     for host in inventory:
         if limit is None or host.name in limit:
             host.connected = True
             state.activate_host(host)
+    return inventory, state
+
+
+def collect(hosts, get_fact, monkeypatch, roles, limit=None):
+    """{host name: [(op name, command text, op global arguments)]} after `roles` ran on every active host.
+
+    `get_fact(host_name, fact_class, kwargs)` answers every fact.
+    """
+    monkeypatch.setattr(Host, "get_fact", lambda self, cls, *a, **kw: get_fact(self.name, cls, kw))
+    inventory, state = _connected_state(hosts, limit)
     monkeypatch.setattr(pyinfra, "is_cli", True)
     state.set_stage(StateStage.Prepare)
     for role in roles:
@@ -64,3 +75,73 @@ def collect(hosts, get_fact, monkeypatch, roles, limit=None):
             text = " ".join(command_text(c) for c in commands)
             ops[host.name].append((sorted(state.op_meta[op_hash].names)[0], text, op_data.global_arguments))
     return ops
+
+
+def converge(hosts, nodes, monkeypatch, roles, limit=None):
+    """Prepare `roles` and 'execute' them: each command goes to `nodes[name].run`,
+    and facts come from `nodes[name].fact(cls, kwargs)`, so a node's facts follow
+    what it was told to do. Returns {host name: [(op name, [commands])]}."""
+    monkeypatch.setattr(Host, "get_fact", lambda self, cls, *a, **kw: nodes[self.name].fact(cls, kw))
+    inventory, state = _connected_state(hosts, limit)
+    for role in roles:
+        add_deploy(state, role.apply)
+    state.is_executing = True  # from here on, `_if` conditions are evaluated
+    hosts_in_order = sorted(inventory.get_active_hosts(), key=lambda host: host.name)
+    results = {host.name: [] for host in hosts_in_order}
+    # As pyinfra executes: each operation on every host before the next one.
+    for op_hash in state.get_op_order():
+        for host in hosts_in_order:
+            if op_hash not in state.ops[host]:  # an op only other hosts run
+                continue
+            op_data = state.get_op_data_for_host(host, op_hash)
+            with ctx_state.use(state), ctx_host.use(host):
+                commands = list(op_data.command_generator())
+            for command in commands:
+                nodes[host.name].run(command)
+            op_data.operation_meta.set_complete(True, commands, CommandOutput([]))
+            results[host.name].append((sorted(state.op_meta[op_hash].names)[0], commands))
+    return results
+
+
+def changed(result):
+    """The operations of one host's result that ran a command."""
+    return [(name, [str(c) for c in commands]) for name, commands in result if commands]
+
+
+def build_operations(apply, data, facts, remote_files=None):
+    """[(name, commands, _if)] as pyinfra would run `apply` on one host.
+
+    `facts` maps fact classes to values; files in `remote_files`
+    ({path: (text, mode)}) exist with that content, their parents as directories.
+    """
+    remote_files = remote_files or {}
+
+    def get_fact(self, cls, *args, **kwargs):
+        path = kwargs.get("path")
+        if cls in facts:
+            return facts[cls]
+        if cls is File:
+            return {"mode": remote_files[path][1], "user": "root", "group": "root"} if path in remote_files else None
+        if cls is Directory:
+            return {"mode": 755, "user": "root", "group": "root"} if any(
+                p.startswith(path.rstrip("/") + "/") for p in remote_files) else None
+        if cls is Sha1File:
+            return hashlib.sha1(remote_files[path][0].encode()).hexdigest() if path in remote_files else None
+        if cls.__name__ == "TmpDir":
+            return "/tmp"
+        return None
+
+    inventory = Inventory(([("spark-1", data)], {}))
+    state = State(inventory, Config())
+    host = inventory.get_host("spark-1")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Host, "get_fact", get_fact)
+        with ctx_state.use(state), ctx_host.use(host):
+            apply()
+            operations = []
+            for op_hash in state.get_op_order():
+                op_data = state.get_op_data_for_host(host, op_hash)
+                name = sorted(state.op_meta[op_hash].names)[0].split(" | ", 1)[-1]
+                operations.append((name, [str(c) for c in op_data.command_generator()],
+                                   op_data.global_arguments.get("_if")))
+    return operations

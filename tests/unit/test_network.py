@@ -2,16 +2,12 @@
 and the operations the role builds for a fresh, a converged and a broken node
 (built offline against fake facts: nothing connects anywhere)."""
 
-import hashlib
 import subprocess
 
 import pytest
+from collect_ops import build_operations
 import yaml
-from pyinfra.api import Config, Inventory, State
-from pyinfra.api.host import Host
-from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.files import Directory, File, Sha1File
 
 import roles.network as network
 from roles.network.checks import bond_drift, bond_up_command, hardware_problem
@@ -167,39 +163,7 @@ def test_bond_up_check_is_valid_sh_and_pings_every_peer_at_full_mtu():
 
 # --- operations, built offline against fake facts -----------------------------
 
-def build_operations(apply, data, facts, remote_files=None):
-    """[(name, commands, _if)] as pyinfra would run them on one host."""
-    remote_files = remote_files or {}
 
-    def get_fact(self, cls, *args, **kwargs):
-        path = kwargs.get("path")
-        if cls in facts:
-            return facts[cls]
-        if cls is File:
-            return {"mode": remote_files[path][1], "user": "root", "group": "root"} if path in remote_files else None
-        if cls is Directory:
-            return {"mode": 755, "user": "root", "group": "root"} if any(
-                p.startswith(path.rstrip("/") + "/") for p in remote_files) else None
-        if cls is Sha1File:
-            return hashlib.sha1(remote_files[path][0].encode()).hexdigest() if path in remote_files else None
-        if cls.__name__ == "TmpDir":
-            return "/tmp"
-        return None
-
-    inventory = Inventory(([("spark-1", data)], {}))
-    state = State(inventory, Config())
-    host = inventory.get_host("spark-1")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Host, "get_fact", get_fact)
-        with ctx_state.use(state), ctx_host.use(host):
-            apply()
-            operations = []
-            for op_hash in state.get_op_order():
-                op_data = state.get_op_data_for_host(host, op_hash)
-                name = sorted(state.op_meta[op_hash].names)[0].split(" | ", 1)[-1]
-                operations.append((name, [str(c) for c in op_data.command_generator()],
-                                   op_data.global_arguments.get("_if")))
-    return operations
 
 
 INSTALLED = {DebPackages: {"netplan.io": ["1"], "iputils-ping": ["3"]}}

@@ -4,25 +4,16 @@ a second run must yield no command at all."""
 
 import hashlib
 import re
-import runpy
 import shlex
 from pathlib import Path
 
 import pytest
-from pyinfra.api import Config, Inventory, State
+from collect_ops import GROUP_DATA, changed, cluster, converge
 from pyinfra.api.command import FileUploadCommand
-from pyinfra.api.deploy import add_deploy
-from pyinfra.api.host import Host
-from pyinfra.connectors.util import CommandOutput
-from pyinfra.context import ctx_host, ctx_state
 
-from roles import caches, serving, standin
+from roles import caches, distribute, serving, standin
 from roles.serving.standin import standin_tag
 from roles.serving.unit import unquote_exec_start
-from spark_cluster.inventory import define_cluster
-
-REPO = Path(__file__).resolve().parents[2]
-GROUP_DATA = {k: v for k, v in runpy.run_path(str(REPO / "group_data" / "all.py")).items() if not k.startswith("_")}
 UNIT = "/etc/systemd/system/spark-serving.service"
 ENV_FILE = "/etc/spark-cluster/serving.env"
 
@@ -35,11 +26,23 @@ class FakeNode:
         self.images = dict(images or {})
         self.runtimes = list(runtimes)
         self.running, self.enabled = set(), set()
+        self.groups = ["spark", "sudo"]
+        self.peers = {}  # name -> FakeNode, for images loaded from a peer
 
     def fact(self, cls, kwargs):
         name = cls.__name__
         if name == "UserAccount":
             return {"home": "/home/spark", "group": "spark"} if kwargs["user"] == "spark" else None
+        if name == "Users":
+            return {"spark": {"home": "/home/spark", "group": "spark", "groups": list(self.groups)}}
+        if name == "Groups":
+            return {"docker", "spark", "sudo"}
+        if name in ("Os", "Which"):
+            return {"Os": "Linux", "Which": "/usr/sbin/usermod"}[name]
+        if name == "DebPackages":
+            return {"rsync": ["3.4.1"]}
+        if name == "ModelManifest":
+            return None
         if name == "DockerImageId":
             return self.images.get(kwargs["image"])
         if name == "DockerRuntimes":
@@ -86,49 +89,34 @@ class FakeNode:
                 self.running.add(words[2])
             elif words[1] == "enable":
                 self.enabled.add(words[2])
+        elif words[:3] == ["usermod", "-a", "-G"]:
+            self.groups += words[3].split(",")
+        elif words[-2:] == ["docker", "load"]:
+            # ssh ... spark@10.0.0.N 'docker save TAG' | docker load
+            peer = next(w for w in words if w.startswith("spark@10.0.0."))
+            tag = shlex.split(words[words.index(peer) + 1])[-1]
+            self.images[tag] = self.peers[f"spark-{peer.rsplit('.', 1)[1]}"].images[tag]
         elif "build_standin.py" in " ".join(words):
-            self.images[words[words.index("--tag") + 1]] = "sha256:standin"
+            # docker import stamps a creation time: every build has its own id.
+            self.images[words[words.index("--tag") + 1]] = f"sha256:built-{id(self):x}"
         else:
             raise AssertionError(f"unexpected command {words}")
 
 
-def cluster(count=2, **overrides):
-    return define_cluster(
-        [{"name": f"spark-{i}", "ssh_hostname": "127.0.0.1", "ssh_port": 2200 + i, "ssh_user": "spark",
-          "qsfp_address": f"10.0.0.{i}/24"} for i in range(1, count + 1)],
-        **overrides,
-    )
+
+
+
+
+
+
+
 
 
 def deploy(hosts, nodes, monkeypatch):
-    """Prepare and 'execute' caches + serving; returns host name -> [(op name, [commands])]."""
-    monkeypatch.setattr(Host, "get_fact", lambda self, cls, *a, **kw: nodes[self.name].fact(cls, kw))
-    inventory = Inventory((hosts, dict(GROUP_DATA)))
-    state = State(inventory, Config(SUDO=True))
-    for host in inventory:
-        state.activate_host(host)
-    add_deploy(state, caches.apply)
-    add_deploy(state, standin.apply)
-    add_deploy(state, serving.apply)
-    state.is_executing = True  # from here on, `_if` conditions are evaluated
-    results = {}
-    for host in inventory:
-        results[host.name] = []
-        for op_hash in state.get_op_order():
-            if op_hash not in state.ops[host]:  # an op only other hosts run
-                continue
-            op_data = state.get_op_data_for_host(host, op_hash)
-            with ctx_state.use(state), ctx_host.use(host):
-                commands = list(op_data.command_generator())
-            for command in commands:
-                nodes[host.name].run(command)
-            op_data.operation_meta.set_complete(True, commands, CommandOutput([]))
-            results[host.name].append((sorted(state.op_meta[op_hash].names)[0], commands))
-    return results
-
-
-def changed(result):
-    return [(name, [str(c) for c in commands]) for name, commands in result if commands]
+    """Prepare and 'execute' every role from caches to serving on fake nodes."""
+    for node in nodes.values():
+        node.peers = nodes
+    return converge(hosts, nodes, monkeypatch, (caches, standin, distribute, serving))
 
 
 @pytest.mark.parametrize("count", [2, 4])
@@ -138,7 +126,7 @@ def test_lab_converges_then_a_second_run_changes_nothing(count, monkeypatch):
     first = deploy(hosts, nodes, monkeypatch)
     for name, node in nodes.items():
         assert changed(first[name])
-        assert standin_tag() in node.images
+        assert node.images[standin_tag()] == nodes["spark-1"].images[standin_tag()]  # the head's, loaded
         assert node.fs[ENV_FILE]["mode"] == 600 and node.fs[ENV_FILE]["user"] == "root"
         assert node.fs[UNIT]["mode"] == 644
         assert node.fs["/home/spark/.cache/huggingface"]["user"] == "spark"

@@ -5,27 +5,18 @@ A first run converges, a second run yields no command at all."""
 
 import hashlib
 import re
-import runpy
 import shlex
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
-from pyinfra.api import Config, Inventory, State
+from collect_ops import GROUP_DATA, changed, cluster, converge
 from pyinfra.api.command import FileUploadCommand
-from pyinfra.api.deploy import add_deploy
-from pyinfra.api.host import Host
-from pyinfra.connectors.util import CommandOutput
-from pyinfra.context import ctx_host, ctx_state
 
 from roles import ssh
 from roles.ssh import keys
 from roles.ssh.defaults import CONFIG_MARKER, KNOWN_HOSTS_MARKER
-from spark_cluster.inventory import define_cluster
-
-REPO = Path(__file__).resolve().parents[2]
-GROUP_DATA = {k: v for k, v in runpy.run_path(str(REPO / "group_data" / "all.py")).items() if not k.startswith("_")}
 HOME = "/home/spark"
 KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 PRIVATE_KEY = f"{HOME}/.ssh/id_ed25519_spark_cluster"
@@ -127,42 +118,18 @@ class FakeNode:
         subprocess.run(["bash", "-c", moved], check=True, capture_output=True)
 
 
-def cluster(count=2):
-    return define_cluster(
-        [{"name": f"spark-{i}", "ssh_hostname": "127.0.0.1", "ssh_port": 2200 + i, "ssh_user": "spark",
-          "qsfp_address": f"10.0.0.{i}/24"} for i in range(1, count + 1)],
-    )
+
+
+
+
+
+
+
 
 
 def deploy(hosts, nodes, monkeypatch, limit=None):
     """Prepare and 'execute' the ssh role; returns host name -> [(op name, [commands])]."""
-    monkeypatch.setattr(Host, "get_fact", lambda self, cls, *a, **kw: nodes[self.name].fact(cls, kw))
-    inventory = Inventory((hosts, dict(GROUP_DATA)))
-    state = State(inventory, Config(SUDO=True))
-    for host in inventory:
-        if limit is None or host.name in limit:
-            host.connected = True
-            state.activate_host(host)
-    add_deploy(state, ssh.apply)
-    state.is_executing = True
-    results = {}
-    for host in inventory.get_active_hosts():
-        results[host.name] = []
-        for op_hash in state.get_op_order():
-            if op_hash not in state.ops[host]:
-                continue
-            op_data = state.get_op_data_for_host(host, op_hash)
-            with ctx_state.use(state), ctx_host.use(host):
-                commands = list(op_data.command_generator())
-            for command in commands:
-                nodes[host.name].run(command)
-            op_data.operation_meta.set_complete(True, commands, CommandOutput([]))
-            results[host.name].append((sorted(state.op_meta[op_hash].names)[0], commands))
-    return results
-
-
-def changed(result):
-    return [(name, [str(c) for c in commands]) for name, commands in result if commands]
+    return converge(hosts, nodes, monkeypatch, (ssh,), limit)
 
 
 @pytest.fixture
