@@ -5,6 +5,8 @@ Desired state (checked, never changed):
   the lab is consistent) and, where a node has the engine image, the same image
   id; with distribute_image on, a differing image is only logged: the
   distribute role replaces it with the source's in this run;
+- the NCCL version in the image is reported, with a warning where it is known
+  to wedge at this tensor parallel size;
 - this node's QSFP interfaces exist and have link (per qsfp_carrier_required);
 - the filesystem of the admin's home has model_disk_gib free for the model cache.
 
@@ -24,7 +26,7 @@ from spark_cluster.settings import role_settings
 
 from roles.serving.standin import effective_image
 
-from .compare import CONSISTENT_FIELDS, compare_nodes, summary_line
+from .compare import CONSISTENT_FIELDS, compare_nodes, nccl_warning, summary_line
 from .defaults import DEFAULTS
 from .facts import NodeInventory
 
@@ -48,6 +50,9 @@ def cluster_problems(s):
     if cache.setdefault("preflight_problems", problems) is problems:
         for name in member_names():
             logger.info(summary_line(name, facts.get(name), problems))
+            warning = nccl_warning(name, (facts.get(name) or {}).get("nccl"), host.data.world_size)
+            if warning:
+                logger.warning(f"preflight: {warning}")
     return cache["preflight_problems"]
 
 

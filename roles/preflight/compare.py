@@ -99,6 +99,25 @@ def compare_nodes(
     return sorted(problems, key=lambda problem: problem.node)
 
 
+# Seed 001: NCCL 2.28.9 wedges long generations at tensor parallel 4; 2.30.4 fixes it.
+NCCL_FIXED_FOR_TP4 = (2, 30, 4)
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    parts = text.split("-")[0].split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
+
+
+def nccl_warning(node: str, nccl: str | None, world_size: int) -> str | None:
+    """A warning when the image's NCCL is known to wedge at this tensor parallel size."""
+    version = _version(nccl or "")
+    if world_size < 4 or version is None or version >= NCCL_FIXED_FOR_TP4:
+        return None
+    fixed = ".".join(map(str, NCCL_FIXED_FOR_TP4))
+    return (f"{node}: the engine image ships NCCL {nccl}, which wedges long generations at tensor "
+            f"parallel {world_size} (seed 001); use an image with NCCL >= {fixed}")
+
+
 def _short_image(image_id: str | None) -> str:
     if not image_id:
         return "absent"
@@ -114,6 +133,6 @@ def summary_line(node: str, facts: Mapping[str, Any] | None, problems: list[Prob
     verdict = "; ".join(p.message for p in problems if p.node == node) or "OK"
     return (
         f"preflight {node}: kernel {facts.get('kernel')}, driver {facts.get('driver')}, "
-        f"image {_short_image(facts.get('image_id'))}, qsfp {links or '-'}, "
+        f"image {_short_image(facts.get('image_id'))} (NCCL {facts.get('nccl') or '?'}), qsfp {links or '-'}, "
         f"disk {'?' if free is None else free} GiB free -> {verdict}"
     )

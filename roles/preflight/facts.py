@@ -26,9 +26,12 @@ echo "disk_path=$home"
 echo "disk_avail_kib=$(df -Pk "$home" 2>/dev/null | awk 'NR==2 {print $4}')"
 true
 """
+# NGC-based engine images (vLLM, SGLang) declare their NCCL in the image's environment.
 _IMAGE = (
     "if command -v docker >/dev/null 2>&1; then "
-    "echo \"image_id=$(docker image inspect --format '{{.Id}}' __NAME__ 2>/dev/null)\"; fi"
+    "echo \"image_id=$(docker image inspect --format '{{.Id}}' __NAME__ 2>/dev/null)\"; "
+    "echo \"nccl=$(docker image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' __NAME__ 2>/dev/null "
+    "| sed -n 's/^NCCL_VERSION=//p' | head -n1)\"; fi"
 )
 _DRIVER_VERSION = re.compile(r"\b(\d{3,}\.\d+(?:\.\d+)?)\b")
 NO_DRIVER = "none"
@@ -59,6 +62,7 @@ def parse_node_inventory(lines: list[str]) -> dict:
         "driver": driver_version(raw.get("driver_proc"), raw.get("driver_smi")),
         # Absent (no docker, no image) is None: it is not compared.
         "image_id": raw.get("image_id") or None,
+        "nccl": raw.get("nccl") or None,
         "carriers": carriers,
         "disk_path": raw.get("disk_path") or None,
         "disk_free_gib": round(int(avail) / 1024**2, 1) if avail.isdigit() else None,
@@ -76,7 +80,7 @@ def node_inventory_command(interfaces, image, user) -> str:
 
 
 class NodeInventory(FactBase):
-    """{"kernel", "driver", "image_id", "carriers": {iface: up|down|unknown|absent},
+    """{"kernel", "driver", "image_id", "nccl", "carriers": {iface: up|down|unknown|absent},
     "disk_path", "disk_free_gib"}. Carrier is "unknown" while a port is
     administratively down (a fresh node before the network role): not a fault."""
 

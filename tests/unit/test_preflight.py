@@ -2,7 +2,7 @@
 
 import pytest
 
-from roles.preflight.compare import compare_nodes, summary_line
+from roles.preflight.compare import compare_nodes, nccl_warning, summary_line
 from roles.preflight.facts import NO_DRIVER, driver_version, node_inventory_command, parse_node_inventory
 
 IFACES = ["enp1s0f0np0", "enp1s0f1np1"]
@@ -34,6 +34,7 @@ def test_parse_a_real_spark():
         "(dvs-builder@U16-I3-B03-4-3)  Thu Sep 25 2025",
         "driver_smi=580.142",
         "image_id=sha256:0123456789abcdef",
+        "nccl=2.30.4-1",
         "carrier.enp1s0f0np0=1",
         "carrier.enp1s0f1np1=0",
         "disk_path=/home/nvidia",
@@ -43,6 +44,7 @@ def test_parse_a_real_spark():
         "kernel": "6.17.0-1014-nvidia",
         "driver": "580.142",
         "image_id": "sha256:0123456789abcdef",
+        "nccl": "2.30.4-1",
         "carriers": {"enp1s0f0np0": "up", "enp1s0f1np1": "down"},
         "disk_path": "/home/nvidia",
         "disk_free_gib": 3000.0,
@@ -164,3 +166,18 @@ def test_summary_line_is_one_line_per_node():
     assert "kernel is 6.17.0-1014-nvidia" in line
     assert summary_line("c", None, []).startswith("preflight c: not connected")
     assert summary_line("a", facts, []).endswith("-> OK")
+
+
+@pytest.mark.parametrize("nccl, world_size, warned", [
+    ("2.28.9-1", 4, True),     # seed 001's wedge
+    ("2.28.9", 2, False),      # TP=2 was not affected
+    ("2.30.4-1", 4, False),
+    ("2.31.0", 4, False),
+    (None, 4, False),          # unknown: reported as "?", no guess
+    ("custom", 4, False),
+])
+def test_nccl_warning(nccl, world_size, warned):
+    warning = nccl_warning("spark-1", nccl, world_size)
+    assert (warning is not None) is warned
+    if warned:
+        assert "NCCL 2.28.9" in warning and ">= 2.30.4" in warning and "tensor parallel 4" in warning
