@@ -61,7 +61,8 @@ def roce_env(node) -> dict[str, str] | None:
 def container_mounts(node, problems: Problems):
     """(docker's mount list, the running container's own mount table) or (None, None)."""
     inspect = node.run_root(f"docker inspect -f '{{{{json .Mounts}}}}' {CONTAINER}")
-    mountinfo = node.run_root(f"docker exec {CONTAINER} cat /proc/self/mountinfo")
+    # python3, as every container check: an engine image need not ship coreutils.
+    mountinfo = node.container_python("print(open('/proc/self/mountinfo').read(), end='')")
     if not inspect.ok or not mountinfo.ok:
         problems.add(f"container {CONTAINER}", "running", (inspect if not inspect.ok else mountinfo).brief,
                      CONTAINER_DOWN_FIX)

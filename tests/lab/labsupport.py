@@ -1,0 +1,149 @@
+"""Driving the lab and pyinfra from tests: subprocesses, as a user would."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_SUDO_PASSWORD = "spark"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def run(argv, timeout, input_text=None, check=False):
+    result = subprocess.run(
+        argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, input=input_text
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{shlex.join(map(str, argv))} exited {result.returncode}\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+def lab(*args, timeout=900, check=True):
+    return run([sys.executable, "-m", "lab", *args], timeout=timeout, check=check)
+
+
+def on_node(node, command, timeout=120, check=True):
+    """Runs `command` as the admin user on a lab node."""
+    return run([sys.executable, "-m", "lab", "ssh", node, command], timeout=timeout, check=check)
+
+
+def as_root(node, command, timeout=180, check=True):
+    """Runs `command` as root; the password goes over stdin, never on a command line."""
+    wrapped = f"sudo -S -p '' sh -c {shlex.quote(command)}"
+    return run(
+        [sys.executable, "-m", "lab", "ssh", node, wrapped],
+        timeout=timeout,
+        input_text=LAB_SUDO_PASSWORD + "\n",
+        check=check,
+    )
+
+
+@dataclass
+class DeployResult:
+    returncode: int
+    output: str
+
+    def grand_total(self) -> dict[str, int]:
+        """pyinfra's closing table: Hosts, Success (= changed), Error, No Change."""
+        match = re.search(r"Grand total\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", self.output)
+        if not match:
+            raise AssertionError(f"no pyinfra results table in output:\n{self.output[-3000:]}")
+        hosts, changed, errors, unchanged = (0 if v == "-" else int(v) for v in match.groups())
+        return {"hosts": hosts, "changed": changed, "errors": errors, "unchanged": unchanged}
+
+    def host_lines(self, host: str) -> list[str]:
+        return [line.strip() for line in self.output.splitlines() if f"[{host}]" in line]
+
+    def changed_operations(self, host: str) -> list[str]:
+        """Names of the operations that ran a command on `host` ("Success" in pyinfra's log)."""
+        changed, current = [], None
+        for line in ANSI.sub("", self.output).splitlines():
+            started = re.search(r"--> Starting (?:[\w ,]+ )?operation: (.*)$", line)
+            if started:
+                current = started.group(1).strip()
+            elif re.search(rf"\[{re.escape(host)}\]\s+Success", line):
+                changed.append(current)
+        return changed
+
+
+def deploy(inventory: str, *extra: str, timeout=2400) -> DeployResult:
+    result = run(
+        [sys.executable, "-m", "pyinfra", "-y", inventory, "deploy.py", *extra], timeout=timeout
+    )
+    return DeployResult(result.returncode, result.stdout + result.stderr)
+
+
+def verify(inventory: str, report: Path, timeout=900) -> tuple[int, list[dict], str]:
+    result = run(
+        [
+            sys.executable, "-m", "pytest", "tests/verify", "-p", "no:cacheprovider", "-q",
+            "--inventory", inventory, "--report-json", str(report),
+        ],
+        timeout=timeout,
+    )
+    entries = json.loads(report.read_text()) if report.exists() else []
+    if isinstance(entries, dict):
+        entries = entries.get("results", [])
+    return result.returncode, entries, result.stdout + result.stderr
+
+
+def failed_checks(entries: list[dict]) -> set[tuple[str, str]]:
+    return {(e["node"], e["check"]) for e in entries if e["outcome"] == "failed"}
+
+
+def boot_count(node: str) -> int:
+    """Lines in the lab's boot log: one per boot of this node's disk."""
+    out = on_node(node, "cat /var/log/lab-boots").stdout
+    return len([line for line in out.splitlines() if line.strip()])
+
+
+def wait_for(predicate, timeout: float, interval: float = 5.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as error:  # the node may be rebooting
+            last = error
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def head_healthy(head: str, api_port: int = 8000) -> bool:
+    probe = (
+        "python3 -c \"import urllib.request,sys;"
+        f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{api_port}/health', timeout=5).status == 200 else 1)\""
+    )
+    return on_node(head, probe, check=False).returncode == 0
+
+
+def tree_digest(node: str, path: str) -> str:
+    """Names, sizes, link targets and contents of a tree: equal digests mean identical trees."""
+    q = shlex.quote(path)
+    command = (
+        f"cd {q} && {{ find . \\( -type f -o -type l \\) -printf '%P %s %l\\n' | LC_ALL=C sort; "
+        "find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum"
+    )
+    return on_node(node, command).stdout.split()[0]
+
+
+def container_started_at(node: str) -> str:
+    out = as_root(node, "docker inspect -f '{{.State.StartedAt}}' spark-serving").stdout.strip()
+    assert out, f"no spark-serving container on {node}"
+    return out
+
+
+def image_id(node: str, image: str) -> str:
+    return as_root(node, f"docker image inspect -f '{{{{.Id}}}}' {shlex.quote(image)}").stdout.strip()
