@@ -1,0 +1,109 @@
+"""Deploy timings on the lab, 2 and 4 nodes in one run (a benchmark, not a test).
+
+For each cluster size, from fresh VMs: lab up, first converge, no-op re-run
+(which must report zero changes), serving healthy, and the verification suite
+(which must be green). Prints the times per size and the 4-node/2-node ratios.
+Timings here are noisy (TCG emulation on 2 cores): read the ratios, not the
+seconds. The target is a no-op run that grows far less than linearly with the
+node count (pyinfra works on hosts in parallel).
+
+    .venv/bin/python bench/deploy_bench.py [--sizes 2 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HEALTH = (
+    "python3 -c \"import urllib.request,sys;"
+    "sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=5).status == 200 else 1)\""
+)
+
+
+def run(argv: list[str], check: bool = True) -> tuple[float, str]:
+    start = time.monotonic()
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    elapsed = time.monotonic() - start
+    output = result.stdout + result.stderr
+    if check and result.returncode != 0:
+        sys.exit(f"bench: {' '.join(argv)} failed:\n{output[-3000:]}")
+    return elapsed, output
+
+
+def lab(*args: str, check: bool = True) -> tuple[float, str]:
+    return run([sys.executable, "-m", "lab", *args], check=check)
+
+
+def deploy(size: int) -> tuple[float, int]:
+    """Seconds, and the number of operations that changed something."""
+    elapsed, output = run([sys.executable, "-m", "pyinfra", "-y", f"inventory/lab{size}.py", "deploy.py"])
+    match = re.search(r"Grand total\s+\S+\s+(\S+)", output)
+    if not match:
+        sys.exit(f"bench: no pyinfra results table:\n{output[-3000:]}")
+    return elapsed, 0 if match.group(1) == "-" else int(match.group(1))
+
+
+def healthy() -> bool:
+    result = subprocess.run([sys.executable, "-m", "lab", "ssh", "spark-1", HEALTH], cwd=REPO,
+                            capture_output=True)
+    return result.returncode == 0
+
+
+def wait_healthy(timeout: float = 900) -> float:
+    """Seconds until the head answers /health 200 (every worker joined)."""
+    start = time.monotonic()
+    while not healthy():
+        if time.monotonic() - start > timeout:
+            sys.exit(f"bench: the head's /health did not answer 200 within {timeout:.0f}s")
+        time.sleep(5)
+    return time.monotonic() - start
+
+
+def verify(size: int) -> tuple[float, int, int]:
+    """Seconds, passed checks, failed checks."""
+    report = REPO / "reports" / f"bench-verify-{size}.json"
+    elapsed, output = run([sys.executable, "-m", "pytest", "tests/verify", "-q", "-p", "no:cacheprovider",
+                           "--inventory", f"inventory/lab{size}.py", "--report-json", str(report)], check=False)
+    entries = json.loads(report.read_text()) if report.exists() else []
+    if isinstance(entries, dict):
+        entries = entries.get("results", [])
+    passed = sum(1 for e in entries if e["outcome"] == "passed")
+    failed = sum(1 for e in entries if e["outcome"] == "failed")
+    if failed or not passed:
+        print(output[-4000:], file=sys.stderr)
+    return elapsed, passed, failed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2, 4])
+    args = parser.parse_args()
+    rows = {}
+    for size in args.sizes:
+        lab("destroy")
+        boot, _ = lab("up", "--nodes", str(size))
+        first, first_changed = deploy(size)
+        noop, noop_changed = deploy(size)
+        ready = wait_healthy()
+        checked, passed, failed = verify(size)
+        lab("down")
+        rows[size] = (boot, first, noop)
+        print(f"{size} nodes: lab up {boot:6.0f}s | first converge {first:6.0f}s ({first_changed} changes) | "
+              f"no-op re-run {noop:5.0f}s ({noop_changed} changes) | healthy +{ready:4.0f}s | "
+              f"verify {checked:4.0f}s: {passed} passed, {failed} failed", flush=True)
+        if noop_changed or failed:
+            sys.exit(f"bench: {size} nodes did not converge cleanly")
+    if 2 in rows and 4 in rows:
+        print(f"ratio 4/2 nodes: first converge {rows[4][1] / rows[2][1]:.2f}x, "
+              f"no-op re-run {rows[4][2] / rows[2][2]:.2f}x (linear would be 2.00x)")
+
+
+if __name__ == "__main__":
+    main()
