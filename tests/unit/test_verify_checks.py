@@ -112,9 +112,9 @@ class NodeState:
             return ok("true\n")
         if "{{json .Mounts}}" in command:
             return ok(json.dumps([{"Type": "bind", "Source": s, "Destination": d, "RW": True} for s, d in self.mounts]))
-        if argv[:4] == ["docker", "exec", "spark-serving", "cat"]:
-            return ok("".join(f"40 30 8:1 {s} {d} rw - ext4 /dev/vda1 rw\n" for s, d in self.mounts))
         code = argv[-1]
+        if "/proc/self/mountinfo" in code:
+            return ok("".join(f"40 30 8:1 {s} {d} rw - ext4 /dev/vda1 rw\n" for s, d in self.mounts))
         if "os.environ" in code:
             return ok(json.dumps(self.container_env))
         if "RLIMIT_MEMLOCK" in code:
