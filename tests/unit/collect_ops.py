@@ -59,7 +59,11 @@ def collect(hosts, get_fact, monkeypatch, roles, limit=None):
     inventory, state = _connected_state(hosts, limit)
     monkeypatch.setattr(pyinfra, "is_cli", True)
     state.set_stage(StateStage.Prepare)
-    for role in roles:
+    # The CLI orders operations by the call stack below deploy.py, where each role
+    # has its own line. Called from here, every role would share one line and be
+    # ordered by line numbers inside unrelated role files: give each its own place.
+    for number, role in enumerate(roles):
+        state.current_op_file_number = number
         for host in inventory.get_active_hosts():
             with ctx_state.use(state), ctx_host.use(host):
                 role.apply()
