@@ -55,10 +55,12 @@ def image_to_receive(host_data):
     source = source_member(s)
     if source["name"] == host.name:
         return None
-    source_id = member_fact(DockerImageId, image=image).get(source["name"])
+    # One cluster-wide read per run: standin, distribute and serving all ask.
+    image_ids = member_fact(DockerImageId, image=image)
+    source_id = image_ids.get(source["name"])
     if source_id is None and s.serving_standin and member_connected(source["name"]):
         source_id = BUILT_THIS_RUN
-    if not needs_copy(source_id, host.get_fact(DockerImageId, image=image)):
+    if not needs_copy(source_id, image_ids.get(host.name)):
         return None
     return image, source_id
 
@@ -116,7 +118,7 @@ def apply():
         image, source_id = receive
         key = f"{account['home']}/.ssh/{KEY_NAME}"
         # docker load needs root here; the remote docker save runs as the admin
-        # (a member of the docker group, see roles/serving).
+        # (a member of the docker group: the first operation of this role).
         ssh = shlex.join([
             "ssh", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
             "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=/etc/ssh/ssh_known_hosts",

@@ -15,16 +15,16 @@ systemd restarts the container if the engine gives up), so the cluster
 assembles itself in any boot order.
 """
 
-import shlex
 from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from roles.caches.mounts import cache_mounts
 from roles.rdma import roce_env_command
+from spark_cluster.cluster_facts import member_fact
 from spark_cluster.host_ops import admin_account, fail_host
 from spark_cluster.settings import SettingError, require, role_settings
 
@@ -64,7 +64,7 @@ def apply():
     if account is None:
         fail_host("Find the admin user's home", f"serving: admin user {s.ssh_user!r} not found on {host.name}")
         return
-    image_id = host.get_fact(DockerImageId, image=image)
+    image_id = member_fact(DockerImageId, image=image).get(host.name)
     if image_id is None:
         from roles.distribute import image_to_receive  # late: distribute reads serving's facts
 

@@ -23,14 +23,15 @@ from roles.distribute import image_to_receive
 from roles.serving import defaults as paths
 from roles.serving.facts import DockerImageId
 from roles.serving.standin import BUILDER, standin_sources, standin_tag
+from spark_cluster.cluster_facts import member_fact
 from spark_cluster.settings import role_settings
 
-DEFAULTS = {"serving_standin": False}
+from .defaults import DEFAULTS
 
 
 def builds_here(host_data) -> bool:
     """Absent here and not arriving from a peer: this node builds the image."""
-    if host.get_fact(DockerImageId, image=standin_tag()) is not None:
+    if member_fact(DockerImageId, image=standin_tag()).get(host.name) is not None:
         return False
     return image_to_receive(host_data) is None
 
