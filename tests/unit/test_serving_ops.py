@@ -103,15 +103,6 @@ class FakeNode:
             raise AssertionError(f"unexpected command {words}")
 
 
-
-
-
-
-
-
-
-
-
 def deploy(hosts, nodes, monkeypatch):
     """Prepare and 'execute' every role from caches to serving on fake nodes."""
     for node in nodes.values():

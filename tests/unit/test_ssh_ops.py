@@ -118,15 +118,6 @@ class FakeNode:
         subprocess.run(["bash", "-c", moved], check=True, capture_output=True)
 
 
-
-
-
-
-
-
-
-
-
 def deploy(hosts, nodes, monkeypatch, limit=None):
     """Prepare and 'execute' the ssh role; returns host name -> [(op name, [commands])]."""
     return converge(hosts, nodes, monkeypatch, (ssh,), limit)
