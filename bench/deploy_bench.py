@@ -7,6 +7,11 @@ Timings here are noisy (TCG emulation on 2 cores): read the ratios, not the
 seconds. The target is a no-op run that grows far less than linearly with the
 node count (pyinfra works on hosts in parallel).
 
+For the no-op run it also prints what does not depend on the machine: the
+facts (SSH round trips) each node answered, and the CPU seconds the VMs and
+the controller spent, which tell the deploy's own scaling from the lab's
+(every VM shares the same two cores).
+
     .venv/bin/python bench/deploy_bench.py [--sizes 2 4]
 """
 
@@ -14,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -41,13 +48,54 @@ def lab(*args: str, check: bool = True) -> tuple[float, str]:
     return run([sys.executable, "-m", "lab", *args], check=check)
 
 
-def deploy(size: int) -> tuple[float, int]:
-    """Seconds, and the number of operations that changed something."""
-    elapsed, output = run([sys.executable, "-m", "pyinfra", "-y", f"inventory/lab{size}.py", "deploy.py"])
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def deploy(size: int, *flags: str) -> tuple[float, int, str]:
+    """Seconds, the number of operations that changed something, and pyinfra's output."""
+    elapsed, output = run([sys.executable, "-m", "pyinfra", "-y", *flags, f"inventory/lab{size}.py", "deploy.py"])
+    output = ANSI.sub("", output)
     match = re.search(r"Grand total\s+\S+\s+(\S+)", output)
     if not match:
         sys.exit(f"bench: no pyinfra results table:\n{output[-3000:]}")
-    return elapsed, 0 if match.group(1) == "-" else int(match.group(1))
+    return elapsed, 0 if match.group(1) == "-" else int(match.group(1)), output
+
+
+def facts_per_node(output: str) -> dict[str, int]:
+    """{node: facts it answered}, from pyinfra -v ("[spark-1] Loaded fact ...")."""
+    counts: dict[str, int] = {}
+    for node in re.findall(r"\[([\w.-]+)\] Loaded fact", output):
+        counts[node] = counts.get(node, 0) + 1
+    return counts
+
+
+def vm_cpu_seconds() -> float:
+    """User + system CPU seconds of every qemu process (the lab's VMs) so far."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            # By command line: the lab names each VM's process after its node.
+            program = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if b"qemu-system" in program:
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def controller_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def noop_run(size: int) -> tuple[float, int, dict[str, int], float, float]:
+    """The no-op re-run: seconds, changes, facts per node, VM and controller CPU seconds."""
+    vms, controller = vm_cpu_seconds(), controller_cpu_seconds()
+    elapsed, changed, output = deploy(size, "-v")
+    return (elapsed, changed, facts_per_node(output),
+            vm_cpu_seconds() - vms, controller_cpu_seconds() - controller)
 
 
 def healthy() -> bool:
@@ -89,20 +137,25 @@ def main() -> None:
     for size in args.sizes:
         lab("destroy")
         boot, _ = lab("up", "--nodes", str(size))
-        first, first_changed = deploy(size)
-        noop, noop_changed = deploy(size)
+        first, first_changed, _ = deploy(size)
+        noop, noop_changed, facts, vm_cpu, controller_cpu = noop_run(size)
         ready = wait_healthy()
         checked, passed, failed = verify(size)
         lab("down")
-        rows[size] = (boot, first, noop)
+        rows[size] = (boot, first, noop, vm_cpu + controller_cpu)
         print(f"{size} nodes: lab up {boot:6.0f}s | first converge {first:6.0f}s ({first_changed} changes) | "
               f"no-op re-run {noop:5.0f}s ({noop_changed} changes) | healthy +{ready:4.0f}s | "
               f"verify {checked:4.0f}s: {passed} passed, {failed} failed", flush=True)
+        per_node = sorted(set(facts.values()))
+        print(f"         no-op: facts per node {'/'.join(map(str, per_node)) or '?'} "
+              f"({sum(facts.values())} in all) | CPU: VMs {vm_cpu:5.0f}s, controller {controller_cpu:4.0f}s, "
+              f"{(vm_cpu + controller_cpu) / noop / os.cpu_count():.0%} of {os.cpu_count()} cores", flush=True)
         if noop_changed or failed:
             sys.exit(f"bench: {size} nodes did not converge cleanly")
     if 2 in rows and 4 in rows:
         print(f"ratio 4/2 nodes: first converge {rows[4][1] / rows[2][1]:.2f}x, "
-              f"no-op re-run {rows[4][2] / rows[2][2]:.2f}x (linear would be 2.00x)")
+              f"no-op re-run {rows[4][2] / rows[2][2]:.2f}x (linear would be 2.00x); "
+              f"no-op CPU {rows[4][3] / rows[2][3]:.2f}x")
 
 
 if __name__ == "__main__":

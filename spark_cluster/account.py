@@ -8,7 +8,7 @@ from pyinfra.api import FactBase
 
 
 class UserAccount(FactBase):
-    """{"home": str, "group": str} for a user, or None when it does not exist.
+    """{"home": str, "group": str, "groups": [str]} for a user, or None when it does not exist.
 
     getent (not /etc/passwd) so a directory-service account works too; the
     group is returned by name because pyinfra compares owners by name.
@@ -18,11 +18,11 @@ class UserAccount(FactBase):
         quoted = shlex.quote(user)
         return (
             f"entry=$(getent passwd {quoted}) || exit 0; "
-            f'printf "%s\\n" "$entry" | cut -d: -f6; id -gn {quoted}'
+            f'printf "%s\\n" "$entry" | cut -d: -f6; id -gn {quoted}; id -Gn {quoted}'
         )
 
     def process(self, output):
         lines = [line.strip() for line in output if line.strip()]
         if len(lines) < 2:
             return None
-        return {"home": lines[0], "group": lines[1]}
+        return {"home": lines[0], "group": lines[1], "groups": lines[2].split() if len(lines) > 2 else []}

@@ -1,21 +1,30 @@
-"""A fact of every cluster member, gathered once per pyinfra run.
+"""Facts gathered once per pyinfra run: of every cluster member, or of this host.
 
 pyinfra runs the deploy code once per host (in parallel greenlets) and keeps
 no fact cache, so a cluster-wide view is gathered here once and shared: every
 host then decides from the same data, and each node answers each fact once.
+The greenlets arrive together, so the first one gathers (from all members at
+once) while the others wait for its result: asking every member from every
+host would make the run grow with the square of the node count.
 
 Reading another host's fact while collecting this host's operations is plain
 `Host.get_fact` (pyinfra.api.facts._get_fact runs the command over that
 host's own connection). But it would *connect* to a host that is not yet
 connected, and `--limit` leaves the other hosts unconnected: those members
 are reported as None instead, so a limited run never reaches outside its limit.
+
+All of this is read while pyinfra collects operations, before any of them
+runs: it is the state the run started from, which is what roles decide on.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
+import gevent
+from gevent.event import AsyncResult
 from pyinfra import host
+from pyinfra.context import ctx_config, ctx_host
 
 # id(state) -> (state, {cache key: value}); the state is kept so that an id
 # reused by a later State (unit tests build many) never hits a stale entry.
@@ -31,6 +40,21 @@ def run_cache() -> dict:
     return entry[1]
 
 
+def once_per_run(key, compute: Callable[[], Any]) -> Any:
+    """compute() for the first caller of this run; later callers (other hosts'
+    greenlets included) wait for that same result instead of computing again."""
+    cache = run_cache()
+    result = cache.get(key)
+    if result is None:
+        result = cache[key] = AsyncResult()
+        try:
+            result.set(compute())
+        except BaseException as error:
+            result.set_exception(error)
+            raise
+    return result.get()
+
+
 def member_names() -> list[str]:
     members = host.data.get("cluster_members") or [{"name": host.name}]
     return [member["name"] for member in members]
@@ -42,17 +66,33 @@ def member_connected(name: str) -> bool:
     return member is not None and member.connected
 
 
+def _fact_key(kind: str, fact_cls, kwargs: dict) -> tuple:
+    return (kind, fact_cls.__module__, fact_cls.__qualname__, repr(sorted(kwargs.items())))
+
+
 def member_fact(fact_cls, **kwargs) -> dict[str, Any]:
     """{member name: fact value, or None when that member is not connected}."""
-    cache = run_cache()
-    key = ("fact", fact_cls.__module__, fact_cls.__qualname__, repr(sorted(kwargs.items())))
-    if key in cache:
-        return cache[key]
-    values = {}
-    for name in member_names():
-        if not member_connected(name):
-            values[name] = None
-            continue
-        values[name] = host.state.inventory.get_host(name).get_fact(fact_cls, **kwargs)
-    # Greenlets may race to here: the first result stored is the one everybody uses.
-    return cache.setdefault(key, values)
+    return once_per_run(_fact_key("members", fact_cls, kwargs), lambda: _gather(fact_cls, kwargs))
+
+
+def _gather(fact_cls, kwargs) -> dict[str, Any]:
+    inventory, config = host.state.inventory, ctx_config.get()
+
+    def ask(member):
+        # A greenlet of its own does not inherit this one's host and config
+        # (sudo settings live there): give it the member's, as pyinfra does.
+        with ctx_config.use(config), ctx_host.use(member):
+            return member.get_fact(fact_cls, **kwargs)
+
+    names = member_names()
+    asked = {name: gevent.spawn(ask, inventory.get_host(name)) for name in names if member_connected(name)}
+    gevent.joinall(list(asked.values()), raise_error=True)
+    return {name: asked[name].value if name in asked else None for name in names}
+
+
+def host_fact(fact_cls, **kwargs) -> Any:
+    """This host's fact as the run found it, asked once however many roles read it."""
+    return once_per_run(
+        _fact_key(f"host {host.name}", fact_cls, kwargs),
+        lambda: host.get_fact(fact_cls, **kwargs),
+    )

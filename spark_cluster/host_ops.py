@@ -1,13 +1,16 @@
-"""Operations every role uses: failing one host clearly, finding the admin account."""
+"""Operations every role uses: failing one host clearly, finding the admin account,
+installing packages."""
 
 from __future__ import annotations
 
 import shlex
 
-from pyinfra import host
-from pyinfra.operations import server
+from pyinfra.facts.deb import DebPackages
+from pyinfra.operations import apt, server
 
 from .account import UserAccount
+from .cluster_facts import host_fact
+from .file_state import UNCHANGED
 
 
 def fail_command(message: str) -> str:
@@ -21,7 +24,16 @@ def fail_host(name: str, message: str) -> None:
 
 
 def admin_account(user):
-    """The admin user's account ({"home", "group"}), or None (the caller then fails the host)."""
+    """The admin user's account ({"home", "group", "groups"}), or None (the caller then fails the host)."""
     if not user:
         return None
-    return host.get_fact(UserAccount, user=user)
+    return host_fact(UserAccount, user=user)
+
+
+def ensure_packages(name: str, packages: list[str]):
+    """apt.packages, only when one of `packages` is missing; the lists are
+    refreshed then, and never on a run that installs nothing (that would be a change)."""
+    installed = host_fact(DebPackages) or {}
+    if all(package in installed for package in packages):
+        return UNCHANGED
+    return apt.packages(name=name, packages=packages, update=True)

@@ -8,8 +8,7 @@ The mount table itself lives in roles/caches/mounts.py, shared with serving.
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files
-
+from spark_cluster.file_state import Snapshot
 from spark_cluster.host_ops import admin_account, fail_host
 from spark_cluster.settings import role_settings
 
@@ -31,9 +30,11 @@ def apply():
 
     # Parents first and as the admin: created implicitly by sudo they would
     # belong to root and lock the admin out of ~/.cache. ~/.cache keeps its mode.
-    files.directory(name="~/.cache belongs to the admin", path=f"{home}/.cache", user=s.ssh_user, group=group)
-    for path in [cache_root(home), *engine_cache_dirs(home).values(), hf_home(home)]:
-        files.directory(
+    cache_dirs = [cache_root(home), *engine_cache_dirs(home).values(), hf_home(home)]
+    paths = Snapshot([f"{home}/.cache", *cache_dirs])
+    paths.directory(name="~/.cache belongs to the admin", path=f"{home}/.cache", user=s.ssh_user, group=group)
+    for path in cache_dirs:
+        paths.directory(
             name=f"Cache directory {path}",
             path=path,
             user=s.ssh_user,

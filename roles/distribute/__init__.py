@@ -16,15 +16,14 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.deb import DebPackages
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import files, server
 
 from roles.caches.mounts import hf_home
 from roles.serving.facts import DockerImageId
 from roles.serving.standin import effective_image
 from roles.ssh.defaults import KEY_NAME
 from spark_cluster.cluster_facts import member_connected, member_fact
-from spark_cluster.host_ops import admin_account
+from spark_cluster.host_ops import admin_account, ensure_packages
 from spark_cluster.settings import require, role_settings
 
 from .defaults import DEFAULTS
@@ -72,7 +71,8 @@ def apply():
     account = admin_account(s.ssh_user)
     if account is None:
         return  # the caches role already failed this host with the reason
-    if s.distribute_image:
+    # An account read without its groups (None) is not known to be in docker.
+    if s.distribute_image and "docker" not in (account.get("groups") or []):
         server.user(
             name="The admin may run docker: images travel node to node as the admin",
             user=s.ssh_user,
@@ -83,18 +83,14 @@ def apply():
     copies_model = bool(s.distribute_model and s.serving_model)
     if copies_model:
         # Both ends of a copy run rsync: the source serves it over SSH.
-        apt.packages(
-            name="rsync for model copies",
-            packages=["rsync"],
-            update="rsync" not in (host.get_fact(DebPackages) or {}),
-        )
+        ensure_packages("rsync for model copies", ["rsync"])
     if source["name"] == host.name:
         return
 
     if copies_model:
         model_dir = model_cache_dir(hf_home(account["home"]), s.serving_model)
         manifests = member_fact(ModelManifest, path=model_dir)
-        if needs_copy(manifests.get(source["name"]), host.get_fact(ModelManifest, path=model_dir)):
+        if needs_copy(manifests.get(source["name"]), manifests.get(host.name)):
             files.directory(
                 name="Hugging Face hub directory",
                 path=model_dir.rsplit("/", 1)[0],

@@ -8,8 +8,9 @@ Desired state:
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
+from spark_cluster.file_state import Snapshot
 from spark_cluster.settings import role_settings
 
 from .defaults import DEFAULTS
@@ -19,10 +20,9 @@ from .defaults import DEFAULTS
 def apply():
     s = role_settings(host.data, DEFAULTS)
 
-    override = files.file(
+    override = Snapshot([s.drm_override_file]).absent(
         name="Remove the DRM override that halves CUDA memory",
         path=s.drm_override_file,
-        present=False,
     )
     server.shell(
         name="Refresh the initramfs without the override",

@@ -17,11 +17,11 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.deb import DebPackages
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
-from spark_cluster.host_ops import fail_host
+from spark_cluster.file_state import Snapshot
+from spark_cluster.host_ops import ensure_packages, fail_host
 
 from .checks import bond_drift, bond_needs_recreate, bond_up_command, hardware_problem
 from .facts import QsfpLinks
@@ -29,11 +29,6 @@ from .netplan import render_netplan
 from .settings import network_settings
 
 PACKAGES = ["netplan.io", "iputils-ping"]
-
-
-def _missing_packages(packages):
-    installed = host.get_fact(DebPackages) or {}
-    return [name for name in packages if name not in installed]
 
 
 @deploy("network: bond over the QSFP ports")
@@ -46,14 +41,9 @@ def apply():
         fail_host("Check the QSFP hardware", problem)
         return
 
-    apt.packages(
-        name="Install netplan and ping",
-        packages=PACKAGES,
-        # Refresh the lists only when something is missing: an update every run would be a change.
-        update=bool(_missing_packages(PACKAGES)),
-    )
+    ensure_packages("Install netplan and ping", PACKAGES)
 
-    netplan_file = files.put(
+    netplan_file = Snapshot([s.netplan_file]).put(
         name=f"Describe {s.bond_name} in {s.netplan_file}",
         src=StringIO(render_netplan(s)),
         dest=s.netplan_file,

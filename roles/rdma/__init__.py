@@ -20,11 +20,11 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.deb import DebPackages
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
-from spark_cluster.host_ops import fail_command, fail_host
+from spark_cluster.file_state import Snapshot
+from spark_cluster.host_ops import ensure_packages, fail_command, fail_host
 
 from .facts import DETECTOR_SOURCE, InfinibandNodes, RoceState
 from .settings import DETECTOR_PATH, ROCE_ENV_PATH, detector_args, rdma_settings
@@ -34,6 +34,7 @@ MEMLOCK_FILES = {
     "/etc/security/limits.d/90-spark-cluster-memlock.conf": "90-spark-cluster-memlock-limits.conf",
     "/etc/systemd/system.conf.d/90-spark-cluster-memlock.conf": "90-spark-cluster-memlock-system.conf",
 }
+DETECTOR_DIR = DETECTOR_PATH.rsplit("/", 1)[0]
 DOCKER_MEMLOCK_DROPIN = "/etc/systemd/system/docker.service.d/90-spark-cluster-memlock.conf"
 MODULES_LOAD_FILE = "/etc/modules-load.d/spark-cluster-rdma.conf"
 # Problems the network role may still fix in this run (the bond gets its address).
@@ -59,14 +60,14 @@ def roce_env_command(host_data: Any) -> str:
     return " ".join(shlex.quote(arg) for arg in roce_env_argv(host_data))
 
 
-def _ensure_memlock_unlimited():
+def _ensure_memlock_unlimited(paths: Snapshot):
     changed = []
     for dest, name in MEMLOCK_FILES.items():
-        changed.append(files.put(
+        changed.append(paths.put(
             name=f"Unlimited memlock: {dest}",
             src=str(FILES / name), dest=dest, user="root", group="root", mode="644",
         ))
-    docker_dropin = files.put(
+    docker_dropin = paths.put(
         name="Unlimited memlock for dockerd",
         src=str(FILES / "90-spark-cluster-memlock-docker.conf"),
         dest=DOCKER_MEMLOCK_DROPIN, user="root", group="root", mode="644",
@@ -112,23 +113,18 @@ def apply():
         fail_host("Check the RoCE devices", f"{host.name}: {roce['message']}")
         return
 
-    missing = [name for name in s.rdma_packages if name not in (host.get_fact(DebPackages) or {})]
-    apt.packages(
-        name="Install the RDMA tools",
-        packages=s.rdma_packages,
-        # Refresh the lists only when something is missing: an update every run would be a change.
-        update=bool(missing),
-    )
-    files.directory(
-        name="Directory for the RoCE detector", path=DETECTOR_PATH.rsplit("/", 1)[0],
+    ensure_packages("Install the RDMA tools", list(s.rdma_packages))
+    paths = Snapshot([DETECTOR_DIR, DETECTOR_PATH, *MEMLOCK_FILES, DOCKER_MEMLOCK_DROPIN])
+    paths.directory(
+        name="Directory for the RoCE detector", path=DETECTOR_DIR,
         user="root", group="root", mode="755",
     )
-    files.put(
+    paths.put(
         name="Install the RoCE detector", src=str(DETECTOR_SOURCE), dest=DETECTOR_PATH,
         user="root", group="root", mode="755",
     )
     _ensure_uverbs(host.get_fact(InfinibandNodes))
-    _ensure_memlock_unlimited()
+    _ensure_memlock_unlimited(paths)
 
     if s.pinned_gid_index is None and roce.get("problem") in _GID_NOT_YET:
         args = [*detector_args(s, ip=s.qsfp_ip), "--wait", str(s.roce_gid_wait_s), "--json"]

@@ -19,12 +19,13 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, systemd
+from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
 from roles.caches.mounts import cache_mounts
 from roles.rdma import roce_env_command
-from spark_cluster.cluster_facts import member_fact
+from spark_cluster.cluster_facts import host_fact, member_fact
+from spark_cluster.file_state import Snapshot
 from spark_cluster.host_ops import admin_account, fail_host
 from spark_cluster.settings import SettingError, require, role_settings
 
@@ -32,7 +33,7 @@ from . import defaults as paths
 from .argv import ClusterPlace, EngineArgvError, render_engine_argv
 from .defaults import DEFAULTS
 from .environment import ServingEnvError, serving_environment
-from .facts import DockerImageId, DockerRuntimes
+from .facts import DockerImageId, DockerRuntimes, UnitState
 from .standin import effective_image
 from .unit import (
     ENV_TEMPLATE,
@@ -40,7 +41,7 @@ from .unit import (
     UNIT_TEMPLATE,
     Container,
     env_context,
-    jinja_env_kwargs,
+    render,
     unit_context,
 )
 
@@ -112,37 +113,35 @@ def apply():
         engine_argv=engine_argv,
         mounts=cache_mounts(home),
         # --gpus needs the NVIDIA runtime; the lab has none and would refuse it.
-        nvidia_runtime=NVIDIA_RUNTIME in host.get_fact(DockerRuntimes),
+        nvidia_runtime=NVIDIA_RUNTIME in host_fact(DockerRuntimes),
     )
 
-    files.directory(name="Config directory", path=paths.CONFIG_DIR, user="root", group="root", mode="755")
-    env_file = files.template(
+    unit_text = render(UNIT_TEMPLATE, unit_context(
+        container=container,
+        engine=s.serving_engine,
+        rank=place.rank,
+        world_size=place.world_size,
+        head_qsfp_ip=place.head_qsfp_ip,
+        master_port=place.master_port,
+        roce_detect_command=roce_env_command(host.data),
+        start_timeout_s=s.serving_start_timeout_s,
+        stop_timeout_s=s.serving_stop_timeout_s,
+    ))
+    managed = Snapshot([paths.CONFIG_DIR, paths.ENV_FILE, paths.UNIT_FILE, paths.IMAGE_MARKER])
+    managed.directory(name="Config directory", path=paths.CONFIG_DIR, user="root", group="root", mode="755")
+    env_file = managed.put(
         name="Serving environment (0600: read by docker only)",
-        src=str(ENV_TEMPLATE),
+        src=StringIO(render(ENV_TEMPLATE, env_context(environment))),
         dest=paths.ENV_FILE,
         user="root", group="root", mode="600",
-        jinja_env_kwargs=jinja_env_kwargs(),
-        **env_context(environment),
     )
-    unit = files.template(
+    unit = managed.put(
         name=f"Unit {paths.UNIT_NAME} (head and workers, rendered per rank)",
-        src=str(UNIT_TEMPLATE),
+        src=StringIO(unit_text),
         dest=paths.UNIT_FILE,
         user="root", group="root", mode="644",
-        jinja_env_kwargs=jinja_env_kwargs(),
-        **unit_context(
-            container=container,
-            engine=s.serving_engine,
-            rank=place.rank,
-            world_size=place.world_size,
-            head_qsfp_ip=place.head_qsfp_ip,
-            master_port=place.master_port,
-            roce_detect_command=roce_env_command(host.data),
-            start_timeout_s=s.serving_start_timeout_s,
-            stop_timeout_s=s.serving_stop_timeout_s,
-        ),
     )
-    image_marker = files.put(
+    image_marker = managed.put(
         name="Record the engine image the unit runs",
         src=StringIO(image_identity + "\n"),
         dest=paths.IMAGE_MARKER,
@@ -157,9 +156,10 @@ def apply():
         daemon_reload=True,
         _if=any_changed(unit, env_file, image_marker),
     )
-    systemd.service(
-        name="Serving enabled at boot and running",
-        service=paths.UNIT_NAME,
-        running=True,
-        enabled=True,
-    )
+    if host_fact(UnitState, unit=paths.UNIT_NAME) != {"active": True, "enabled": True}:
+        systemd.service(
+            name="Serving enabled at boot and running",
+            service=paths.UNIT_NAME,
+            running=True,
+            enabled=True,
+        )

@@ -1,4 +1,4 @@
-"""What docker on the node already has: images and registered runtimes."""
+"""What docker on the node already has (images, registered runtimes), and the unit's state."""
 
 from __future__ import annotations
 
@@ -36,3 +36,18 @@ class DockerRuntimes(FactBase):
         except ValueError:
             return []
         return sorted(runtimes) if isinstance(runtimes, dict) else []
+
+
+class UnitState(FactBase):
+    """{"active": bool, "enabled": bool} of a systemd unit, in one command."""
+
+    def command(self, unit: str) -> str:
+        quoted = shlex.quote(unit)
+        return f"systemctl is-active {quoted} || true; systemctl is-enabled {quoted} || true"
+
+    def process(self, output):
+        words = [line.strip() for line in output if line.strip()]
+        return {
+            "active": bool(words) and words[0] == "active",
+            "enabled": len(words) > 1 and words[1] == "enabled",
+        }

@@ -21,18 +21,15 @@ ENV_TEMPLATE = TEMPLATES / "serving.env.j2"
 UNIT_TEMPLATE = TEMPLATES / "spark-serving.service.j2"
 NVIDIA_RUNTIME = "nvidia"
 
-# Passed to files.template too, so tests render exactly what lands on the node.
-def jinja_env_kwargs() -> dict[str, Any]:
-    # A fresh dict each time: pyinfra pops keys out of the one it is given.
-    return {"trim_blocks": True, "lstrip_blocks": True}
-
-
 def render(template: Path, context: Mapping[str, Any]) -> str:
+    """The file as it lands on the node: the role uploads exactly this text
+    (and compares its checksum with the node's), so tests see what nodes get."""
     env = Environment(
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         loader=FileSystemLoader(str(template.parent)),
-        **jinja_env_kwargs(),
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     return env.get_template(template.name).render(**context)
 

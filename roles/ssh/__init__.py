@@ -22,10 +22,12 @@ from io import StringIO
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
+from pyinfra.api.util import get_file_sha1
 from pyinfra.facts.files import Block
 from pyinfra.operations import files, server
 
-from spark_cluster.cluster_facts import member_fact
+from spark_cluster.cluster_facts import host_fact, member_fact
+from spark_cluster.file_state import UNCHANGED, Snapshot
 from spark_cluster.host_ops import admin_account, fail_host
 from spark_cluster.settings import role_settings
 
@@ -36,11 +38,16 @@ from .render import keys_by_name, known_hosts_text, ssh_config_text
 from .secret import private_file
 
 
+def recorded_known_hosts():
+    """The lines of this node's known_hosts block, as the run found it."""
+    return host_fact(Block, path=SYSTEM_KNOWN_HOSTS, marker=KNOWN_HOSTS_MARKER)
+
+
 def cluster_host_keys():
     """{name: (qsfp_ip, [keys])} for every member, live keys first, else what
     this node's known_hosts block already holds for that member."""
     live = member_fact(HostPublicKeys)
-    recorded = keys_by_name(host.get_fact(Block, path=SYSTEM_KNOWN_HOSTS, marker=KNOWN_HOSTS_MARKER))
+    recorded = keys_by_name(recorded_known_hosts())
     members = {}
     for member in host.data.cluster_members:
         name = member["name"]
@@ -52,22 +59,38 @@ def cluster_host_keys():
     return members
 
 
-def _known_hosts(members):
+def _known_hosts(members, paths: Snapshot):
     text = known_hosts_text(members).rstrip("\n")
     if not text:
         return
-    files.block(
-        name=f"Host keys of every node in {SYSTEM_KNOWN_HOSTS}",
-        path=SYSTEM_KNOWN_HOSTS,
-        content=text,
-        marker=KNOWN_HOSTS_MARKER,
-    )
-    files.file(
+    block = UNCHANGED
+    if (recorded_known_hosts() or []) != text.split("\n"):
+        block = files.block(
+            name=f"Host keys of every node in {SYSTEM_KNOWN_HOSTS}",
+            path=SYSTEM_KNOWN_HOSTS,
+            content=text,
+            marker=KNOWN_HOSTS_MARKER,
+        )
+    paths.perms(
         name=f"{SYSTEM_KNOWN_HOSTS} readable by every user",
         path=SYSTEM_KNOWN_HOSTS,
         user="root",
         group="root",
         mode="644",
+        after=[block],
+    )
+
+
+def _authorize(paths: Snapshot, public_line, user, group, ssh_dir):
+    authorized = f"{ssh_dir}/authorized_keys"
+    if paths.has_line(authorized, public_line) and paths.owned(authorized, "file", user, group, mode="600"):
+        return
+    server.user_authorized_keys(
+        name="Cluster key may log in as the admin",
+        user=user,
+        group=group,
+        public_keys=[public_line],
+        authorized_key_directory=ssh_dir,
     )
 
 
@@ -82,15 +105,24 @@ def apply():
     key = ensure_cluster_key(s.cluster_name)
     private_key = f"{ssh_dir}/{KEY_NAME}"
 
-    files.directory(name="~/.ssh is the admin's alone", path=ssh_dir, user=user, group=group, mode="700")
-    private_file(
-        name="Cluster private key",
-        src=str(key.private_path),
-        dest=private_key,
-        _sudo=False,  # straight into the 0700 ~/.ssh, never through /tmp
+    config = f"{ssh_dir}/config"
+    paths = Snapshot(
+        [ssh_dir, private_key, f"{private_key}.pub", f"{ssh_dir}/authorized_keys", config, SYSTEM_KNOWN_HOSTS],
+        lines={f"{ssh_dir}/authorized_keys": [key.public_line]},
     )
-    files.file(name="Cluster private key is the admin's alone", path=private_key, user=user, group=group, mode="600")
-    files.put(
+
+    paths.directory(name="~/.ssh is the admin's alone", path=ssh_dir, user=user, group=group, mode="700")
+    private = UNCHANGED
+    if not paths.holds(private_key, get_file_sha1(str(key.private_path))):
+        private = private_file(
+            name="Cluster private key",
+            src=str(key.private_path),
+            dest=private_key,
+            _sudo=False,  # straight into the 0700 ~/.ssh, never through /tmp
+        )
+    paths.perms(name="Cluster private key is the admin's alone", path=private_key,
+                user=user, group=group, mode="600", after=[private])
+    paths.put(
         name="Cluster public key",
         src=StringIO(key.public_line + "\n"),
         dest=f"{private_key}.pub",
@@ -98,20 +130,15 @@ def apply():
         group=group,
         mode="644",
     )
-    server.user_authorized_keys(
-        name="Cluster key may log in as the admin",
-        user=user,
-        group=group,
-        public_keys=[key.public_line],
-        authorized_key_directory=ssh_dir,
-    )
-    files.block(
+    _authorize(paths, key.public_line, user, group, ssh_dir)
+    config_block = files.block(
         name="Peers in ~/.ssh/config: QSFP address, cluster key, strict host keys",
-        path=f"{ssh_dir}/config",
+        path=config,
         content=ssh_config_text(host.data.peers, user, private_key).rstrip("\n"),
         marker=CONFIG_MARKER,
         before=True,
         after=True,
     )
-    files.file(name="~/.ssh/config is the admin's", path=f"{ssh_dir}/config", user=user, group=group, mode="600")
-    _known_hosts(cluster_host_keys())
+    paths.perms(name="~/.ssh/config is the admin's", path=config, user=user, group=group, mode="600",
+                after=[config_block])
+    _known_hosts(cluster_host_keys(), paths)

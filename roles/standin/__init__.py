@@ -17,13 +17,14 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
 from roles.distribute import image_to_receive
 from roles.serving import defaults as paths
 from roles.serving.facts import DockerImageId
 from roles.serving.standin import BUILDER, standin_sources, standin_tag
 from spark_cluster.cluster_facts import member_fact
+from spark_cluster.file_state import Snapshot
 from spark_cluster.settings import role_settings
 
 from .defaults import DEFAULTS
@@ -41,15 +42,17 @@ def apply():
     s = role_settings(host.data, DEFAULTS)
     if not s.serving_standin:
         return
-    files.directory(name="Stand-in engine sources", path=paths.STANDIN_DIR, user="root", group="root", mode="755")
-    for source in standin_sources():
-        files.put(
+    sources = {f"{paths.STANDIN_DIR}/{source.name}": source for source in standin_sources()}
+    managed = Snapshot([paths.STANDIN_DIR, paths.STANDIN_BUILDER, *sources])
+    managed.directory(name="Stand-in engine sources", path=paths.STANDIN_DIR, user="root", group="root", mode="755")
+    for dest, source in sources.items():
+        managed.put(
             name=f"Stand-in engine {source.name}",
             src=str(source),
-            dest=f"{paths.STANDIN_DIR}/{source.name}",
+            dest=dest,
             user="root", group="root", mode="644",
         )
-    files.put(name="Stand-in image builder", src=str(BUILDER), dest=paths.STANDIN_BUILDER,
+    managed.put(name="Stand-in image builder", src=str(BUILDER), dest=paths.STANDIN_BUILDER,
               user="root", group="root", mode="755")
     if builds_here(host.data):
         tag = standin_tag()

@@ -8,6 +8,7 @@ role's operations, as it does in a real run.
 from __future__ import annotations
 
 import hashlib
+import re
 import runpy
 from pathlib import Path
 
@@ -19,8 +20,11 @@ from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput
 from pyinfra.context import ctx_host, ctx_state
-from pyinfra.facts.files import Directory, File, Sha1File
+from pyinfra.facts.files import Directory, File, FindInFile, Sha1File
+from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
+from roles.serving.facts import UnitState
+from spark_cluster.file_state import PathLines
 from spark_cluster.inventory import define_cluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +43,43 @@ def command_text(command) -> str:
     return command.get_raw_value() if hasattr(command, "get_raw_value") else str(command)
 
 
+def path_lines(answer, paths, lines=()):
+    """What PathLines prints on a node whose Directory, File, Sha1File (and
+    FindInFile, for line checks) facts are `answer(cls, kwargs)`: a fake node
+    keeps one model of its files, and the batched fact follows it. Fakes
+    model no symlinks."""
+    out = []
+    for path in paths:
+        if (meta := answer(Directory, {"path": path})):
+            out.append(f"directory {meta['mode']} {meta['user']} {meta['group']}")
+        elif (meta := answer(File, {"path": path})):
+            sha1 = answer(Sha1File, {"path": path}) or ""
+            out.append(f"file {meta['mode']} {meta['user']} {meta['group']} {sha1}".rstrip())
+        else:
+            out.append("absent")
+    for path, line in lines:
+        found = answer(FindInFile, {"path": path, "pattern": f"^{re.escape(line)}$"})
+        out.append("has" if found else "lacks")
+    return out
+
+
+def composite(answer):
+    """`answer(cls, kwargs)` extended to the facts the roles batch (PathLines,
+    UnitState), computed from the fake's answers to pyinfra's own facts."""
+
+    def answer_all(cls, kwargs):
+        if cls is PathLines:
+            return path_lines(answer, kwargs["paths"], kwargs.get("lines", ()))
+        if cls is UnitState:
+            unit = kwargs["unit"]
+            running = answer(SystemdStatus, {"services": [unit]}) or {}
+            enabled = answer(SystemdEnabled, {"services": [unit]}) or {}
+            return {"active": bool(running.get(unit)), "enabled": bool(enabled.get(unit))}
+        return answer(cls, kwargs)
+
+    return answer_all
+
+
 def _connected_state(hosts, limit):
     """An inventory with group_data, and a State whose hosts inside `limit` are connected."""
     inventory = Inventory((hosts, dict(GROUP_DATA)))
@@ -55,7 +96,8 @@ def collect(hosts, get_fact, monkeypatch, roles, limit=None):
 
     `get_fact(host_name, fact_class, kwargs)` answers every fact.
     """
-    monkeypatch.setattr(Host, "get_fact", lambda self, cls, *a, **kw: get_fact(self.name, cls, kw))
+    monkeypatch.setattr(Host, "get_fact", lambda self, cls, *a, **kw: composite(
+        lambda c, k: get_fact(self.name, c, k))(cls, kw))
     inventory, state = _connected_state(hosts, limit)
     monkeypatch.setattr(pyinfra, "is_cli", True)
     state.set_stage(StateStage.Prepare)
@@ -85,7 +127,7 @@ def converge(hosts, nodes, monkeypatch, roles, limit=None):
     """Prepare `roles` and 'execute' them: each command goes to `nodes[name].run`,
     and facts come from `nodes[name].fact(cls, kwargs)`, so a node's facts follow
     what it was told to do. Returns {host name: [(op name, [commands])]}."""
-    monkeypatch.setattr(Host, "get_fact", lambda self, cls, *a, **kw: nodes[self.name].fact(cls, kw))
+    monkeypatch.setattr(Host, "get_fact", lambda self, cls, *a, **kw: composite(nodes[self.name].fact)(cls, kw))
     inventory, state = _connected_state(hosts, limit)
     for role in roles:
         add_deploy(state, role.apply)
@@ -120,7 +162,7 @@ def build_operations(apply, data, facts, remote_files=None):
     """
     remote_files = remote_files or {}
 
-    def get_fact(self, cls, *args, **kwargs):
+    def answer(cls, kwargs):
         path = kwargs.get("path")
         if cls in facts:
             return facts[cls]
@@ -134,6 +176,9 @@ def build_operations(apply, data, facts, remote_files=None):
         if cls.__name__ == "TmpDir":
             return "/tmp"
         return None
+
+    def get_fact(self, cls, *args, **kwargs):
+        return composite(answer)(cls, kwargs)
 
     inventory = Inventory(([("spark-1", data)], {}))
     state = State(inventory, Config())

@@ -41,9 +41,11 @@ def test_trailing_slash_in_home_does_not_double():
     assert cache_mounts(HOME + "/") == cache_mounts(HOME)
 
 
-def test_user_account_fact_reads_home_and_group_by_name():
+def test_user_account_fact_reads_home_and_groups_by_name():
     fact = UserAccount()
-    assert fact.process(["/home/spark", "spark"]) == {"home": "/home/spark", "group": "spark"}
+    assert fact.process(["/home/spark", "spark", "spark sudo docker"]) == {
+        "home": "/home/spark", "group": "spark", "groups": ["spark", "sudo", "docker"]}
     assert fact.process([]) is None
     assert "getent passwd spark" in fact.command(user="spark")
+    assert "id -Gn spark" in fact.command(user="spark")
     assert "'a b'" in fact.command(user="a b")

@@ -163,7 +163,12 @@ def test_bond_up_check_is_valid_sh_and_pings_every_peer_at_full_mtu():
 
 # --- operations, built offline against fake facts -----------------------------
 
+APPLY = "Apply netplan (validated first)"
+BOND_CHECK = "Wait for bond0 and ping every peer over it"
 
+
+def op(ops, name):
+    return next(entry for entry in ops if entry[0] == name)
 
 
 INSTALLED = {DebPackages: {"netplan.io": ["1"], "iputils-ping": ["3"]}}
@@ -194,14 +199,15 @@ def test_converged_node_yields_no_command_at_all():
     for name, commands, condition in ops:
         # ops guarded by _if are skipped at run time: their guard depends on an op that yields nothing
         assert commands == [] or condition, (name, commands)
-    assert [name for name, commands, _ in ops if commands and not _] == []
-    assert ops[2][2] and ops[3][2]
+    # Packages and the file are in place: neither is even asked about again.
+    assert [name for name, _, _ in ops] == [APPLY, BOND_CHECK]
+    assert op(ops, APPLY)[2] and op(ops, BOND_CHECK)[2]
 
 
 def test_flushed_bond_address_is_repaired_without_a_file_change():
     flushed = {**CONVERGED, "bond_addresses": []}
     ops = build_operations(network.apply, HOST_DATA, {QsfpLinks: flushed, **INSTALLED}, converged_files())
-    apply_op = ops[2]
+    apply_op = op(ops, APPLY)
     assert apply_op[1] == ["netplan generate", "netplan apply"] and not apply_op[2]
 
 
@@ -211,7 +217,7 @@ def test_bond_mode_change_recreates_the_bond():
     ]])
     fact = {"links": {**CONVERGED["links"], **other_mode["links"]}, "bond_addresses": ["10.0.0.1/24"]}
     ops = build_operations(network.apply, HOST_DATA, {QsfpLinks: fact, **INSTALLED}, converged_files())
-    assert ops[2][1] == ["netplan generate", "ip link delete bond0", "netplan apply"]
+    assert op(ops, APPLY)[1] == ["netplan generate", "ip link delete bond0", "netplan apply"]
 
 
 def test_missing_port_fails_the_host_first_and_changes_nothing():
