@@ -34,9 +34,9 @@ HEALTH = (
 )
 
 
-def run(argv: list[str], check: bool = True) -> tuple[float, str]:
+def run(argv: list[str], check: bool = True, cwd: Path = REPO, env: dict | None = None) -> tuple[float, str]:
     start = time.monotonic()
-    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env)
     elapsed = time.monotonic() - start
     output = result.stdout + result.stderr
     if check and result.returncode != 0:
@@ -51,9 +51,10 @@ def lab(*args: str, check: bool = True) -> tuple[float, str]:
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def deploy(size: int, *flags: str) -> tuple[float, int, str]:
+def deploy(size: int, *flags: str, cwd: Path = REPO, env: dict | None = None) -> tuple[float, int, str]:
     """Seconds, the number of operations that changed something, and pyinfra's output."""
-    elapsed, output = run([sys.executable, "-m", "pyinfra", "-y", *flags, f"inventory/lab{size}.py", "deploy.py"])
+    elapsed, output = run([sys.executable, "-m", "pyinfra", "-y", *flags, f"inventory/lab{size}.py", "deploy.py"],
+                          cwd=cwd, env=env)
     output = ANSI.sub("", output)
     match = re.search(r"Grand total\s+\S+\s+(\S+)", output)
     if not match:
@@ -90,10 +91,10 @@ def controller_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def noop_run(size: int) -> tuple[float, int, dict[str, int], float, float]:
+def noop_run(size: int, cwd: Path = REPO, env: dict | None = None) -> tuple[float, int, dict[str, int], float, float]:
     """The no-op re-run: seconds, changes, facts per node, VM and controller CPU seconds."""
     vms, controller = vm_cpu_seconds(), controller_cpu_seconds()
-    elapsed, changed, output = deploy(size, "-v")
+    elapsed, changed, output = deploy(size, "-v", cwd=cwd, env=env)
     return (elapsed, changed, facts_per_node(output),
             vm_cpu_seconds() - vms, controller_cpu_seconds() - controller)
 
@@ -132,6 +133,7 @@ def verify(size: int) -> tuple[float, int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--keep", action="store_true", help="leave the last size's lab up (for bench/noop_ab.py)")
     args = parser.parse_args()
     rows = {}
     for size in args.sizes:
@@ -141,7 +143,8 @@ def main() -> None:
         noop, noop_changed, facts, vm_cpu, controller_cpu = noop_run(size)
         ready = wait_healthy()
         checked, passed, failed = verify(size)
-        lab("down")
+        if not (args.keep and size == args.sizes[-1]):
+            lab("down")
         rows[size] = (boot, first, noop, vm_cpu + controller_cpu)
         print(f"{size} nodes: lab up {boot:6.0f}s | first converge {first:6.0f}s ({first_changed} changes) | "
               f"no-op re-run {noop:5.0f}s ({noop_changed} changes) | healthy +{ready:4.0f}s | "
