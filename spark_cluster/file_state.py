@@ -12,7 +12,7 @@ did not change (`_if=...did_change`, `any_changed(...)` work on it).
 
 The snapshot is the state the run started from: a path must have one writer
 in the deploy. Where a second operation edits a path (files.block), the
-permission check follows it with `_if=` instead (see `ensure_mode`).
+permission check follows it with `_if=` instead (see `Snapshot.perms`).
 """
 
 from __future__ import annotations
