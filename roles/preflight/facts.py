@@ -27,11 +27,11 @@ echo "disk_avail_kib=$(df -Pk "$home" 2>/dev/null | awk 'NR==2 {print $4}')"
 true
 """
 # NGC-based engine images (vLLM, SGLang) declare their NCCL in the image's environment.
+# One docker call for both (each costs a docker CLI start): the id, then one line per variable.
 _IMAGE = (
     "if command -v docker >/dev/null 2>&1; then "
-    "echo \"image_id=$(docker image inspect --format '{{.Id}}' __NAME__ 2>/dev/null)\"; "
-    "echo \"nccl=$(docker image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' __NAME__ 2>/dev/null "
-    "| sed -n 's/^NCCL_VERSION=//p' | head -n1)\"; fi"
+    "docker image inspect --format 'image_id={{.Id}}{{range .Config.Env}}{{println}}env.{{.}}{{end}}' __NAME__ "
+    "2>/dev/null | sed -n -e '/^image_id=/p' -e 's/^env\\.NCCL_VERSION=/nccl=/p'; fi"
 )
 _DRIVER_VERSION = re.compile(r"\b(\d{3,}\.\d+(?:\.\d+)?)\b")
 NO_DRIVER = "none"
