@@ -10,12 +10,17 @@ import logging
 from pyinfra import config
 
 from roles import caches, distribute, gpu, network, preflight, rdma, serving, ssh, standin
+from spark_cluster.cluster_facts import read_ahead
 
 # Every role changes system state; the admin user escalates with sudo.
 config.SUDO = True
 # While a node reboots, paramiko logs a traceback for every reconnect attempt;
 # pyinfra itself reports whether the node came back.
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+
+# What every role will read is asked of each node in one command (a no-op run
+# is then two round trips per node); a role's first read sends it.
+read_ahead(preflight, gpu, network, rdma, caches, ssh, standin, distribute, serving)
 
 preflight.apply()  # compares all nodes first: a mismatched node stops before any change
 gpu.apply()        # the reboot it may need must happen before anything else starts

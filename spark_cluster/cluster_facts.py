@@ -15,6 +15,14 @@ are reported as None instead, so a limited run never reaches outside its limit.
 
 All of this is read while pyinfra collects operations, before any of them
 runs: it is the state the run started from, which is what roles decide on.
+
+Read ahead: each role names the facts it will read (its `wants(account)`),
+deploy.py registers them (`read_ahead`), and the first read of a run on a
+node asks that node for all of them in one command (batch_fact.Batch), after
+one unprivileged command for the admin account when a role's wants call
+`account()` (paths under the home depend on it). A no-op run then costs each
+node two round trips, not one per fact.
+A fact nobody named is still asked, on its own: naming only saves time.
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ import gevent
 from gevent.event import AsyncResult
 from pyinfra import host
 from pyinfra.context import ctx_config, ctx_host
+
+from .account import UserAccount
+from .batch_fact import Batch, Want, fact_key, unique
 
 # id(state) -> (state, {cache key: value}); the state is kept so that an id
 # reused by a later State (unit tests build many) never hits a stale entry.
@@ -66,33 +77,74 @@ def member_connected(name: str) -> bool:
     return member is not None and member.connected
 
 
-def _fact_key(kind: str, fact_cls, kwargs: dict) -> tuple:
-    return (kind, fact_cls.__module__, fact_cls.__qualname__, repr(sorted(kwargs.items())))
+def _on(member, call: Callable[[], Any], config) -> Any:
+    # A greenlet of its own does not inherit the caller's host and config
+    # (sudo settings live there): give it the member's, as pyinfra does.
+    with ctx_config.use(config), ctx_host.use(member):
+        return call()
 
 
-def member_fact(fact_cls, **kwargs) -> dict[str, Any]:
-    """{member name: fact value, or None when that member is not connected}."""
-    return once_per_run(_fact_key("members", fact_cls, kwargs), lambda: _gather(fact_cls, kwargs))
+def read_ahead(*roles) -> None:
+    """Register the roles whose `wants(account)` are asked of each node in one batch;
+    `account()` is the admin's UserAccount (or None)."""
+    run_cache().setdefault("read ahead", [role.wants for role in roles])
+
+
+def _node_answers(member) -> dict:
+    """{fact key: value} of everything the registered roles will read on `member`."""
+    planners = run_cache().get("read ahead")
+    if not planners:
+        return {}
+    user = member.data.get("ssh_user")
+    answers = {}
+
+    def account():
+        key = fact_key(UserAccount, {"user": user})
+        if user and key not in answers:
+            # getent needs no root: one unprivileged round trip, no password check.
+            answers[key] = member.get_fact(UserAccount, user=user, _sudo=False)
+        return answers.get(key)
+
+    wanted = unique(item for plan in planners for item in plan(account))
+    if wanted:
+        answers.update(member.get_fact(Batch, wants=wanted) or {})
+    return answers
+
+
+def _answer(member, fact_cls, kwargs) -> Any:
+    answers = once_per_run(("read ahead", member.name), lambda: _node_answers(member))
+    key = fact_key(fact_cls, kwargs)
+    if key in answers:
+        return answers[key]
+    return member.get_fact(fact_cls, **kwargs)
+
+
+def _fact_and_kwargs(fact, kwargs):
+    """(fact class, kwargs) from either a Want or a fact class and its kwargs."""
+    return (fact.fact, fact.kwargs) if isinstance(fact, Want) else (fact, kwargs)
+
+
+def member_fact(fact, **kwargs) -> dict[str, Any]:
+    """{member name: fact value, or None when that member is not connected};
+    `fact` is a fact class (with its kwargs) or a Want."""
+    fact_cls, kwargs = _fact_and_kwargs(fact, kwargs)
+    return once_per_run(("members", *fact_key(fact_cls, kwargs)), lambda: _gather(fact_cls, kwargs))
 
 
 def _gather(fact_cls, kwargs) -> dict[str, Any]:
     inventory, config = host.state.inventory, ctx_config.get()
-
-    def ask(member):
-        # A greenlet of its own does not inherit this one's host and config
-        # (sudo settings live there): give it the member's, as pyinfra does.
-        with ctx_config.use(config), ctx_host.use(member):
-            return member.get_fact(fact_cls, **kwargs)
-
     names = member_names()
-    asked = {name: gevent.spawn(ask, inventory.get_host(name)) for name in names if member_connected(name)}
+    asked = {
+        name: gevent.spawn(_on, member, lambda member=member: _answer(member, fact_cls, kwargs), config)
+        for name in names
+        if member_connected(name) and (member := inventory.get_host(name))
+    }
     gevent.joinall(list(asked.values()), raise_error=True)
     return {name: asked[name].value if name in asked else None for name in names}
 
 
-def host_fact(fact_cls, **kwargs) -> Any:
-    """This host's fact as the run found it, asked once however many roles read it."""
-    return once_per_run(
-        _fact_key(f"host {host.name}", fact_cls, kwargs),
-        lambda: host.get_fact(fact_cls, **kwargs),
-    )
+def host_fact(fact, **kwargs) -> Any:
+    """This host's fact as the run found it, asked once however many roles read it;
+    `fact` is a fact class (with its kwargs) or a Want."""
+    fact_cls, kwargs = _fact_and_kwargs(fact, kwargs)
+    return once_per_run(("host", host.name, *fact_key(fact_cls, kwargs)), lambda: _answer(host, fact_cls, kwargs))

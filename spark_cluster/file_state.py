@@ -27,6 +27,7 @@ from pyinfra.api.util import get_file_sha1
 from pyinfra.operations import files
 from pyinfra.operations.util import any_changed
 
+from .batch_fact import Want, want
 from .cluster_facts import host_fact
 
 _PATH_SCRIPT = (
@@ -84,14 +85,23 @@ class Unchanged:
 UNCHANGED = Unchanged()
 
 
+def snapshot_want(paths: Iterable[str], lines: dict[str, list[str]] | None = None) -> Want:
+    """The fact a Snapshot of these paths reads (for a role's `wants`)."""
+    return want(
+        PathLines,
+        paths=sorted(set(paths)),
+        lines=sorted({(path, line) for path, wanted in (lines or {}).items() for line in wanted}),
+    )
+
+
 class Snapshot:
     """The state of a role's managed paths on this host, as the run found it;
     `lines` ({path: [line, ...]}) also asks whether those files hold those whole lines."""
 
     def __init__(self, paths: Iterable[str], lines: dict[str, list[str]] | None = None):
-        self.paths = sorted(set(paths))
-        self.line_checks = sorted({(path, line) for path, wanted in (lines or {}).items() for line in wanted})
-        output = host_fact(PathLines, paths=self.paths, lines=self.line_checks)
+        asked = snapshot_want(paths, lines)
+        self.paths, self.line_checks = asked.kwargs["paths"], asked.kwargs["lines"]
+        output = host_fact(asked)
         self.states = parse_path_states(self.paths, output)
         answers = output[len(self.paths):]
         self.lines = {check: index < len(answers) and answers[index] == "has"

@@ -9,6 +9,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, server
 
 from .account import UserAccount
+from .batch_fact import want
 from .cluster_facts import host_fact
 from .file_state import UNCHANGED
 
@@ -30,10 +31,14 @@ def admin_account(user):
     return host_fact(UserAccount, user=user)
 
 
+# What ensure_packages reads, for the `wants` of a role that installs packages.
+PACKAGES_WANT = want(DebPackages)
+
+
 def ensure_packages(name: str, packages: list[str]):
     """apt.packages, only when one of `packages` is missing; the lists are
     refreshed then, and never on a run that installs nothing (that would be a change)."""
-    installed = host_fact(DebPackages) or {}
+    installed = host_fact(PACKAGES_WANT) or {}
     if all(package in installed for package in packages):
         return UNCHANGED
     return apt.packages(name=name, packages=packages, update=True)

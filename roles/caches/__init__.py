@@ -8,12 +8,26 @@ The mount table itself lives in roles/caches/mounts.py, shared with serving.
 
 from pyinfra import host
 from pyinfra.api import deploy
-from spark_cluster.file_state import Snapshot
+from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.host_ops import admin_account, fail_host
 from spark_cluster.settings import role_settings
 
 from .defaults import DEFAULTS
 from .mounts import cache_root, engine_cache_dirs, hf_home
+
+
+def _cache_dirs(home):
+    return [cache_root(home), *engine_cache_dirs(home).values(), hf_home(home)]
+
+
+def _managed_paths(home):
+    return [f"{home}/.cache", *_cache_dirs(home)]
+
+
+def wants(account):
+    """The facts this role reads on a node (see cluster_facts.read_ahead)."""
+    admin = account()
+    return [snapshot_want(_managed_paths(admin["home"]))] if admin else []
 
 
 @deploy("caches: engine and Hugging Face caches on the host")
@@ -30,8 +44,8 @@ def apply():
 
     # Parents first and as the admin: created implicitly by sudo they would
     # belong to root and lock the admin out of ~/.cache. ~/.cache keeps its mode.
-    cache_dirs = [cache_root(home), *engine_cache_dirs(home).values(), hf_home(home)]
-    paths = Snapshot([f"{home}/.cache", *cache_dirs])
+    cache_dirs = _cache_dirs(home)
+    paths = Snapshot(_managed_paths(home))
     paths.directory(name="~/.cache belongs to the admin", path=f"{home}/.cache", user=s.ssh_user, group=group)
     for path in cache_dirs:
         paths.directory(

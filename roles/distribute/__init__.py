@@ -19,16 +19,41 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
 from roles.caches.mounts import hf_home
-from roles.serving.facts import DockerImageId
+from roles.serving.facts import image_id_of
 from roles.serving.standin import effective_image
 from roles.ssh.defaults import KEY_NAME
+from spark_cluster.batch_fact import want
 from spark_cluster.cluster_facts import member_connected, member_fact
-from spark_cluster.host_ops import admin_account, ensure_packages
+from spark_cluster.host_ops import PACKAGES_WANT, admin_account, ensure_packages
 from spark_cluster.settings import require, role_settings
 
 from .defaults import DEFAULTS
 from .facts import ModelManifest
 from .plan import BUILT_THIS_RUN, model_cache_dir, needs_copy
+
+
+def _model_manifest(s, home):
+    return want(ModelManifest, path=model_cache_dir(hf_home(home), s.serving_model))
+
+
+def _copies_model(s):
+    return bool(s.distribute_model and s.serving_model)
+
+
+def wants(account):
+    """The facts this role reads on a node (see cluster_facts.read_ahead). The
+    source's are read too: receivers compare theirs with it."""
+    s = role_settings(host.data, DEFAULTS)
+    reads = []
+    image = effective_image(s.serving_image, s.serving_standin)
+    if s.distribute_image and image:
+        reads.append(image_id_of(image))
+    if _copies_model(s):
+        reads.append(PACKAGES_WANT)
+        admin = account()
+        if admin:
+            reads.append(_model_manifest(s, admin["home"]))
+    return reads
 
 
 def source_member(s):
@@ -55,7 +80,7 @@ def image_to_receive(host_data):
     if source["name"] == host.name:
         return None
     # One cluster-wide read per run: standin, distribute and serving all ask.
-    image_ids = member_fact(DockerImageId, image=image)
+    image_ids = member_fact(image_id_of(image))
     source_id = image_ids.get(source["name"])
     if source_id is None and s.serving_standin and member_connected(source["name"]):
         source_id = BUILT_THIS_RUN
@@ -80,7 +105,7 @@ def apply():
             append=True,
             ensure_home=False,  # the caches role owns what lies under the home
         )
-    copies_model = bool(s.distribute_model and s.serving_model)
+    copies_model = _copies_model(s)
     if copies_model:
         # Both ends of a copy run rsync: the source serves it over SSH.
         ensure_packages("rsync for model copies", ["rsync"])
@@ -88,8 +113,9 @@ def apply():
         return
 
     if copies_model:
-        model_dir = model_cache_dir(hf_home(account["home"]), s.serving_model)
-        manifests = member_fact(ModelManifest, path=model_dir)
+        manifest_fact = _model_manifest(s, account["home"])
+        model_dir = manifest_fact.kwargs["path"]
+        manifests = member_fact(manifest_fact)
         if needs_copy(manifests.get(source["name"]), manifests.get(host.name)):
             files.directory(
                 name="Hugging Face hub directory",

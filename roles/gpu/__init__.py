@@ -10,10 +10,15 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from spark_cluster.file_state import Snapshot
+from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.settings import role_settings
 
 from .defaults import DEFAULTS
+
+
+def wants(account):
+    """The facts this role reads on a node (see cluster_facts.read_ahead)."""
+    return [snapshot_want([role_settings(host.data, DEFAULTS).drm_override_file])]
 
 
 @deploy("gpu: full unified memory for CUDA")

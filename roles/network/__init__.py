@@ -20,8 +20,10 @@ from pyinfra.api import deploy
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
-from spark_cluster.file_state import Snapshot
-from spark_cluster.host_ops import ensure_packages, fail_host
+from spark_cluster.batch_fact import want
+from spark_cluster.cluster_facts import host_fact
+from spark_cluster.file_state import Snapshot, snapshot_want
+from spark_cluster.host_ops import PACKAGES_WANT, ensure_packages, fail_host
 
 from .checks import bond_drift, bond_needs_recreate, bond_up_command, hardware_problem
 from .facts import QsfpLinks
@@ -31,10 +33,20 @@ from .settings import network_settings
 PACKAGES = ["netplan.io", "iputils-ping"]
 
 
+def _links(s):
+    return want(QsfpLinks, interfaces=s.qsfp_interfaces, bond=s.bond_name)
+
+
+def wants(account):
+    """The facts this role reads on a node (see cluster_facts.read_ahead)."""
+    s = network_settings(host.data)
+    return [_links(s), PACKAGES_WANT, snapshot_want([s.netplan_file])]
+
+
 @deploy("network: bond over the QSFP ports")
 def apply():
     s = network_settings(host.data)
-    links = host.get_fact(QsfpLinks, interfaces=s.qsfp_interfaces, bond=s.bond_name)
+    links = host_fact(_links(s))
 
     problem = hardware_problem(host.name, s, links)
     if problem:

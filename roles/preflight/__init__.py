@@ -20,6 +20,7 @@ agrees no operation is emitted at all. Nodes outside --limit are not compared.
 from pyinfra import host, logger
 from pyinfra.api import deploy
 
+from spark_cluster.batch_fact import want
 from spark_cluster.cluster_facts import member_fact, member_names, run_cache
 from spark_cluster.host_ops import fail_host
 from spark_cluster.settings import role_settings
@@ -31,14 +32,23 @@ from .defaults import DEFAULTS
 from .facts import NodeInventory
 
 
-def cluster_problems(s):
-    """Problems of the whole cluster, computed (and the summary logged) once per run."""
-    facts = member_fact(
+def _inventory(s):
+    return want(
         NodeInventory,
         interfaces=list(s.qsfp_interfaces),
         image=effective_image(s.serving_image, s.serving_standin) or "",
         user=s.ssh_user or "",
     )
+
+
+def wants(account):
+    """The facts this role reads on a node (see cluster_facts.read_ahead)."""
+    return [_inventory(role_settings(host.data, DEFAULTS))]
+
+
+def cluster_problems(s):
+    """Problems of the whole cluster, computed (and the summary logged) once per run."""
+    facts = member_fact(_inventory(s))
     problems = compare_nodes(
         facts,
         qsfp_interfaces=s.qsfp_interfaces,

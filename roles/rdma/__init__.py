@@ -23,8 +23,10 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
-from spark_cluster.file_state import Snapshot
-from spark_cluster.host_ops import ensure_packages, fail_command, fail_host
+from spark_cluster.batch_fact import want
+from spark_cluster.cluster_facts import host_fact
+from spark_cluster.file_state import Snapshot, snapshot_want
+from spark_cluster.host_ops import PACKAGES_WANT, ensure_packages, fail_command, fail_host
 
 from .facts import DETECTOR_SOURCE, InfinibandNodes, RoceState
 from .settings import DETECTOR_PATH, ROCE_ENV_PATH, detector_args, rdma_settings
@@ -104,17 +106,30 @@ def _ensure_uverbs(present: list[str]):
     )
 
 
+MANAGED_PATHS = [DETECTOR_DIR, DETECTOR_PATH, *MEMLOCK_FILES, DOCKER_MEMLOCK_DROPIN]
+
+
+def _roce(s):
+    return want(RoceState, args=detector_args(s, ip=s.qsfp_ip))
+
+
+def wants(account):
+    """The facts this role reads on a node (see cluster_facts.read_ahead)."""
+    s = rdma_settings(host.data)
+    return [_roce(s), PACKAGES_WANT, snapshot_want(MANAGED_PATHS), want(InfinibandNodes)]
+
+
 @deploy("rdma: RoCE for NCCL")
 def apply():
     s = rdma_settings(host.data)
-    roce = host.get_fact(RoceState, args=detector_args(s, ip=s.qsfp_ip))
+    roce = host_fact(_roce(s))
 
     if roce.get("problem") in ("no_device", "no_python3"):
         fail_host("Check the RoCE devices", f"{host.name}: {roce['message']}")
         return
 
     ensure_packages("Install the RDMA tools", list(s.rdma_packages))
-    paths = Snapshot([DETECTOR_DIR, DETECTOR_PATH, *MEMLOCK_FILES, DOCKER_MEMLOCK_DROPIN])
+    paths = Snapshot(MANAGED_PATHS)
     paths.directory(
         name="Directory for the RoCE detector", path=DETECTOR_DIR,
         user="root", group="root", mode="755",
@@ -123,7 +138,7 @@ def apply():
         name="Install the RoCE detector", src=str(DETECTOR_SOURCE), dest=DETECTOR_PATH,
         user="root", group="root", mode="755",
     )
-    _ensure_uverbs(host.get_fact(InfinibandNodes))
+    _ensure_uverbs(host_fact(InfinibandNodes))
     _ensure_memlock_unlimited(paths)
 
     if s.pinned_gid_index is None and roce.get("problem") in _GID_NOT_YET:

@@ -24,8 +24,9 @@ from pyinfra.operations.util import any_changed
 
 from roles.caches.mounts import cache_mounts
 from roles.rdma import roce_env_command
+from spark_cluster.batch_fact import want
 from spark_cluster.cluster_facts import host_fact, member_fact
-from spark_cluster.file_state import Snapshot
+from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.host_ops import admin_account, fail_host
 from spark_cluster.settings import SettingError, require, role_settings
 
@@ -33,7 +34,7 @@ from . import defaults as paths
 from .argv import ClusterPlace, EngineArgvError, render_engine_argv
 from .defaults import DEFAULTS
 from .environment import ServingEnvError, serving_environment
-from .facts import DockerImageId, DockerRuntimes, UnitState
+from .facts import DockerRuntimes, UnitState, image_id_of
 from .standin import effective_image
 from .unit import (
     ENV_TEMPLATE,
@@ -54,6 +55,18 @@ def _profile(s):
     return profile[s.serving_engine], profile.get("env", {})
 
 
+MANAGED_PATHS = [paths.CONFIG_DIR, paths.ENV_FILE, paths.UNIT_FILE, paths.IMAGE_MARKER]
+UNIT_STATE = want(UnitState, unit=paths.UNIT_NAME)
+
+
+def wants(account):
+    """The facts this role reads on a node (see cluster_facts.read_ahead)."""
+    s = role_settings(host.data, DEFAULTS)
+    reads = [want(DockerRuntimes), snapshot_want(MANAGED_PATHS), UNIT_STATE]
+    image = effective_image(s.serving_image, s.serving_standin)
+    return [image_id_of(image), *reads] if image else reads
+
+
 @deploy("serving: engine container under systemd")
 def apply():
     s = role_settings(host.data, DEFAULTS)
@@ -65,7 +78,7 @@ def apply():
     if account is None:
         fail_host("Find the admin user's home", f"serving: admin user {s.ssh_user!r} not found on {host.name}")
         return
-    image_id = member_fact(DockerImageId, image=image).get(host.name)
+    image_id = member_fact(image_id_of(image)).get(host.name)
     if image_id is None:
         from roles.distribute import image_to_receive  # late: distribute reads serving's facts
 
@@ -113,7 +126,7 @@ def apply():
         engine_argv=engine_argv,
         mounts=cache_mounts(home),
         # --gpus needs the NVIDIA runtime; the lab has none and would refuse it.
-        nvidia_runtime=NVIDIA_RUNTIME in host_fact(DockerRuntimes),
+        nvidia_runtime=NVIDIA_RUNTIME in host_fact(want(DockerRuntimes)),
     )
 
     unit_text = render(UNIT_TEMPLATE, unit_context(
@@ -127,7 +140,7 @@ def apply():
         start_timeout_s=s.serving_start_timeout_s,
         stop_timeout_s=s.serving_stop_timeout_s,
     ))
-    managed = Snapshot([paths.CONFIG_DIR, paths.ENV_FILE, paths.UNIT_FILE, paths.IMAGE_MARKER])
+    managed = Snapshot(MANAGED_PATHS)
     managed.directory(name="Config directory", path=paths.CONFIG_DIR, user="root", group="root", mode="755")
     env_file = managed.put(
         name="Serving environment (0600: read by docker only)",
@@ -156,7 +169,7 @@ def apply():
         daemon_reload=True,
         _if=any_changed(unit, env_file, image_marker),
     )
-    if host_fact(UnitState, unit=paths.UNIT_NAME) != {"active": True, "enabled": True}:
+    if host_fact(UNIT_STATE) != {"active": True, "enabled": True}:
         systemd.service(
             name="Serving enabled at boot and running",
             service=paths.UNIT_NAME,

@@ -7,6 +7,8 @@ import shlex
 
 from pyinfra.api import FactBase
 
+from spark_cluster.batch_fact import Want, want
+
 
 class DockerImageId(FactBase):
     """The local image's id (sha256:...), or None when it is not on the node."""
@@ -17,6 +19,11 @@ class DockerImageId(FactBase):
     def process(self, output):
         lines = [line.strip() for line in output if line.strip()]
         return lines[0] if lines else None
+
+
+def image_id_of(image: str) -> Want:
+    """Whether (and which) image `image` is on a node: standin, distribute and serving read it."""
+    return want(DockerImageId, image=image)
 
 
 class DockerRuntimes(FactBase):

@@ -26,8 +26,9 @@ from pyinfra.api.util import get_file_sha1
 from pyinfra.facts.files import Block
 from pyinfra.operations import files, server
 
+from spark_cluster.batch_fact import want
 from spark_cluster.cluster_facts import host_fact, member_fact
-from spark_cluster.file_state import UNCHANGED, Snapshot
+from spark_cluster.file_state import UNCHANGED, Snapshot, snapshot_want
 from spark_cluster.host_ops import admin_account, fail_host
 from spark_cluster.settings import role_settings
 
@@ -38,9 +39,35 @@ from .render import keys_by_name, known_hosts_text, ssh_config_text
 from .secret import private_file
 
 
+KNOWN_HOSTS_BLOCK = want(Block, path=SYSTEM_KNOWN_HOSTS, marker=KNOWN_HOSTS_MARKER)
+
+
+def _config_block(ssh_dir):
+    return want(Block, path=f"{ssh_dir}/config", marker=CONFIG_MARKER)
+
+
+def _managed(ssh_dir, public_line):
+    """(paths, whole lines) of the admin's SSH files this role manages."""
+    private_key = f"{ssh_dir}/{KEY_NAME}"
+    paths = [ssh_dir, private_key, f"{private_key}.pub", f"{ssh_dir}/authorized_keys", f"{ssh_dir}/config",
+             SYSTEM_KNOWN_HOSTS]
+    return paths, {f"{ssh_dir}/authorized_keys": [public_line]}
+
+
+def wants(account):
+    """The facts this role reads on a node (see cluster_facts.read_ahead)."""
+    reads = [want(HostPublicKeys), KNOWN_HOSTS_BLOCK]
+    admin = account()
+    if admin:
+        ssh_dir = f"{admin['home']}/.ssh"
+        key = ensure_cluster_key(role_settings(host.data, DEFAULTS).cluster_name)
+        reads += [snapshot_want(*_managed(ssh_dir, key.public_line)), _config_block(ssh_dir)]
+    return reads
+
+
 def recorded_known_hosts():
     """The lines of this node's known_hosts block, as the run found it."""
-    return host_fact(Block, path=SYSTEM_KNOWN_HOSTS, marker=KNOWN_HOSTS_MARKER)
+    return host_fact(KNOWN_HOSTS_BLOCK)
 
 
 def cluster_host_keys():
@@ -59,18 +86,25 @@ def cluster_host_keys():
     return members
 
 
+def _block(recorded, **arguments):
+    """files.block, only when the block does not already hold exactly `content`
+    (files.block asks the node twice to find out)."""
+    if (recorded or []) == arguments["content"].split("\n"):
+        return UNCHANGED
+    return files.block(**arguments)
+
+
 def _known_hosts(members, paths: Snapshot):
     text = known_hosts_text(members).rstrip("\n")
     if not text:
         return
-    block = UNCHANGED
-    if (recorded_known_hosts() or []) != text.split("\n"):
-        block = files.block(
-            name=f"Host keys of every node in {SYSTEM_KNOWN_HOSTS}",
-            path=SYSTEM_KNOWN_HOSTS,
-            content=text,
-            marker=KNOWN_HOSTS_MARKER,
-        )
+    block = _block(
+        recorded_known_hosts(),
+        name=f"Host keys of every node in {SYSTEM_KNOWN_HOSTS}",
+        path=SYSTEM_KNOWN_HOSTS,
+        content=text,
+        marker=KNOWN_HOSTS_MARKER,
+    )
     paths.perms(
         name=f"{SYSTEM_KNOWN_HOSTS} readable by every user",
         path=SYSTEM_KNOWN_HOSTS,
@@ -106,10 +140,7 @@ def apply():
     private_key = f"{ssh_dir}/{KEY_NAME}"
 
     config = f"{ssh_dir}/config"
-    paths = Snapshot(
-        [ssh_dir, private_key, f"{private_key}.pub", f"{ssh_dir}/authorized_keys", config, SYSTEM_KNOWN_HOSTS],
-        lines={f"{ssh_dir}/authorized_keys": [key.public_line]},
-    )
+    paths = Snapshot(*_managed(ssh_dir, key.public_line))
 
     paths.directory(name="~/.ssh is the admin's alone", path=ssh_dir, user=user, group=group, mode="700")
     private = UNCHANGED
@@ -131,7 +162,8 @@ def apply():
         mode="644",
     )
     _authorize(paths, key.public_line, user, group, ssh_dir)
-    config_block = files.block(
+    config_block = _block(
+        host_fact(_config_block(ssh_dir)),
         name="Peers in ~/.ssh/config: QSFP address, cluster key, strict host keys",
         path=config,
         content=ssh_config_text(host.data.peers, user, private_key).rstrip("\n"),

@@ -21,18 +21,33 @@ from pyinfra.operations import server
 
 from roles.distribute import image_to_receive
 from roles.serving import defaults as paths
-from roles.serving.facts import DockerImageId
+from roles.serving.facts import image_id_of
 from roles.serving.standin import BUILDER, standin_sources, standin_tag
 from spark_cluster.cluster_facts import member_fact
-from spark_cluster.file_state import Snapshot
+from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.settings import role_settings
 
 from .defaults import DEFAULTS
 
 
+def _sources():
+    return {f"{paths.STANDIN_DIR}/{source.name}": source for source in standin_sources()}
+
+
+def _managed_paths(sources):
+    return [paths.STANDIN_DIR, paths.STANDIN_BUILDER, *sources]
+
+
+def wants(account):
+    """The facts this role reads on a node (see cluster_facts.read_ahead)."""
+    if not role_settings(host.data, DEFAULTS).serving_standin:
+        return []
+    return [image_id_of(standin_tag()), snapshot_want(_managed_paths(_sources()))]
+
+
 def builds_here(host_data) -> bool:
     """Absent here and not arriving from a peer: this node builds the image."""
-    if member_fact(DockerImageId, image=standin_tag()).get(host.name) is not None:
+    if member_fact(image_id_of(standin_tag())).get(host.name) is not None:
         return False
     return image_to_receive(host_data) is None
 
@@ -42,8 +57,8 @@ def apply():
     s = role_settings(host.data, DEFAULTS)
     if not s.serving_standin:
         return
-    sources = {f"{paths.STANDIN_DIR}/{source.name}": source for source in standin_sources()}
-    managed = Snapshot([paths.STANDIN_DIR, paths.STANDIN_BUILDER, *sources])
+    sources = _sources()
+    managed = Snapshot(_managed_paths(sources))
     managed.directory(name="Stand-in engine sources", path=paths.STANDIN_DIR, user="root", group="root", mode="755")
     for dest, source in sources.items():
         managed.put(

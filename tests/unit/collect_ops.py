@@ -24,6 +24,9 @@ from pyinfra.facts.files import Directory, File, FindInFile, Sha1File
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from roles.serving.facts import UnitState
+from spark_cluster.account import UserAccount
+from spark_cluster.batch_fact import Batch
+from spark_cluster.cluster_facts import read_ahead
 from spark_cluster.file_state import PathLines
 from spark_cluster.inventory import define_cluster
 
@@ -65,9 +68,13 @@ def path_lines(answer, paths, lines=()):
 
 def composite(answer):
     """`answer(cls, kwargs)` extended to the facts the roles batch (PathLines,
-    UnitState), computed from the fake's answers to pyinfra's own facts."""
+    UnitState, and Batch itself), computed from the fake's answers to pyinfra's
+    own facts. pyinfra's global arguments (_sudo...) are not the fact's."""
 
     def answer_all(cls, kwargs):
+        kwargs = {key: value for key, value in kwargs.items() if not key.startswith("_")}
+        if cls is Batch:
+            return {item.key: answer_all(item.fact, item.kwargs) for item in kwargs["wants"]}
         if cls is PathLines:
             return path_lines(answer, kwargs["paths"], kwargs.get("lines", ()))
         if cls is UnitState:
@@ -78,6 +85,29 @@ def composite(answer):
         return answer(cls, kwargs)
 
     return answer_all
+
+
+class Reads:
+    """Host.get_fact as the fake answers it, noting what was read while the roles
+    collected their operations (the facts a no-op run asks)."""
+
+    def __init__(self, answer_for):
+        self.answer_for, self.collecting, self.unplanned = answer_for, False, []
+
+    def __call__(self, host, cls, *args, **kwargs):
+        if self.collecting and not host.in_op and cls not in (Batch, UserAccount):
+            self.unplanned.append((host.name, cls.__name__, kwargs))
+        return composite(self.answer_for(host.name))(cls, kwargs)
+
+    def check_planned(self):
+        # Every fact a role reads must be in its `wants`, or a real run pays a
+        # round trip for it (see cluster_facts.read_ahead).
+        assert self.unplanned == [], f"facts read that no role's wants named: {self.unplanned}"
+
+
+def _read_ahead(state, inventory, roles):
+    with ctx_state.use(state), ctx_host.use(next(iter(inventory))):
+        read_ahead(*roles)
 
 
 def _connected_state(hosts, limit):
@@ -96,9 +126,11 @@ def collect(hosts, get_fact, monkeypatch, roles, limit=None):
 
     `get_fact(host_name, fact_class, kwargs)` answers every fact.
     """
-    monkeypatch.setattr(Host, "get_fact", lambda self, cls, *a, **kw: composite(
-        lambda c, k: get_fact(self.name, c, k))(cls, kw))
+    reads = Reads(lambda name: lambda cls, kwargs: get_fact(name, cls, kwargs))
+    monkeypatch.setattr(Host, "get_fact", lambda host, cls, *a, **kw: reads(host, cls, *a, **kw))
     inventory, state = _connected_state(hosts, limit)
+    _read_ahead(state, inventory, roles)
+    reads.collecting = True
     monkeypatch.setattr(pyinfra, "is_cli", True)
     state.set_stage(StateStage.Prepare)
     # The CLI orders operations by the call stack below deploy.py, where each role
@@ -109,6 +141,8 @@ def collect(hosts, get_fact, monkeypatch, roles, limit=None):
         for host in inventory.get_active_hosts():
             with ctx_state.use(state), ctx_host.use(host):
                 role.apply()
+    reads.collecting = False
+    reads.check_planned()
     ops = {}
     for host in inventory.get_active_hosts():
         ops[host.name] = []
@@ -127,10 +161,15 @@ def converge(hosts, nodes, monkeypatch, roles, limit=None):
     """Prepare `roles` and 'execute' them: each command goes to `nodes[name].run`,
     and facts come from `nodes[name].fact(cls, kwargs)`, so a node's facts follow
     what it was told to do. Returns {host name: [(op name, [commands])]}."""
-    monkeypatch.setattr(Host, "get_fact", lambda self, cls, *a, **kw: composite(nodes[self.name].fact)(cls, kw))
+    reads = Reads(lambda name: nodes[name].fact)
+    monkeypatch.setattr(Host, "get_fact", lambda host, cls, *a, **kw: reads(host, cls, *a, **kw))
     inventory, state = _connected_state(hosts, limit)
+    _read_ahead(state, inventory, roles)
+    reads.collecting = True
     for role in roles:
         add_deploy(state, role.apply)
+    reads.collecting = False
+    reads.check_planned()
     state.is_executing = True  # from here on, `_if` conditions are evaluated
     hosts_in_order = sorted(inventory.get_active_hosts(), key=lambda host: host.name)
     results = {host.name: [] for host in hosts_in_order}

@@ -7,9 +7,11 @@ from collect_ops import _connected_state, cluster
 from pyinfra.api import Config
 from pyinfra.api.host import Host
 from pyinfra.api.facts import FactBase
-from pyinfra.context import config, ctx_config, ctx_host, ctx_state
+from pyinfra.context import config, ctx_config, ctx_host, ctx_state, host
 
-from spark_cluster.cluster_facts import host_fact, member_fact
+from spark_cluster.account import UserAccount
+from spark_cluster.batch_fact import Batch, want
+from spark_cluster.cluster_facts import host_fact, member_fact, read_ahead
 
 
 class Kernel(FactBase):
@@ -95,3 +97,86 @@ def test_a_failed_gathering_fails_every_waiting_host(monkeypatch):
     greenlets = [gevent.spawn(on, host) for host in inventory.get_active_hosts()]
     gevent.joinall(greenlets)
     assert [greenlet.value for greenlet in greenlets] == ["connection lost", "connection lost"]
+
+
+class Uptime(FactBase):
+    def command(self):
+        return "cat /proc/uptime"
+
+
+class ReadAheadNodes:
+    """Fake nodes for the read-ahead: every call is one round trip, noted with its sudo."""
+
+    def __init__(self):
+        self.trips = []
+
+    def __call__(self, host, cls, *args, **kwargs):
+        sudo = kwargs.get("_sudo", config.SUDO)
+        self.trips.append((host.name, cls.__name__, sudo))
+        gevent.sleep(0.01)
+        if cls is UserAccount:
+            return {"home": f"/home/{kwargs['user']}", "group": "spark", "groups": []}
+        if cls is Batch:
+            return {item.key: f"{item.fact.__name__} {item.kwargs} of {host.name}" for item in kwargs["wants"]}
+        return f"{cls.__name__} alone of {host.name}"
+
+    def of(self, name):
+        return [(cls, sudo) for host, cls, sudo in self.trips if host == name]
+
+
+class KernelRole:
+    @staticmethod
+    def wants(account):
+        return [want(Kernel)]
+
+
+class HomeRole:
+    @staticmethod
+    def wants(account):
+        return [want(Kernel), want(Uptime)] + ([want(Kernel, home=account()["home"])] if account() else [])
+
+
+def read_ahead_run(count, monkeypatch, roles, body, limit=None):
+    nodes = ReadAheadNodes()
+    monkeypatch.setattr(Host, "get_fact", lambda host, cls, *args, **kwargs: nodes(host, cls, *args, **kwargs))
+    inventory, state = _connected_state(cluster(count), limit)
+
+    def on(host):
+        with ctx_state.use(state), ctx_config.use(Config(SUDO=True)), ctx_host.use(host):
+            read_ahead(*roles)
+            return body()
+
+    greenlets = {host.name: gevent.spawn(on, host) for host in inventory.get_active_hosts()}
+    gevent.joinall(list(greenlets.values()), raise_error=True)
+    return nodes, {name: greenlet.value for name, greenlet in greenlets.items()}
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_read_ahead_asks_each_node_once_for_everything_its_roles_read(count, monkeypatch):
+    def roles_read():
+        return member_fact(Kernel)[host.name], host_fact(Uptime), host_fact(Kernel, home="/home/spark")
+
+    nodes, results = read_ahead_run(count, monkeypatch, [KernelRole, HomeRole], roles_read)
+    for i in range(1, count + 1):
+        name = f"spark-{i}"
+        assert nodes.of(name) == [("UserAccount", False), ("Batch", True)], \
+            "two round trips per node: the account without sudo, then one batch with it"
+        assert results[name] == (f"Kernel {{}} of {name}", f"Uptime {{}} of {name}",
+                                 f"Kernel {{'home': '/home/spark'}} of {name}")
+
+
+def test_read_ahead_skips_the_account_when_no_role_needs_it(monkeypatch):
+    nodes, _ = read_ahead_run(2, monkeypatch, [KernelRole], lambda: host_fact(Kernel))
+    assert nodes.of("spark-1") == [("Batch", True)]
+
+
+def test_a_fact_no_role_named_is_still_asked_on_its_own(monkeypatch):
+    nodes, results = read_ahead_run(2, monkeypatch, [KernelRole], lambda: host_fact(Uptime))
+    assert nodes.of("spark-2") == [("Batch", True), ("Uptime", True)]
+    assert results["spark-2"] == "Uptime alone of spark-2"
+
+
+def test_read_ahead_reaches_only_the_members_inside_the_limit(monkeypatch):
+    nodes, results = read_ahead_run(4, monkeypatch, [KernelRole], lambda: member_fact(Kernel), limit={"spark-2"})
+    assert {name for name, _, _ in nodes.trips} == {"spark-2"}
+    assert results["spark-2"]["spark-1"] is None
