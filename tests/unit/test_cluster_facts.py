@@ -35,13 +35,17 @@ class Probe:
         return f"kernel of {host.name}"
 
 
-def run_on_every_host(count, monkeypatch, body, limit=None):
-    probe = Probe()
-    monkeypatch.setattr(Host, "get_fact", lambda host, cls, *args, **kwargs: probe(host, cls))
+def run_on_every_host(count, monkeypatch, body, limit=None, fake=None, roles=()):
+    """(fake, {host: body's result}) with `body` run on every host at once, after
+    read_ahead(*roles); `fake` answers Host.get_fact (a Probe unless given)."""
+    probe = fake or Probe()
+    monkeypatch.setattr(Host, "get_fact", lambda host, cls, *args, **kwargs: probe(host, cls, *args, **kwargs))
     inventory, state = _connected_state(cluster(count), limit)
 
     def on(host):
         with ctx_state.use(state), ctx_config.use(Config(SUDO=True)), ctx_host.use(host):
+            if roles:
+                read_ahead(*roles)
             return body()
 
     greenlets = {host.name: gevent.spawn(on, host) for host in inventory.get_active_hosts()}
@@ -137,18 +141,7 @@ class HomeRole:
 
 
 def read_ahead_run(count, monkeypatch, roles, body, limit=None):
-    nodes = ReadAheadNodes()
-    monkeypatch.setattr(Host, "get_fact", lambda host, cls, *args, **kwargs: nodes(host, cls, *args, **kwargs))
-    inventory, state = _connected_state(cluster(count), limit)
-
-    def on(host):
-        with ctx_state.use(state), ctx_config.use(Config(SUDO=True)), ctx_host.use(host):
-            read_ahead(*roles)
-            return body()
-
-    greenlets = {host.name: gevent.spawn(on, host) for host in inventory.get_active_hosts()}
-    gevent.joinall(list(greenlets.values()), raise_error=True)
-    return nodes, {name: greenlet.value for name, greenlet in greenlets.items()}
+    return run_on_every_host(count, monkeypatch, body, limit, fake=ReadAheadNodes(), roles=roles)
 
 
 @pytest.mark.parametrize("count", [2, 4])
