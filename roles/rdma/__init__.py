@@ -107,6 +107,7 @@ def _ensure_uverbs(present: list[str]):
 
 
 MANAGED_PATHS = [DETECTOR_DIR, DETECTOR_PATH, *MEMLOCK_FILES, DOCKER_MEMLOCK_DROPIN]
+UVERBS_NODES = want(InfinibandNodes)
 
 
 def _roce(s):
@@ -116,7 +117,7 @@ def _roce(s):
 def wants(account):
     """The facts this role reads on a node (see cluster_facts.read_ahead)."""
     s = rdma_settings(host.data)
-    return [_roce(s), PACKAGES_WANT, snapshot_want(MANAGED_PATHS), want(InfinibandNodes)]
+    return [_roce(s), PACKAGES_WANT, snapshot_want(MANAGED_PATHS), UVERBS_NODES]
 
 
 @deploy("rdma: RoCE for NCCL")
@@ -138,7 +139,7 @@ def apply():
         name="Install the RoCE detector", src=str(DETECTOR_SOURCE), dest=DETECTOR_PATH,
         user="root", group="root", mode="755",
     )
-    _ensure_uverbs(host_fact(InfinibandNodes))
+    _ensure_uverbs(host_fact(UVERBS_NODES))
     _ensure_memlock_unlimited(paths)
 
     if s.pinned_gid_index is None and roce.get("problem") in _GID_NOT_YET:

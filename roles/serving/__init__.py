@@ -57,12 +57,13 @@ def _profile(s):
 
 MANAGED_PATHS = [paths.CONFIG_DIR, paths.ENV_FILE, paths.UNIT_FILE, paths.IMAGE_MARKER]
 UNIT_STATE = want(UnitState, unit=paths.UNIT_NAME)
+DOCKER_RUNTIMES = want(DockerRuntimes)
 
 
 def wants(account):
     """The facts this role reads on a node (see cluster_facts.read_ahead)."""
     s = role_settings(host.data, DEFAULTS)
-    reads = [want(DockerRuntimes), snapshot_want(MANAGED_PATHS), UNIT_STATE]
+    reads = [DOCKER_RUNTIMES, snapshot_want(MANAGED_PATHS), UNIT_STATE]
     image = effective_image(s.serving_image, s.serving_standin)
     return [image_id_of(image), *reads] if image else reads
 
@@ -126,7 +127,7 @@ def apply():
         engine_argv=engine_argv,
         mounts=cache_mounts(home),
         # --gpus needs the NVIDIA runtime; the lab has none and would refuse it.
-        nvidia_runtime=NVIDIA_RUNTIME in host_fact(want(DockerRuntimes)),
+        nvidia_runtime=NVIDIA_RUNTIME in host_fact(DOCKER_RUNTIMES),
     )
 
     unit_text = render(UNIT_TEMPLATE, unit_context(

@@ -40,6 +40,7 @@ from .secret import private_file
 
 
 KNOWN_HOSTS_BLOCK = want(Block, path=SYSTEM_KNOWN_HOSTS, marker=KNOWN_HOSTS_MARKER)
+HOST_KEYS = want(HostPublicKeys)
 
 
 def _config_block(ssh_dir):
@@ -56,7 +57,7 @@ def _managed(ssh_dir, public_line):
 
 def wants(account):
     """The facts this role reads on a node (see cluster_facts.read_ahead)."""
-    reads = [want(HostPublicKeys), KNOWN_HOSTS_BLOCK]
+    reads = [HOST_KEYS, KNOWN_HOSTS_BLOCK]
     admin = account()
     if admin:
         ssh_dir = f"{admin['home']}/.ssh"
@@ -73,7 +74,7 @@ def recorded_known_hosts():
 def cluster_host_keys():
     """{name: (qsfp_ip, [keys])} for every member, live keys first, else what
     this node's known_hosts block already holds for that member."""
-    live = member_fact(HostPublicKeys)
+    live = member_fact(HOST_KEYS)
     recorded = keys_by_name(recorded_known_hosts())
     members = {}
     for member in host.data.cluster_members:
