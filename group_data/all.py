@@ -33,6 +33,10 @@ preflight_strict = True
 # --- GPU (roles/gpu) ---------------------------------------------------------
 # A GB10 shows ~119.7 GiB to CUDA without the DRM override, ~62 GiB with it.
 min_gpu_memory_gib = 100
+# Every Spark has its GPU and driver, so the verify suite fails a node without
+# a working `nvidia-smi`. Only an inventory of GPU-less machines sets False
+# (the lab's VMs, inventory/lab_common.py); gpu_memory then skips.
+gpu_expected = True
 
 # --- Serving (roles/serving) -------------------------------------------------
 serving_engine = "vllm"          # or "sglang"

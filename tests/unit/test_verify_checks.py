@@ -1,10 +1,10 @@
-"""The per-node checks against a simulated node: a converged node passes every
-check, and each breakage the lab tier applies fails exactly the check named
-for it, with a message that says expected / found / fix."""
+"""The per-node checks against a simulated node: a converged node -- built
+from what the roles render for the inventory, not from the constants the
+checks read -- passes every check, and each breakage fails exactly the checks
+named for it, with a message that says expected / found / fix."""
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import shlex
@@ -13,7 +13,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 from _pytest.outcomes import Failed, Skipped
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from roles.caches.mounts import cache_mounts, engine_cache_dirs, hf_home
+from roles.gpu.defaults import DEFAULTS as GPU_DEFAULTS
+from roles.network.netplan import render_netplan
+from roles.network.settings import network_settings
+from roles.rdma import DOCKER_MEMLOCK_DROPIN, FILES as RDMA_FILES, MEMLOCK_FILES, roce_env_command
+from roles.rdma.facts import DETECTOR_SOURCE
+from roles.serving import defaults as serving_paths
+from roles.serving.argv import ClusterPlace, render_engine_argv
+from roles.serving.environment import serving_environment
+from roles.serving.standin import effective_image
+from roles.serving.unit import Container, render_env_file, render_unit, unit_context, unquote_exec_start
+from roles.ssh.defaults import KEY_NAME, SYSTEM_KNOWN_HOSTS
+from roles.ssh.render import known_hosts_text
+from spark_cluster.settings import role_settings
 
 REPO = Path(__file__).resolve().parents[2]
 VERIFY = REPO / "tests" / "verify"
@@ -21,18 +39,31 @@ sys.path.insert(0, str(VERIFY))
 
 from sparkverify import expect  # noqa: E402
 from sparkverify.inventory import load_cluster  # noqa: E402
-from sparkverify.parse import ipv4_mapped_gid  # noqa: E402
 from sparkverify.remote import Node, Result  # noqa: E402
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"verify_{name}", VERIFY / f"{name}.py")
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-checks = _load("test_node")
+checks = _load(VERIFY / "test_node.py", "verify_test_node")
+roce_detect = _load(DETECTOR_SOURCE, "roce_detect_for_verify")
+
+# The kernel's numbering of bonding modes (include/uapi/linux/if_bonding.h):
+# sysfs prints "balance-xor 2".
+KERNEL_BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb")
+# What roce_detect finds on a CX-7: the RoCE v2 IPv4 GID at index 3.
+HCA, GID_INDEX = "rocep1s0f0", 3
+IB_PORT = f"/sys/class/infiniband/{HCA}/ports/1"
+EMPTY_GID = ":".join(["0000"] * 8)
+# cuDeviceTotalMem on a GB10 without the DRM override (~119.7 GiB), and with it.
+GB10_CUDA_BYTES = int(119.7 * 2**30)
+DRM_CAPPED_CUDA_BYTES = 62 * 2**30
+DOCKERD_PID = "812"
+UNLIMITED_PROC_LIMITS = "Max locked memory         unlimited            unlimited            bytes\n"
 
 
 @dataclass
@@ -47,116 +78,260 @@ class FakeFile:
 MISSING = FakeFile(exists=False)
 
 
+def keypair(comment: str) -> tuple[str, str]:
+    """(OpenSSH private key file, public key line) of a fresh ed25519 key."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    return private, public_line(key, comment)
+
+
+def public_line(key, comment: str) -> str:
+    blob = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return f"{blob.decode()} {comment}\n"
+
+
 @dataclass
 class NodeState:
-    """What a converged node shows; tests break one thing at a time."""
+    """What one node shows; tests break one thing at a time."""
 
     name: str
-    ip: str
-    admin: str = "nvidia"
+    admin: str
+    home: str
     files: dict = field(default_factory=dict)
+    bond: str = ""
+    bond_flags: list = field(default_factory=lambda: ["BROADCAST", "MULTICAST", "MASTER", "UP", "LOWER_UP"])
+    bond_mtu: int = 0
     bond_addresses: list = field(default_factory=list)
+    host_infiniband: list = field(default_factory=lambda: ["rdma_cm", "uverbs0", "uverbs1"])
+    gpu_driver: bool = True
+    cuda_total_bytes: int | None = GB10_CUDA_BYTES
+    smi_memory_total: str = "[N/A]"  # GB10: unified memory has no dedicated total
     docker_show: dict = field(default_factory=dict)
+    unit_name: str = ""
     unit_enabled: str = "enabled"
     unit_active: str = "active"
+    container_name: str = ""
     container_running: bool = True
     container_env: dict = field(default_factory=dict)
-    mounts: list = field(default_factory=list)
+    container_mounts: list = field(default_factory=list)  # (source, destination, rw)
+    container_memlock: str = ""
+    container_infiniband: list | None = None  # None: no /dev/infiniband inside
 
-    @property
-    def home(self):
-        return f"/home/{self.admin}"
+    def readable(self, file: FakeFile, root: bool) -> bool:
+        return root or bool(file.mode & 0o004) or (file.user == self.admin and bool(file.mode & 0o400))
 
-    def answer(self, command: str) -> Result:
+    def answer(self, command: str, root: bool) -> Result:
         def ok(out=""):
             return Result(command, 0, out, "")
 
         def fail(err="", rc=1):
             return Result(command, rc, "", err)
 
+        if " && " in command:  # a chain stops at its first failure, as in sh
+            result = ok()
+            for part in command.split(" && "):
+                result = self.answer(part, root)
+                if not result.ok:
+                    break
+            return Result(command, result.rc, result.stdout, result.stderr)
         argv = shlex.split(command)
-        if argv[0] == "cat":
-            file = self.files.get(argv[1], MISSING)
-            return ok(file.content_string) if file.exists else fail(f"cat: {argv[1]}: No such file or directory")
-        if command == "ip -j addr show dev bond0":
-            return ok(json.dumps([{"ifname": "bond0", "flags": ["UP", "LOWER_UP"], "operstate": "UP", "mtu": 9000,
+        if argv[0] in ("cat", "head", "test"):
+            file = self.files.get(argv[-1], MISSING)
+            if not file.exists:
+                return fail(f"{argv[0]}: {argv[-1]}: No such file or directory")
+            if argv[0] == "test":
+                return ok()
+            if not self.readable(file, root):
+                return fail(f"{argv[0]}: {argv[-1]}: Permission denied")
+            if argv[0] == "head":
+                return ok(file.content_string[: int(argv[2])])
+            if argv[-1] == f"{IB_PORT}/gids/{GID_INDEX}":
+                # The RoCE v2 IPv4 GID follows the bond's address: flushed, it is gone.
+                return ok((ipv4_gid(self.bond_addresses[0][0]) if self.bond_addresses else EMPTY_GID) + "\n")
+            return ok(file.content_string)
+        if command == f"ip -j addr show dev {self.bond}":
+            return ok(json.dumps([{"ifname": self.bond, "flags": self.bond_flags,
+                                   "operstate": "UP" if "LOWER_UP" in self.bond_flags else "DOWN",
+                                   "mtu": self.bond_mtu,
                                    "addr_info": [{"family": "inet", "local": a, "prefixlen": p}
                                                  for a, p in self.bond_addresses]}]))
         if command == "ls /dev/infiniband":
-            return ok("rdma_cm\nuverbs0\nuverbs1\n")
-        if command.startswith("test -e "):
-            file = self.files.get(argv[2], MISSING)
-            return ok(file.content_string) if file.exists else fail()
+            return ok("\n".join(self.host_infiniband) + "\n") if self.host_infiniband else fail(
+                "ls: cannot access '/dev/infiniband': No such file or directory", rc=2)
         if command == "command -v nvidia-smi":
-            return fail()
-        if command.startswith("getent passwd"):
+            return ok("/usr/bin/nvidia-smi\n") if self.gpu_driver else fail()
+        if argv[0] == "nvidia-smi":
+            return ok(self.smi_memory_total + "\n") if self.gpu_driver else fail("nvidia-smi: not found", rc=127)
+        if argv[:2] == ["python3", "-c"] and "cuDeviceTotalMem" in argv[2]:
+            if self.cuda_total_bytes is None:
+                return fail("Traceback (most recent call last):\nAssertionError: cuInit failed")
+            return ok(f"{self.cuda_total_bytes}\n")
+        if argv[:2] == ["getent", "passwd"] and argv[2] == self.admin:
             return ok(f"{self.admin}:x:1000:1000::{self.home}:/bin/bash\n")
         if command.startswith("systemctl show docker"):
             return ok("".join(f"{k}={v}\n" for k, v in self.docker_show.items()))
-        if command == f"systemctl is-enabled {expect.SERVING_UNIT}":
-            return ok(self.unit_enabled + "\n") if self.unit_enabled == "enabled" else fail(self.unit_enabled)
-        if command == f"systemctl is-active {expect.SERVING_UNIT}":
+        if command == f"systemctl is-enabled {self.unit_name}":
+            return ok("enabled\n") if self.unit_enabled == "enabled" else fail(self.unit_enabled)
+        if command == f"systemctl is-active {self.unit_name}":
             return ok("active\n") if self.unit_active == "active" else Result(command, 3, self.unit_active + "\n", "")
-        if command.startswith("ssh-keygen -y -f"):
-            return ok(self.files[argv[3] + ".pub"].content_string)
-        if command.startswith("docker "):
+        if argv[:3] == ["ssh-keygen", "-y", "-f"]:
+            return self.derive_public_key(argv[3], root, ok, fail)
+        if argv[0] == "docker":
             return self.docker(command, argv, ok, fail)
         return fail(f"not simulated: {command}", rc=127)
 
+    def derive_public_key(self, path, root, ok, fail):
+        """ssh-keygen -y: the public half computed from the private key file."""
+        file = self.files.get(path, MISSING)
+        if not file.exists or not self.readable(file, root):
+            return fail(f"{path}: No such file or directory" if not file.exists else f"Load key \"{path}\": Permission denied")
+        try:
+            key = serialization.load_ssh_private_key(file.content_string.encode(), password=None)
+        except ValueError:
+            return fail(f"Load key \"{path}\": invalid format", rc=255)
+        return ok(public_line(key, "derived"))
+
     def docker(self, command, argv, ok, fail):
-        if not self.container_running:
-            return fail("Error response from daemon: No such container: spark-serving")
-        if "{{.State.Status}}" in command:
-            return ok("running\n")
-        if "{{.State.Running}}" in command:
-            return ok("true\n")
-        if "{{json .Mounts}}" in command:
-            return ok(json.dumps([{"Type": "bind", "Source": s, "Destination": d, "RW": True} for s, d in self.mounts]))
-        code = argv[-1]
+        name = argv[-1] if argv[1] == "inspect" else argv[2]
+        if name != self.container_name or not self.container_running:
+            return fail(f"Error response from daemon: No such container: {name}")
+        if argv[1] == "inspect":
+            template = argv[3]
+            if template == "{{.State.Status}}":
+                return ok("running\n")
+            if template == "{{.State.Running}}":
+                return ok("true\n")
+            if template == "{{json .Mounts}}":
+                return ok(json.dumps([{"Type": "bind", "Source": s, "Destination": d, "RW": rw}
+                                      for s, d, rw in self.container_mounts]))
+        code = argv[-1] if argv[1] == "exec" and argv[3:5] == ["python3", "-c"] else ""
         if "/proc/self/mountinfo" in code:
-            return ok("".join(f"40 30 8:1 {s} {d} rw - ext4 /dev/vda1 rw\n" for s, d in self.mounts))
+            return ok("".join(f"40 30 8:1 {s} {d} {'rw' if rw else 'ro'} - ext4 /dev/nvme0n1p2 rw\n"
+                              for s, d, rw in self.container_mounts))
         if "os.environ" in code:
             return ok(json.dumps(self.container_env))
         if "RLIMIT_MEMLOCK" in code:
-            return ok("(-1, -1)\n")
-        if "listdir" in code:
-            return ok(json.dumps(["rdma_cm", "uverbs0"]))
+            return ok(self.container_memlock + "\n")
+        if "listdir('/dev/infiniband')" in code:
+            if self.container_infiniband is None:
+                return fail("FileNotFoundError: [Errno 2] No such file or directory: '/dev/infiniband'")
+            return ok(json.dumps(sorted(self.container_infiniband)))
         return fail(f"not simulated: {command}", rc=127)
 
 
-def converged(name: str, ip: str, members: list[tuple[str, str]]) -> NodeState:
-    state = NodeState(name, ip, bond_addresses=[(ip, 24)])
-    home, gid = state.home, ipv4_mapped_gid(ip)
-    roce = "NCCL_IB_HCA=rocep1s0f0\nNCCL_IB_GID_INDEX=1\n"
-    env = {key: "bond0" for key in expect.INTERFACE_VARIABLES}
-    env.update(VLLM_HOST_IP=ip, NCCL_IB_DISABLE="0", NCCL_IB_HCA="rocep1s0f0", NCCL_IB_GID_INDEX="1",
-               HF_HOME=expect.hf_cache_dir(home))
-    ib = "/sys/class/infiniband/rocep1s0f0/ports/1"
-    dropin = "/etc/systemd/system/docker.service.d/90-spark-cluster-memlock.conf"
-    hostkeys = {n: f"ssh-ed25519 HOSTKEY{n[-1]} root@{n}\n" for n, _ in members}
-    state.files.update({
-        "/sys/class/net/bond0/bonding/slaves": FakeFile("enp1s0f0np0 enp1s0f1np1\n"),
-        "/sys/class/net/enp1s0f0np0/mtu": FakeFile("9000\n"),
-        "/sys/class/net/enp1s0f1np1/mtu": FakeFile("9000\n"),
-        expect.ROCE_ENV: FakeFile(roce, 0o600),
-        f"{ib}/state": FakeFile("4: ACTIVE\n"),
-        f"{ib}/gid_attrs/types/1": FakeFile("RoCE v2\n"),
-        f"{ib}/gids/1": FakeFile(gid + "\n"),
-        expect.LIMITS_FILE: FakeFile("* soft memlock unlimited\n* hard memlock unlimited\n"),
-        dropin: FakeFile("[Service]\nLimitMEMLOCK=infinity\n"),
-        "/proc/812/limits": FakeFile("Max locked memory         unlimited            unlimited            bytes\n"),
-        expect.SERVING_ENV: FakeFile("".join(f"{k}={v}\n" for k, v in env.items() if "NCCL_IB_" not in k or k == "NCCL_IB_DISABLE"), 0o600),
-        f"{home}/{expect.CLUSTER_KEY}": FakeFile("PRIVATE", 0o600, state.admin),
-        f"{home}/{expect.CLUSTER_KEY}.pub": FakeFile("ssh-ed25519 CLUSTERKEY spark-cluster\n", 0o644, state.admin),
-        "/etc/ssh/ssh_host_ed25519_key.pub": FakeFile(hostkeys[name]),
-        expect.KNOWN_HOSTS: FakeFile("".join(f"{n},{a} {hostkeys[n].split()[0]} {hostkeys[n].split()[1]}\n" for n, a in members)),
-    })
-    for path in [*expect.host_cache_dirs(home).values(), expect.hf_cache_dir(home)]:
-        state.files[path] = FakeFile(mode=0o755, user=state.admin, is_directory=True)
-    state.docker_show = {"LimitMEMLOCK": "infinity", "DropInPaths": dropin, "MainPID": "812"}
-    state.container_env = env
-    state.mounts = [(expect.host_cache_dirs(home)[n], p) for n, p in expect.ENGINE_CACHES.items()]
-    state.mounts.append((expect.hf_cache_dir(home), expect.hf_cache_dir(home)))
+def ipv4_gid(ip: str) -> str:
+    """The sysfs notation of a RoCE v2 IPv4 GID (::ffff:a.b.c.d)."""
+    a, b, c, d = (int(part) for part in ip.split("."))
+    return ":".join(["0000"] * 5 + ["ffff", f"{a:02x}{b:02x}", f"{c:02x}{d:02x}"])
+
+
+# --- what the roles render, read back the way the node reads it -------------
+
+def exec_start_argv(unit_text: str) -> list[str]:
+    joined = unit_text.replace("\\\n", " ")
+    (value,) = [line.split("=", 1)[1] for line in joined.splitlines() if line.startswith("ExecStart=")]
+    return unquote_exec_start(value)
+
+
+def option_values(argv: list[str], *names: str) -> list[str]:
+    return [argv[i + 1] for i, word in enumerate(argv[:-1]) if word in names]
+
+
+def docker_env_file(text: str) -> dict[str, str]:
+    """docker --env-file: KEY=VALUE taken literally, `#` lines and blanks skipped."""
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+def rendered_unit(spec, home: str, nvidia_runtime: bool) -> str:
+    """spark-serving.service as roles/serving renders it for this node."""
+    s = role_settings(spec.data, serving_paths.DEFAULTS)
+    profile = s.serving_profiles[s.serving_profile]
+    place = ClusterPlace(
+        world_size=spec.data["world_size"], rank=spec.data["node_rank"], head_qsfp_ip=spec.data["head_qsfp_ip"],
+        master_port=int(s.master_port), api_port=int(s.api_port), model=s.serving_model,
+        served_model_name=s.serving_served_model_name or s.serving_model,
+        entrypoint_is_engine=bool(s.serving_image_entrypoint_is_engine),
+    )
+    container = Container(image=effective_image(s.serving_image, s.serving_standin),
+                          engine_argv=render_engine_argv(s.serving_engine, profile[s.serving_engine], place),
+                          mounts=cache_mounts(home), nvidia_runtime=nvidia_runtime)
+    return render_unit(unit_context(
+        container=container, engine=s.serving_engine, rank=place.rank, world_size=place.world_size,
+        head_qsfp_ip=place.head_qsfp_ip, master_port=place.master_port,
+        roce_detect_command=roce_env_command(spec.data),
+        start_timeout_s=s.serving_start_timeout_s, stop_timeout_s=s.serving_stop_timeout_s,
+    ))
+
+
+def rendered_env_file(spec, home: str) -> str:
+    s = role_settings(spec.data, serving_paths.DEFAULTS)
+    return render_env_file(serving_environment(
+        bond_name=s.bond_name, qsfp_ip=spec.qsfp_ip, head_qsfp_ip=spec.data["head_qsfp_ip"], home=home,
+        profile_env=s.serving_profiles[s.serving_profile].get("env", {}),
+    ))
+
+
+def converged(spec, host_keys: dict[str, str], gpu: bool) -> NodeState:
+    admin = spec.admin
+    state = NodeState(spec.name, admin, f"/home/{admin}", gpu_driver=gpu,
+                      cuda_total_bytes=GB10_CUDA_BYTES if gpu else None)
+    files = state.files
+
+    # roles/network: the bond as its netplan file describes it.
+    plan = yaml.safe_load(render_netplan(network_settings(spec.data)))["network"]
+    ((state.bond, bond),) = plan["bonds"].items()
+    state.bond_mtu = bond["mtu"]
+    state.bond_addresses = [(a.split("/")[0], int(a.split("/")[1])) for a in bond["addresses"]]
+    mode = bond["parameters"]["mode"]
+    files[f"/sys/class/net/{state.bond}/bonding/mode"] = FakeFile(f"{mode} {KERNEL_BOND_MODES.index(mode)}\n")
+    files[f"/sys/class/net/{state.bond}/bonding/slaves"] = FakeFile(" ".join(bond["interfaces"]) + "\n")
+    for slave in bond["interfaces"]:
+        files[f"/sys/class/net/{slave}/mtu"] = FakeFile(f"{plan['ethernets'][slave]['mtu']}\n")
+        files[f"/sys/class/net/{slave}/carrier"] = FakeFile("1\n")
+
+    # roles/rdma: its memlock files as shipped; roce.env as its detector writes it.
+    for dest, source in MEMLOCK_FILES.items():
+        files[dest] = FakeFile((RDMA_FILES / source).read_text())
+    files[DOCKER_MEMLOCK_DROPIN] = FakeFile((RDMA_FILES / "90-spark-cluster-memlock-docker.conf").read_text())
+    state.docker_show = {"LimitMEMLOCK": "infinity", "DropInPaths": DOCKER_MEMLOCK_DROPIN, "MainPID": DOCKERD_PID}
+    files[f"/proc/{DOCKERD_PID}/limits"] = FakeFile(UNLIMITED_PROC_LIMITS, 0o444)
+    files[serving_paths.ROCE_ENV_FILE] = FakeFile(roce_detect.env_lines({"hcas": [HCA], "gid_index": GID_INDEX}), 0o600)
+    files[f"{IB_PORT}/state"] = FakeFile("4: ACTIVE\n")
+    files[f"{IB_PORT}/gid_attrs/types/{GID_INDEX}"] = FakeFile("RoCE v2\n")
+    files[f"{IB_PORT}/gids/{GID_INDEX}"] = FakeFile()  # content follows the bond: see answer()
+
+    # roles/serving: the env file, and a container started from the unit's docker run.
+    files[serving_paths.ENV_FILE] = FakeFile(rendered_env_file(spec, state.home), 0o600)
+    state.unit_name = Path(serving_paths.UNIT_FILE).name
+    argv = exec_start_argv(rendered_unit(spec, state.home, nvidia_runtime=gpu))
+    (state.container_name,) = option_values(argv, "--name")
+    for path in option_values(argv, "--env-file"):
+        state.container_env.update(docker_env_file(files[path].content_string))
+    state.container_env.update(docker_env_file("\n".join(option_values(argv, "-e", "--env"))))
+    for volume in option_values(argv, "-v", "--volume"):
+        source, destination, *options = volume.split(":")
+        state.container_mounts.append((source, destination, "ro" not in options))
+    (ulimit,) = [value for value in option_values(argv, "--ulimit") if value.startswith("memlock=")]
+    soft, hard = ulimit.removeprefix("memlock=").split(":")
+    state.container_memlock = f"({soft}, {hard})"
+    if "/dev/infiniband" in option_values(argv, "--device"):
+        state.container_infiniband = list(state.host_infiniband)
+
+    # roles/caches: the directories the mounts come from.
+    for path in [*engine_cache_dirs(state.home).values(), hf_home(state.home)]:
+        files[path] = FakeFile(mode=0o755, user=admin, is_directory=True)
+
+    # roles/ssh: the cluster key pair and the known_hosts block.
+    private, public = keypair("spark-cluster")
+    key_path = f"{state.home}/.ssh/{KEY_NAME}"
+    files[key_path] = FakeFile(private, 0o600, admin)
+    files[f"{key_path}.pub"] = FakeFile(public, 0o644, admin)
+    ip, host_key = host_keys[spec.name]
+    files["/etc/ssh/ssh_host_ed25519_key.pub"] = FakeFile(host_key)
+    files[SYSTEM_KNOWN_HOSTS] = FakeFile(known_hosts_text(
+        {name: (ip, [" ".join(key.split()[:2])]) for name, (ip, key) in host_keys.items()}))
     return state
 
 
@@ -169,9 +344,10 @@ class FakeNode(Node):
         raise AssertionError("a simulated node never connects")
 
     def run(self, command, timeout=60):
-        return self.state.answer(command)
+        return self.state.answer(command, root=False)
 
-    run_root = run
+    def run_root(self, command, timeout=60):
+        return self.state.answer(command, root=True)
 
     def file(self, path):
         return self.state.files.get(path, MISSING)
@@ -190,17 +366,31 @@ class FakeCluster:
         return self._nodes[self.specs[0].name]
 
 
-@pytest.fixture
-def lab(monkeypatch):
+def simulated(inventory: str, gpu: bool) -> FakeCluster:
+    specs = load_cluster(inventory, REPO)
+    host_keys = {s.name: (s.qsfp_ip, keypair(f"root@{s.name}")[1]) for s in specs}
+    return FakeCluster({s.name: FakeNode(s, converged(s, host_keys, gpu)) for s in specs})
+
+
+@pytest.fixture(autouse=True)
+def read_only_inventories(monkeypatch):
     monkeypatch.setenv("SPARK_CLUSTER_READ_ONLY_INVENTORY", "1")
-    specs = load_cluster("inventory/spark2.py", REPO)
-    members = [(s.name, s.qsfp_ip) for s in specs]
-    nodes = {s.name: FakeNode(s, converged(s.name, s.qsfp_ip, members)) for s in specs}
-    return FakeCluster(nodes)
 
 
-NODE_CHECKS = ["bond", "roce_gid", "memlock", "infiniband", "drm_override", "caches", "hf_cache", "env_file",
-               "container_env", "serving_unit", "ssh_key", "known_hosts"]
+@pytest.fixture
+def spark(read_only_inventories):
+    """Two converged Sparks (inventory/spark2.py): GPU and driver present."""
+    return simulated("inventory/spark2.py", gpu=True)
+
+
+@pytest.fixture
+def lab_vms(read_only_inventories):
+    """The converged 2-node lab (inventory/lab2.py): VMs without a GPU."""
+    return simulated("inventory/lab2.py", gpu=False)
+
+
+NODE_CHECKS = ["bond", "roce_gid", "memlock", "infiniband", "drm_override", "gpu_memory", "caches", "hf_cache",
+               "env_file", "container_env", "serving_unit", "ssh_key", "known_hosts"]
 
 
 def run_check(name, cluster, node_name="spark-2"):
@@ -211,105 +401,266 @@ def run_check(name, cluster, node_name="spark-2"):
     function(**{k: args[k] for k in wanted})
 
 
-def failures(cluster, node_name="spark-2") -> dict[str, str]:
+def failures(cluster, node_name="spark-2", names=NODE_CHECKS) -> dict[str, str]:
+    """Check name -> message of every check that did not pass. A skip counts
+    as not passing ("SKIPPED: reason"): a test that expects one says so with
+    run_check and pytest.raises(Skipped)."""
     found = {}
-    for name in NODE_CHECKS:
+    for name in names:
         try:
             run_check(name, cluster, node_name)
         except Failed as error:
             found[name] = str(error)
+        except Skipped as skip:
+            found[name] = f"SKIPPED: {skip}"
     return found
 
 
-def test_converged_node_passes_every_check(lab):
-    assert failures(lab) == {}
-    with pytest.raises(Skipped, match="no NVIDIA driver on this host"):
-        run_check("gpu_memory", lab)
+def worker(cluster) -> NodeState:
+    return cluster.node("spark-2").state
 
 
-def worker(lab) -> NodeState:
-    return lab.node("spark-2").state
+def test_every_per_node_check_of_the_suite_is_listed():
+    defined = {name.removeprefix("test_") for name, value in vars(checks).items()
+               if name.startswith("test_") and callable(value)}
+    assert defined == set(NODE_CHECKS)
 
 
-BREAKAGES = {
-    "bond": (lambda s: s.bond_addresses.clear(), "bond0 IPv4: expected 10.0.0.2/24, found no address"),
-    "drm_override": (lambda s: s.files.__setitem__(expect.DRM_OVERRIDE, FakeFile("options nvidia-drm modeset=1")),
-                     "CUDA will see ~62 GB"),
-    "env_file": (lambda s: setattr(s.files[expect.SERVING_ENV], "mode", 0o644),
-                 "expected mode 0600 owner root, found mode 0644 owner root"),
-    "memlock": (lambda s: s.docker_show.update(LimitMEMLOCK="8388608", DropInPaths=""),
-                "docker.service LimitMEMLOCK: expected infinity, found 8388608"),
-}
+@pytest.mark.parametrize("node_name", ["spark-1", "spark-2"])
+def test_converged_sparks_run_and_pass_every_check(spark, node_name):
+    # failures() records a skip too: an empty result means every check ran to the end and passed.
+    assert failures(spark, node_name) == {}
 
 
-@pytest.mark.parametrize("check", sorted(BREAKAGES))
-def test_each_breakage_fails_its_check_with_expected_found_and_fix(lab, check):
-    breakage, text = BREAKAGES[check]
-    breakage(worker(lab))
-    found = failures(lab)
-    assert check in found, found
-    assert text in found[check] and "fix:" in found[check] and found[check].startswith("spark-2: ")
-    assert failures(lab, "spark-1") == {} or check in ("known_hosts",)
+@pytest.mark.parametrize("node_name", ["spark-1", "spark-2"])
+def test_converged_lab_passes_every_check_and_skips_gpu_memory_only(lab_vms, node_name):
+    assert lab_vms.node(node_name).spec.get("gpu_expected") is False
+    assert failures(lab_vms, node_name, [name for name in NODE_CHECKS if name != "gpu_memory"]) == {}
+    with pytest.raises(Skipped, match="gpu_expected is False"):
+        run_check("gpu_memory", lab_vms, node_name)
 
 
-def test_stopped_serving_fails_the_unit_and_the_container_checks(lab):
-    state = worker(lab)
+# --- breakages: each fails exactly the checks named, with its own message ----
+
+def put(path, content, mode=0o644, user="root"):
+    def breakage(n):
+        n.state.files[path] = FakeFile(content, mode, user)
+    return breakage
+
+
+def remove(path):
+    def breakage(n):
+        del n.state.files[path]
+    return breakage
+
+
+def assign(**values):
+    def breakage(n):
+        for name, value in values.items():
+            setattr(n.state, name, value)
+    return breakage
+
+
+def require_carrier_on_all_ports(n):
+    n.spec.data["qsfp_carrier_required"] = "all"
+    n.state.files["/sys/class/net/enp1s0f1np1/carrier"] = FakeFile("0\n")
+
+
+def no_carrier(n):
+    for port in ("enp1s0f0np0", "enp1s0f1np1"):
+        n.state.files.pop(f"/sys/class/net/{port}/carrier")  # sysfs: "Invalid argument" on a down port
+
+
+def dropin_removed_as_the_lab_does(n):
+    # systemd.conf.d's DefaultLimitMEMLOCK=infinity still applies: only the drop-in is gone.
+    n.state.files.pop(DOCKER_MEMLOCK_DROPIN)
+    n.state.docker_show["DropInPaths"] = ""
+
+
+def dropin(text):
+    return put(DOCKER_MEMLOCK_DROPIN, text)
+
+
+def another_cluster_key_published(n):
+    path = f"{n.state.home}/.ssh/{KEY_NAME}.pub"
+    n.state.files[path] = FakeFile(keypair("spark-cluster")[1], 0o644, n.state.admin)
+
+
+def corrupt_cluster_key(n):
+    n.state.files[f"{n.state.home}/.ssh/{KEY_NAME}"] = FakeFile("not a key\n", 0o600, n.state.admin)
+
+
+def revoke_the_heads_host_key(n, cluster):
+    key_type, key = cluster.node("spark-1").state.files["/etc/ssh/ssh_host_ed25519_key.pub"].content_string.split()[:2]
+    n.state.files[SYSTEM_KNOWN_HOSTS].content_string += f"@revoked * {key_type} {key}\n"
+
+
+# Breakages land where the roles put things, so a check looking elsewhere misses them.
+DRM_OVERRIDE = GPU_DEFAULTS["drm_override_file"]
+(LIMITS_FILE,) = [dest for dest, source in MEMLOCK_FILES.items() if "limits" in source]
+ROOT_ONLY = 0o600
+DRM_LINE = "options nvidia-drm modeset=1 fbdev=1\n"
+# (case, breakage of spark-2, the checks it fails, words of the first one's message)
+BREAKAGES = [
+    # A flushed address also empties the RoCE v2 IPv4 GID entry, which follows it:
+    # roce_gid rightly fails too (the lab's `ip address flush dev bond0`).
+    ("bond_address_flushed", lambda n: n.state.bond_addresses.clear(), {"bond", "roce_gid"},
+     "bond0 IPv4: expected 10.0.0.2/24, found no address"),
+    ("bond_link_down", assign(bond_flags=["BROADCAST", "MULTICAST", "MASTER", "UP", "NO-CARRIER"]), {"bond"},
+     "bond0 state: expected UP,LOWER_UP, found operstate DOWN"),
+    ("bond_mtu", assign(bond_mtu=1500), {"bond"}, "bond0 MTU: expected 9000, found 1500"),
+    ("slave_mtu", put("/sys/class/net/enp1s0f1np1/mtu", "1500\n"), {"bond"},
+     "enp1s0f1np1 MTU: expected 9000, found 1500"),
+    ("bond_mode", put("/sys/class/net/bond0/bonding/mode", "active-backup 1\n"), {"bond"},
+     "bond0 mode: expected balance-xor, found active-backup"),
+    ("no_carrier_at_all", no_carrier, {"bond"}, "QSFP carrier: expected 1 on at least one port"),
+    ("one_carrier_missing_with_all_required", require_carrier_on_all_ports, {"bond"},
+     "enp1s0f1np1 carrier: expected 1 (qsfp_carrier_required = all), found 0"),
+    ("drm_override_planted", put(DRM_OVERRIDE, DRM_LINE), {"drm_override"},
+     f"{DRM_OVERRIDE}: expected absent, found present ('options nvidia-drm"),
+    ("drm_override_readable_by_root_only", put(DRM_OVERRIDE, DRM_LINE, ROOT_ONLY), {"drm_override"},
+     f"{DRM_OVERRIDE}: expected absent, found present ('options nvidia-drm"),
+    ("env_file_world_readable", lambda n: setattr(n.state.files[serving_paths.ENV_FILE], "mode", 0o644), {"env_file"},
+     "expected mode 0600 owner root, found mode 0644 owner root"),
+    ("docker_dropin_removed", dropin_removed_as_the_lab_does, {"memlock"},
+     "docker.service drop-in: expected [Service] LimitMEMLOCK=infinity, found no drop-ins"),
+    ("docker_limit_not_infinity", lambda n: n.state.docker_show.update(LimitMEMLOCK="8388608", DropInPaths=""),
+     {"memlock"}, "docker.service LimitMEMLOCK: expected infinity, found 8388608"),
+    ("dropin_line_commented_out", dropin("[Service]\n# LimitMEMLOCK=infinity\n"), {"memlock"},
+     f"expected [Service] LimitMEMLOCK=infinity, found no LimitMEMLOCK in {DOCKER_MEMLOCK_DROPIN}"),
+    ("dropin_outside_service", dropin("[Unit]\nLimitMEMLOCK=infinity\n"), {"memlock"},
+     f"found no LimitMEMLOCK in {DOCKER_MEMLOCK_DROPIN}"),
+    ("dropin_overridden_by_a_later_line", dropin("[Service]\nLimitMEMLOCK=infinity\nLimitMEMLOCK=65536\n"),
+     {"memlock"}, f"found {DOCKER_MEMLOCK_DROPIN} sets LimitMEMLOCK=65536"),
+    ("limits_for_another_user", put(LIMITS_FILE, "guest soft memlock unlimited\nguest hard memlock unlimited\n"),
+     {"memlock"}, "expected soft and hard memlock unlimited for * or nvidia"),
+    ("dockerd_limits_unreadable", remove(f"/proc/{DOCKERD_PID}/limits"), {"memlock"},
+     f"running dockerd memlock: expected unlimited, found /proc/{DOCKERD_PID}/limits unreadable"),
+    ("container_memlock_limited", assign(container_memlock="(8388608, 8388608)"), {"memlock"},
+     "container RLIMIT_MEMLOCK: expected (-1, -1) unlimited, found (8388608, 8388608)"),
+    ("host_without_uverbs", assign(host_infiniband=["rdma_cm"]), {"infiniband"},
+     "/dev/infiniband on the host: expected uverbs* devices, found ['rdma_cm']"),
+    ("container_without_uverbs", assign(container_infiniband=["rdma_cm"]), {"infiniband"},
+     '/dev/infiniband in the container: expected uverbs* devices, found ["rdma_cm"]'),
+    ("pub_of_another_key", another_cluster_key_published, {"ssh_key"},
+     ".pub: expected the public half of the key, found a different key"),
+    ("unreadable_private_key", corrupt_cluster_key, {"ssh_key"},
+     "expected a private key ssh-keygen can read, found Load key"),
+    ("cuda_capped_by_the_override", assign(cuda_total_bytes=DRM_CAPPED_CUDA_BYTES), {"gpu_memory"},
+     "GPU memory (CUDA cuDeviceTotalMem): expected >= 100 GiB, found 62.0 GiB"),
+    ("cuda_fails_and_smi_says_na", assign(cuda_total_bytes=None), {"gpu_memory"},
+     "GPU memory: expected a total from CUDA or nvidia-smi, found neither (CUDA: AssertionError: cuInit failed; "
+     "nvidia-smi: [N/A])"),
+    ("driver_missing_on_a_spark", assign(gpu_driver=False, cuda_total_bytes=None), {"gpu_memory"},
+     "NVIDIA driver: expected nvidia-smi on the PATH, found missing"),
+]
+
+
+@pytest.mark.parametrize("case, breakage, failed, words", BREAKAGES, ids=[b[0] for b in BREAKAGES])
+def test_each_breakage_fails_exactly_its_checks_with_expected_found_and_fix(spark, case, breakage, failed, words):
+    assert failures(spark) == {}
+    breakage(spark.node("spark-2"))
+    found = failures(spark)
+    assert set(found) == failed, found
+    for message in found.values():
+        assert message.startswith("spark-2: ") and "fix:" in message, message
+    first = next(name for name in NODE_CHECKS if name in failed)
+    assert words in found[first], found[first]
+    assert failures(spark, "spark-1") == {}
+
+
+def test_a_revoked_current_host_key_fails_known_hosts(spark):
+    revoke_the_heads_host_key(spark.node("spark-2"), spark)
+    found = failures(spark)
+    assert set(found) == {"known_hosts"}, found
+    assert f"{expect.KNOWN_HOSTS} @revoked *: expected spark-1's current ssh-ed25519 key" in found["known_hosts"]
+    assert "not revoked, found revoked; fix:" in found["known_hosts"]
+
+
+def test_one_port_without_carrier_is_fine_when_any_suffices(spark):
+    worker(spark).files["/sys/class/net/enp1s0f1np1/carrier"] = FakeFile("0\n")
+    assert spark.node("spark-2").spec.get("qsfp_carrier_required", "any") == "any"
+    assert failures(spark) == {}
+
+
+def test_gpu_memory_takes_a_number_from_nvidia_smi_when_cuda_fails(spark):
+    state = worker(spark)
+    state.cuda_total_bytes, state.smi_memory_total = None, "122572"
+    assert failures(spark) == {}
+    state.smi_memory_total = "63488"
+    found = failures(spark)
+    assert set(found) == {"gpu_memory"}
+    assert "GPU memory (nvidia-smi): expected >= 100 GiB, found 62.0 GiB" in found["gpu_memory"]
+
+
+def test_a_missing_driver_skips_only_where_the_inventory_expects_no_gpu(spark):
+    state = worker(spark)
+    state.gpu_driver, state.cuda_total_bytes = False, None
+    assert "NVIDIA driver: expected nvidia-smi on the PATH" in failures(spark)["gpu_memory"]
+    spark.node("spark-2").spec.data["gpu_expected"] = False
+    with pytest.raises(Skipped, match="gpu_expected is False"):
+        run_check("gpu_memory", spark)
+
+
+def test_stopped_serving_fails_the_unit_and_the_container_checks(spark):
+    state = worker(spark)
     state.unit_active, state.container_running = "inactive", False
-    found = failures(lab)
-    assert {"serving_unit", "container_env", "memlock", "infiniband", "caches", "hf_cache", "roce_gid"} <= set(found)
+    found = failures(spark)
+    assert set(found) == {"serving_unit", "container_env", "memlock", "infiniband", "caches", "hf_cache", "roce_gid"}
     assert "expected active, found inactive" in found["serving_unit"]
-    assert {"bond", "env_file", "drm_override"}.isdisjoint(found)
 
 
-def test_a_gid_index_that_is_not_roce_v2_names_the_seed(lab):
-    ib = "/sys/class/infiniband/rocep1s0f0/ports/1"
-    worker(lab).files[f"{ib}/gid_attrs/types/1"] = FakeFile("IB/RoCE v1\n")
-    assert "expected RoCE v2, found IB/RoCE v1" in failures(lab)["roce_gid"]
+def test_a_gid_index_that_is_not_roce_v2(spark):
+    worker(spark).files[f"{IB_PORT}/gid_attrs/types/{GID_INDEX}"] = FakeFile("IB/RoCE v1\n")
+    found = failures(spark)
+    assert set(found) == {"roce_gid"}
+    assert "expected RoCE v2, found IB/RoCE v1" in found["roce_gid"]
 
 
-def test_stale_container_values_are_caught(lab):
-    worker(lab).container_env["NCCL_IB_GID_INDEX"] = "3"
-    assert "container NCCL_IB_GID_INDEX: expected 1" in failures(lab)["roce_gid"]
+def test_stale_container_values_are_caught(spark):
+    worker(spark).container_env["NCCL_IB_GID_INDEX"] = "1"
+    found = failures(spark)
+    assert set(found) == {"roce_gid"}
+    assert f"container NCCL_IB_GID_INDEX: expected {GID_INDEX}" in found["roce_gid"]
 
 
-def test_hf_cache_mounted_elsewhere_says_invalid_repository_id(lab):
-    state = worker(lab)
-    hf = expect.hf_cache_dir(state.home)
-    state.mounts = [(s, "/root/.cache/huggingface" if s == hf else d) for s, d in state.mounts]
-    message = failures(lab)["hf_cache"]
-    assert "found -> /root/.cache/huggingface" in message and "invalid repository ID" in message
+def test_hf_cache_mounted_elsewhere_says_invalid_repository_id(spark):
+    state = worker(spark)
+    hf = hf_home(state.home)
+    state.container_mounts = [(s, "/root/.cache/huggingface" if s == hf else d, rw) for s, d, rw in state.container_mounts]
+    found = failures(spark)
+    assert set(found) == {"hf_cache"}
+    assert "found -> /root/.cache/huggingface" in found["hf_cache"] and "invalid repository ID" in found["hf_cache"]
 
 
-def test_cache_dir_with_wrong_owner(lab):
-    state = worker(lab)
-    path = expect.host_cache_dirs(state.home)["triton"]
+def test_cache_dir_with_wrong_owner(spark):
+    state = worker(spark)
+    path = engine_cache_dirs(state.home)["triton"]
     state.files[path] = FakeFile(mode=0o700, user="root", is_directory=True)
-    assert f"{path}: expected owner nvidia mode 0755, found owner root mode 0700" in failures(lab)["caches"]
+    found = failures(spark)
+    assert set(found) == {"caches"}
+    assert f"{path}: expected owner nvidia mode 0755, found owner root mode 0700" in found["caches"]
 
 
-def test_a_reinstalled_peer_makes_known_hosts_stale(lab):
-    lab.node("spark-1").state.files["/etc/ssh/ssh_host_ed25519_key.pub"] = FakeFile("ssh-ed25519 NEWKEY root@spark-1\n")
-    message = failures(lab)["known_hosts"]
+def test_a_reinstalled_peer_makes_known_hosts_stale(spark):
+    spark.node("spark-1").state.files["/etc/ssh/ssh_host_ed25519_key.pub"] = FakeFile(keypair("root@spark-1")[1])
+    found = failures(spark)
+    assert set(found) == {"known_hosts"}
+    message = found["known_hosts"]
     assert "entry for spark-1" in message and "entry for 10.0.0.1" in message and "stale key" in message
 
 
-def test_interface_variables_pinned_in_the_env_file(lab):
-    state = worker(lab)
-    state.files[expect.SERVING_ENV] = FakeFile(
-        copy.copy(state.files[expect.SERVING_ENV].content_string).replace("GLOO_SOCKET_IFNAME=bond0", "GLOO_SOCKET_IFNAME=lo"), 0o600)
-    assert "GLOO_SOCKET_IFNAME: expected bond0, found lo" in failures(lab)["env_file"]
+def test_interface_variables_pinned_in_the_env_file(spark):
+    env_file = worker(spark).files[serving_paths.ENV_FILE]
+    assert "GLOO_SOCKET_IFNAME=bond0\n" in env_file.content_string
+    env_file.content_string = env_file.content_string.replace("GLOO_SOCKET_IFNAME=bond0", "GLOO_SOCKET_IFNAME=lo")
+    found = failures(spark)
+    assert set(found) == {"env_file"}
+    assert "GLOO_SOCKET_IFNAME: expected bond0, found lo" in found["env_file"]
 
 
-peers = _load("test_peers")
-
-
-def test_endpoint_probe_verdicts():
-    assert peers.endpoint_problems({"health": 200, "models": ["deepseek-v4-flash"]}, "deepseek-v4-flash") == []
-    assert [p[0] for p in peers.endpoint_problems({"health": 503, "models": []}, None)] == ["/health", "/v1/models"]
-    wrong = peers.endpoint_problems({"health": 200, "models": ["other"]}, "deepseek-v4-flash")
-    assert wrong == [("/v1/models", "model id deepseek-v4-flash", ["other"])]
-    refused = peers.endpoint_problems({"health_error": "URLError(ConnectionRefused)", "models_error": "URLError"}, None)
-    assert refused[0][2].startswith("URLError")
+# endpoint_problems is tested with the other cross-node checks, in test_verify_peers.py.
+peers = _load(VERIFY / "test_peers.py", "verify_test_peers")
 
 
 @pytest.mark.parametrize("stderr, hint", [

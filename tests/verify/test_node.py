@@ -36,7 +36,9 @@ from sparkverify.parse import (
     parse_pubkey,
     parse_rlimit,
     parse_systemctl_show,
+    parse_unit_file,
     proc_limit,
+    revoked_keys,
     rlimit_unlimited,
 )
 
@@ -100,7 +102,35 @@ def test_bond(node):
         slave_mtu = node.run(f"cat /sys/class/net/{slave}/mtu").stdout.strip()
         if slave_mtu != str(mtu):
             problems.add(f"{slave} MTU", mtu, slave_mtu or "unreadable", f"{REDEPLOY}; a slave below {mtu} drops jumbo frames")
+    # sysfs prints the mode's name and number, e.g. "balance-xor 2".
+    mode_read = node.run(f"cat /sys/class/net/{bond}/bonding/mode")
+    mode = (mode_read.stdout.split() or [""])[0] if mode_read.ok else ""
+    want_mode = node.spec.get("bond_mode", "balance-xor")
+    if mode != want_mode:
+        problems.add(f"{bond} mode", want_mode, mode or f"unreadable ({mode_read.brief})",
+                     f"{REDEPLOY} (roles/network deletes and recreates a bond whose mode differs: networkd cannot change "
+                     "the mode of an existing bond)")
+    carrier_problems(node, problems, expected_slaves)
     problems.check()
+
+
+def carrier_problems(node, problems: Problems, ports: list[str]) -> None:
+    """qsfp_carrier_required: "all" needs a carrier on every QSFP port, "any"
+    (one cable is a supported setup) on at least one."""
+    required = node.spec.get("qsfp_carrier_required", "any")
+    carriers = {}
+    for port in ports:
+        # sysfs refuses to read the carrier of an interface that is down.
+        read = node.run(f"cat /sys/class/net/{port}/carrier")
+        carriers[port] = read.stdout.strip() if read.ok else f"unreadable ({read.brief})"
+    found = ", ".join(f"{port} {value}" for port, value in carriers.items()) or "no QSFP ports listed"
+    cable_fix = "check the QSFP cable(s) and the peer's ports (`ip link`, `ethtool PORT`)"
+    if required == "all":
+        for port, value in carriers.items():
+            if value != "1":
+                problems.add(f"{port} carrier", "1 (qsfp_carrier_required = all)", value, cable_fix)
+    elif not any(value == "1" for value in carriers.values()):
+        problems.add("QSFP carrier", "1 on at least one port (qsfp_carrier_required = any)", found, cable_fix)
 
 
 def test_roce_gid(node):
@@ -157,21 +187,38 @@ def test_memlock(node):
     limits_file = node.file(LIMITS_FILE)
     if not limits_file.exists:
         problems.add(LIMITS_FILE, "present", "missing", f"{REDEPLOY} (roles/rdma)")
-    elif not limits_conf_memlock_unlimited(limits_file.content_string):
-        problems.add(LIMITS_FILE, "soft and hard memlock unlimited", limits_file.content_string, f"{REDEPLOY} (roles/rdma)")
+    elif not limits_conf_memlock_unlimited(limits_file.content_string, node.spec.admin):
+        problems.add(LIMITS_FILE, f"soft and hard memlock unlimited for * or {node.spec.admin}",
+                     limits_file.content_string, f"{REDEPLOY} (roles/rdma)")
     shown = parse_systemctl_show(node.run("systemctl show docker -p LimitMEMLOCK -p DropInPaths -p MainPID").stdout)
     if shown.get("LimitMEMLOCK") != "infinity":
         problems.add("docker.service LimitMEMLOCK", "infinity", shown.get("LimitMEMLOCK", "unknown"),
                      f"{REDEPLOY} (docker.service drop-in), then `systemctl daemon-reload && systemctl restart docker`")
     drop_ins = shown.get("DropInPaths", "").split()
-    declared = [p for p in drop_ins if "LimitMEMLOCK=infinity" in (node.read_root_file(p) or "").replace(" ", "")]
-    if not declared:
-        problems.add("docker.service drop-in", "one setting LimitMEMLOCK=infinity", drop_ins or "no drop-ins",
+    # As systemd reads them: in DropInPaths order, [Service] only, the last
+    # assignment wins (a commented-out line is no setting).
+    declared = None
+    for path in drop_ins:
+        value = parse_unit_file(node.read_root_file(path) or "").get("Service", {}).get("LimitMEMLOCK")
+        if value is not None:
+            declared = (path, value)
+    if declared is None or declared[1] not in ("infinity", "infinity:infinity"):
+        problems.add("docker.service drop-in", "[Service] LimitMEMLOCK=infinity",
+                     f"{declared[0]} sets LimitMEMLOCK={declared[1]}" if declared
+                     else f"no LimitMEMLOCK in {' '.join(drop_ins)}" if drop_ins else "no drop-ins",
                      f"{REDEPLOY} (roles/rdma); a manager-wide default alone is lost on the next systemd change")
     pid = shown.get("MainPID", "0")
-    if pid not in ("", "0"):
-        live = proc_limit(node.run_root(f"cat /proc/{pid}/limits").stdout)
-        if live and live != ("unlimited", "unlimited"):
+    if pid in ("", "0"):
+        problems.add("running dockerd", "a MainPID", "none (docker.service is not running)",
+                     "`sudo systemctl start docker`; see `journalctl -u docker`")
+    else:
+        read = node.run_root(f"cat /proc/{pid}/limits")
+        live = proc_limit(read.stdout) if read.ok else None
+        if live is None:
+            problems.add("running dockerd memlock", "unlimited",
+                         f"/proc/{pid}/limits unreadable ({read.brief})" if not read.ok else f"no memlock line in /proc/{pid}/limits",
+                         "check that dockerd is running (`systemctl status docker`) and root can read /proc")
+        elif live != ("unlimited", "unlimited"):
             problems.add("running dockerd memlock", "unlimited", " / ".join(live),
                          "`sudo systemctl restart docker` to pick up the drop-in")
     problems.check()
@@ -195,36 +242,49 @@ def test_infiniband(node):
 
 
 def test_drm_override(node):
-    present = node.run(f"test -e {DRM_OVERRIDE} && head -c 200 {DRM_OVERRIDE}")
-    if present.ok:
-        pytest.fail(
-            f"{node.name}: {DRM_OVERRIDE}: expected absent, found present ({present.stdout.strip()!r}); "
-            "CUDA will see ~62 GB instead of ~120 GB; fix: remove it, `update-initramfs -u` and reboot "
-            f"({REDEPLOY}: roles/gpu does all three) (seed 000)",
-            pytrace=False,
-        )
+    problems = Problems(node.name)
+    path = shlex.quote(DRM_OVERRIDE)
+    # As root: modprobe reads the file whatever its mode, and a root-only file
+    # exists all the same for a `head` run as the admin that cannot open it.
+    if node.run_root(f"test -e {path}").ok:
+        content = node.run_root(f"head -c 200 {path}")
+        problems.add(DRM_OVERRIDE, "absent",
+                     f"present ({content.stdout.strip()!r})" if content.ok else f"present, unreadable ({content.brief})",
+                     "CUDA will see ~62 GB instead of ~120 GB with it; remove it, `update-initramfs -u` and "
+                     f"reboot ({REDEPLOY}: roles/gpu does all three)")
+    problems.check()
 
 
 def test_gpu_memory(node):
+    problems = Problems(node.name)
     if not node.run("command -v nvidia-smi").ok:
-        pytest.skip("no NVIDIA driver on this host")
+        # Only an inventory that says so (the lab: its VMs have no GPU) may
+        # skip; on a Spark a missing driver is a broken node.
+        if not node.spec.get("gpu_expected", True):
+            pytest.skip("gpu_expected is False in the inventory (no GPU on these nodes): nothing to measure")
+        problems.add("NVIDIA driver", "nvidia-smi on the PATH", "missing",
+                     "install the NVIDIA driver (DGX OS ships it), reboot, and check `nvidia-smi` lists the GPU")
+        problems.check()
     minimum = float(node.spec.get("min_gpu_memory_gib", 100))
     cuda = node.run(f"python3 -c {shlex.quote(CUDA_TOTAL_MEMORY)}")
     if cuda.ok and cuda.stdout.strip().isdigit():
         total_gib, source = int(cuda.stdout.strip()) / 2**30, "CUDA cuDeviceTotalMem"
     else:
-        smi = parse_gpu_total_mib(node.run("nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits").stdout)
-        if not smi:
-            pytest.fail(f"{node.name}: GPU memory: expected a total from CUDA or nvidia-smi, found neither "
-                        f"({cuda.brief}); fix: check the driver (`nvidia-smi`)", pytrace=False)
-        total_gib, source = smi[0] / 1024, "nvidia-smi"
+        # GB10 prints [N/A] here (unified memory): then only CUDA can tell.
+        smi = node.run("nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits")
+        totals = parse_gpu_total_mib(smi.stdout) if smi.ok else []
+        if not totals:
+            problems.add("GPU memory", "a total from CUDA or nvidia-smi",
+                         f"neither (CUDA: {cuda.brief}; nvidia-smi: {smi.stdout.strip() or smi.brief})",
+                         "check the driver: `nvidia-smi` must list the GPU and CUDA must initialise "
+                         "(a driver upgrade without a reboot breaks both); reinstall the driver or reboot")
+            problems.check()
+        total_gib, source = totals[0] / 1024, "nvidia-smi"
     if total_gib < minimum:
-        pytest.fail(
-            f"{node.name}: GPU memory ({source}): expected >= {minimum:g} GiB, found {total_gib:.1f} GiB; fix: "
-            f"~62 GB means the DRM override is (or was until the last boot) in place: remove {DRM_OVERRIDE}, "
-            "update-initramfs -u, reboot (seed 000); otherwise stop leaked containers and drop caches",
-            pytrace=False,
-        )
+        problems.add(f"GPU memory ({source})", f">= {minimum:g} GiB", f"{total_gib:.1f} GiB",
+                     f"~62 GiB means the DRM override is (or was until the last boot) in place: remove "
+                     f"{DRM_OVERRIDE}, update-initramfs -u, reboot; otherwise stop leaked containers and drop caches")
+    problems.check()
 
 
 def test_caches(node):
@@ -358,7 +418,10 @@ def test_ssh_key(node):
                      f"`chmod 0600 {key_path}` (ssh refuses a readable key) or {REDEPLOY}")
     derived = node.run(f"ssh-keygen -y -f {shlex.quote(key_path)}")
     published = node.run(f"cat {shlex.quote(key_path)}.pub")
-    if not derived.ok or not published.ok or parse_pubkey(derived.stdout)[1] != parse_pubkey(published.stdout)[1]:
+    if not derived.ok:
+        problems.add(key_path, "a private key ssh-keygen can read", derived.brief,
+                     f"{REDEPLOY} (roles/ssh) to regenerate the pair")
+    elif not published.ok or parse_pubkey(derived.stdout)[1] != parse_pubkey(published.stdout)[1]:
         problems.add(f"{key_path}.pub", "the public half of the key", published.brief if not published.ok else "a different key",
                      f"{REDEPLOY} (roles/ssh) to regenerate the pair consistently")
     problems.check()
@@ -377,6 +440,13 @@ def test_known_hosts(node, cluster):
             problems.add(f"{member.name}'s host key", "readable", live.brief, "check sshd on that node")
             continue
         key_type, key = parse_pubkey(live.stdout)
+        revoked = revoked_keys(text, key_type)
+        if key in revoked:
+            problems.add(f"{KNOWN_HOSTS} @revoked {revoked[key]}",
+                         f"{member.name}'s current {key_type} key ...{key[-12:]} not revoked", "revoked",
+                         "ssh refuses a revoked key: delete that @revoked line (it is outside the block roles/ssh "
+                         f"manages, so a re-deploy keeps it), or if the key is compromised replace {member.name}'s "
+                         f"host key and {REDEPLOY}")
         for alias in (member.name, member.qsfp_ip):
             held = known_host_keys(text, alias, key_type)
             if key not in held:

@@ -97,14 +97,51 @@ def proc_limit(text: str, name: str = "Max locked memory") -> tuple[str, str] | 
     return None
 
 
-def limits_conf_memlock_unlimited(text: str) -> bool:
-    """True when a limits.conf-style file sets memlock unlimited (soft and hard, or `-`)."""
-    kinds = set()
+_UNLIMITED_WORDS = ("unlimited", "infinity", "-1")
+
+
+def limits_conf_memlock_unlimited(text: str, user: str) -> bool:
+    """True when a limits.conf-style file leaves `user` with memlock unlimited,
+    soft and hard, as pam_limits reads it: only lines for `*` or for `user`
+    apply (another user's line is not this user's limit), a line for `user`
+    wins over `*`, and within one domain the last line wins; `-` sets soft and
+    hard. Group lines (`@group`) are not resolved: they never count."""
+    by_domain: dict[str, dict[str, str]] = {user: {}, "*": {}}
     for raw in text.splitlines():
         fields = raw.split("#", 1)[0].split()
-        if len(fields) == 4 and fields[2] == "memlock" and fields[3] in ("unlimited", "infinity", "-1"):
-            kinds.add(fields[1])
-    return "-" in kinds or {"soft", "hard"} <= kinds
+        if len(fields) != 4 or fields[2] != "memlock" or fields[0] not in by_domain:
+            continue
+        for kind in ("soft", "hard") if fields[1] == "-" else (fields[1],):
+            by_domain[fields[0]][kind] = fields[3]
+    return all(by_domain[user].get(kind, by_domain["*"].get(kind)) in _UNLIMITED_WORDS
+               for kind in ("soft", "hard"))
+
+
+def parse_unit_file(text: str) -> dict[str, dict[str, str]]:
+    """A systemd unit file or drop-in as systemd reads it: `[Section]` headers,
+    comment lines starting with `#` or `;`, `Key=Value` assignments (a trailing
+    backslash continues the line), the LAST assignment of a key in a section
+    wins. An assignment before any section header is ignored, as systemd does."""
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not pending and (not line or line[0] in "#;"):
+            continue
+        if pending and line and line[0] in "#;":
+            continue  # systemd skips comment lines inside a continuation
+        if line.endswith("\\"):
+            pending += line[:-1].rstrip() + " "
+            continue
+        line, pending = (pending + line).strip(), ""
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        key, sep, value = line.partition("=")
+        if sep and current is not None:
+            current[key.strip()] = value.strip()
+    return sections
 
 
 @dataclass
@@ -215,6 +252,20 @@ def known_host_keys(text: str, hostname: str, key_type: str) -> list[str]:
     return keys
 
 
+def revoked_keys(text: str, key_type: str) -> dict[str, str]:
+    """Base64 keys of `key_type` on `@revoked` lines -> that line's host patterns.
+
+    The patterns are returned for the message only: a revoked key was declared
+    compromised, so a member whose current key is on such a line is wrong
+    whichever name (`*`, a hashed name, an alias) the line gives."""
+    revoked = {}
+    for raw in text.splitlines():
+        fields = raw.split()
+        if len(fields) >= 4 and fields[0] == "@revoked" and fields[2] == key_type:
+            revoked[fields[3]] = fields[1]
+    return revoked
+
+
 def parse_gpu_total_mib(text: str) -> list[float]:
     """`nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits`;
     GB10 prints "[N/A]" (unified memory), which yields no value."""
@@ -227,13 +278,31 @@ def parse_gpu_total_mib(text: str) -> list[float]:
     return values
 
 
+# iputils: "3 packets transmitted, 3 received, 0% packet loss";
+# busybox: "3 packets transmitted, 3 packets received, 0% packet loss".
+_PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
+
+
+def ping_counts(text: str) -> tuple[int, int] | None:
+    """(transmitted, received) from ping's statistics line, None without one."""
+    match = _PING_SUMMARY.search(text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
 def parse_ping(text: str) -> str:
-    """One-word diagnosis of `ping -M do` output: ok, too_big, no_reply, error."""
+    """One-word diagnosis of `ping -M do` output: ok (every packet answered),
+    lossy (some answered), too_big, no_reply, error (no statistics at all).
+
+    ping exits 0 when any reply came back, so only the counts tell a link that
+    drops some frames from a good one."""
     if re.search(r"message too long|frag needed|local error", text, re.I):
         return "too_big"
-    match = re.search(r"(\d+) received", text)
-    if match and int(match.group(1)) > 0:
+    counts = ping_counts(text)
+    if counts is None:
+        return "error"
+    transmitted, received = counts
+    if transmitted > 0 and received == transmitted:
         return "ok"
-    if "packet loss" in text:
-        return "no_reply"
-    return "error"
+    if received > 0:
+        return "lossy"
+    return "no_reply"
