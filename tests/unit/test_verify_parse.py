@@ -58,10 +58,46 @@ def test_systemctl_show_and_proc_limits():
 @pytest.mark.parametrize(
     "text, ok",
     [("* soft memlock unlimited\n* hard memlock unlimited\n", True), ("* - memlock unlimited # all\n", True),
-     ("* soft memlock unlimited\n", False), ("# * - memlock unlimited\n", False), ("* hard memlock 65536\n", False)],
+     ("nvidia - memlock infinity\n", True), ("* soft memlock unlimited\n", False),
+     ("# * - memlock unlimited\n", False), ("* hard memlock 65536\n", False),
+     # another user's line is not the admin's limit; groups are not resolved
+     ("guest soft memlock unlimited\nguest hard memlock unlimited\n", False), ("@docker - memlock unlimited\n", False),
+     # pam_limits: the admin's own line wins over `*`, the last line of a domain wins
+     ("* - memlock unlimited\nnvidia hard memlock 65536\n", False),
+     ("nvidia - memlock 65536\n* - memlock unlimited\n", False),
+     ("* - memlock unlimited\n* soft memlock 65536\n", False),
+     ("* - memlock 65536\n* - memlock unlimited\n", True)],
 )
 def test_limits_conf(text, ok):
-    assert parse.limits_conf_memlock_unlimited(text) is ok
+    assert parse.limits_conf_memlock_unlimited(text, "nvidia") is ok
+
+
+def test_unit_file_sections_comments_and_the_last_assignment():
+    text = "\n".join([
+        "# Managed by spark-cluster",
+        "LimitNOFILE=1  ",
+        "[Service]",
+        "; LimitMEMLOCK=1",
+        "#LimitMEMLOCK=2",
+        "LimitMEMLOCK = 65536",
+        "ExecStart=/usr/bin/docker run \\",
+        "    # a comment inside the continuation",
+        "    --rm image",
+        "[Unit]",
+        "Description=x=y",
+        "[Service]",
+        "LimitMEMLOCK=infinity",
+    ])
+    assert parse.parse_unit_file(text) == {
+        "Service": {"LimitMEMLOCK": "infinity", "ExecStart": "/usr/bin/docker run --rm image"},
+        "Unit": {"Description": "x=y"},
+    }
+
+
+@pytest.mark.parametrize("text", ["[Service]\n# LimitMEMLOCK=infinity\n", "[Unit]\nLimitMEMLOCK=infinity\n",
+                                  "LimitMEMLOCK=infinity\n", "[Service]\nLimitMEMLOCK=infinity\nLimitMEMLOCK=8M\n"])
+def test_unit_file_memlock_not_set_to_infinity(text):
+    assert parse.parse_unit_file(text).get("Service", {}).get("LimitMEMLOCK") != "infinity"
 
 
 def test_ip_addr_json():
@@ -113,6 +149,22 @@ def test_known_hosts_plain_hashed_ports_and_markers():
     assert parse.known_host_keys(text, "[127.0.0.1]:2222", "ssh-ed25519") == ["LABKEY"]
 
 
+def test_revoked_keys_whatever_the_host_pattern():
+    text = "\n".join([
+        "spark-1,10.0.0.1 ssh-ed25519 KEYONE",
+        "@revoked spark-1 ssh-ed25519 OLDKEY",
+        "@revoked * ssh-ed25519 KEYTWO",
+        f"@revoked {_hashed('spark-3')} ssh-ed25519 KEYTHREE",
+        "@revoked spark-1 ssh-rsa RSAKEY",
+        "@cert-authority * ssh-ed25519 CAKEY",
+        "# @revoked * ssh-ed25519 COMMENTED",
+    ])
+    assert parse.revoked_keys(text, "ssh-ed25519") == {"OLDKEY": "spark-1", "KEYTWO": "*", "KEYTHREE": _hashed("spark-3")}
+    assert parse.revoked_keys(text, "ssh-rsa") == {"RSAKEY": "spark-1"}
+    # a revoked line is never a host key
+    assert parse.known_host_keys(text, "spark-1", "ssh-ed25519") == ["KEYONE"]
+
+
 def test_pubkey_gpu_and_ping():
     assert parse.parse_pubkey("ssh-ed25519 AAAAC3Nz root@spark-1\n") == ("ssh-ed25519", "AAAAC3Nz")
     with pytest.raises(ValueError):
@@ -123,3 +175,83 @@ def test_pubkey_gpu_and_ping():
     assert parse.parse_ping("ping: local error: message too long, mtu=1500") == "too_big"
     assert parse.parse_ping("2 packets transmitted, 0 received, 100% packet loss") == "no_reply"
     assert parse.parse_ping("ping: SO_BINDTODEVICE bond0: No such device") == "error"
+
+
+# `ping -M do -s 8972 -c 3 -W 2 -I bond0 10.0.0.2` as iputils prints it (stdout
+# and stderr together, as the check reads them).
+PING_HEADER = "PING 10.0.0.2 (10.0.0.2) from 10.0.0.1 bond0: 8972(9000) bytes of data.\n"
+PING_SAMPLES = {
+    "full": ("ok", PING_HEADER + """8980 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.412 ms
+8980 bytes from 10.0.0.2: icmp_seq=2 ttl=64 time=0.298 ms
+8980 bytes from 10.0.0.2: icmp_seq=3 ttl=64 time=0.301 ms
+
+--- 10.0.0.2 ping statistics ---
+3 packets transmitted, 3 received, 0% packet loss, time 2003ms
+rtt min/avg/max/mdev = 0.298/0.337/0.412/0.052 ms
+"""),
+    "partial": ("lossy", PING_HEADER + """8980 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.412 ms
+8980 bytes from 10.0.0.2: icmp_seq=3 ttl=64 time=0.301 ms
+
+--- 10.0.0.2 ping statistics ---
+3 packets transmitted, 2 received, 33.3333% packet loss, time 2031ms
+rtt min/avg/max/mdev = 0.301/0.356/0.412/0.055 ms
+"""),
+    "none": ("no_reply", PING_HEADER + """
+--- 10.0.0.2 ping statistics ---
+3 packets transmitted, 0 received, 100% packet loss, time 2046ms
+
+"""),
+    "unreachable": ("no_reply", PING_HEADER + """From 10.0.0.1 icmp_seq=1 Destination Host Unreachable
+From 10.0.0.1 icmp_seq=2 Destination Host Unreachable
+From 10.0.0.1 icmp_seq=3 Destination Host Unreachable
+
+--- 10.0.0.2 ping statistics ---
+3 packets transmitted, 0 received, +3 errors, 100% packet loss, time 2043ms
+pipe 3
+"""),
+    "message_too_long": ("too_big", PING_HEADER + """ping: local error: message too long, mtu=1500
+ping: local error: message too long, mtu=1500
+ping: local error: message too long, mtu=1500
+
+--- 10.0.0.2 ping statistics ---
+3 packets transmitted, 0 received, +3 errors, 100% packet loss, time 2046ms
+
+"""),
+    "frag_needed": ("too_big", PING_HEADER + """From 10.0.0.254 icmp_seq=1 Frag needed and DF set (mtu = 1500)
+8980 bytes from 10.0.0.2: icmp_seq=2 ttl=64 time=0.402 ms
+8980 bytes from 10.0.0.2: icmp_seq=3 ttl=64 time=0.311 ms
+
+--- 10.0.0.2 ping statistics ---
+3 packets transmitted, 2 received, +1 errors, 33.3333% packet loss, time 2012ms
+rtt min/avg/max/mdev = 0.311/0.356/0.402/0.045 ms
+"""),
+    "duplicates": ("ok", PING_HEADER + """8980 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.412 ms
+8980 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.415 ms (DUP!)
+8980 bytes from 10.0.0.2: icmp_seq=2 ttl=64 time=0.298 ms
+8980 bytes from 10.0.0.2: icmp_seq=3 ttl=64 time=0.301 ms
+
+--- 10.0.0.2 ping statistics ---
+3 packets transmitted, 3 received, +1 duplicates, 0% packet loss, time 2003ms
+rtt min/avg/max/mdev = 0.298/0.356/0.415/0.052 ms
+"""),
+    "busybox": ("lossy", """PING 10.0.0.2 (10.0.0.2): 8972 data bytes
+8980 bytes from 10.0.0.2: seq=0 ttl=64 time=0.512 ms
+
+--- 10.0.0.2 ping statistics ---
+3 packets transmitted, 1 packets received, 66% packet loss
+round-trip min/avg/max = 0.512/0.512/0.512 ms
+"""),
+    "no_device": ("error", "ping: SO_BINDTODEVICE bond0: No such device\n"),
+}
+
+
+@pytest.mark.parametrize("sample", sorted(PING_SAMPLES))
+def test_ping_needs_every_packet_answered(sample):
+    verdict, text = PING_SAMPLES[sample]
+    assert parse.parse_ping(text) == verdict
+
+
+def test_ping_counts_from_the_statistics_line():
+    assert parse.ping_counts(PING_SAMPLES["partial"][1]) == (3, 2)
+    assert parse.ping_counts(PING_SAMPLES["busybox"][1]) == (3, 1)
+    assert parse.ping_counts("ping: SO_BINDTODEVICE bond0: No such device") is None

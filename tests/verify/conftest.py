@@ -132,7 +132,7 @@ def pytest_runtest_logreport(report):
         return
     RESULTS.record(props["node"], props["check"], report.outcome,
                                  message_of(report) if report.outcome != "passed" else "",
-                                 report.duration)
+                                 report.duration, str(props.get("detail", "")))
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -142,6 +142,9 @@ def pytest_terminal_summary(terminalreporter, config):
         return
     terminalreporter.section("spark-cluster verify")
     terminalreporter.write_line(format_summary(results, cluster.names if cluster else []))
+    for result in results:
+        if result.detail:  # what a check measured (record_property("detail", ...))
+            terminalreporter.write_line(f"{result.check} on {result.node}: {result.detail}")
     path = Path(config.getoption("--report-json"))
     terminalreporter.write_line(f"JSON report: {path}")
 

@@ -20,19 +20,22 @@ class CheckResult:
     outcome: str  # passed | failed | skipped
     message: str = ""
     duration_s: float = 0.0
+    detail: str = ""  # a figure a check measured (e.g. tokens/s), shown even when it passes
 
 
 class ResultBook:
     def __init__(self) -> None:
         self._results: dict[tuple[str, str], CheckResult] = {}
 
-    def record(self, node: str, check: str, outcome: str, message: str, duration_s: float) -> None:
+    def record(self, node: str, check: str, outcome: str, message: str, duration_s: float,
+               detail: str = "") -> None:
         key = (node, check)
         current = self._results.get(key)
         if current is None:
-            self._results[key] = CheckResult(node, check, outcome, message, round(duration_s, 2))
+            self._results[key] = CheckResult(node, check, outcome, message, round(duration_s, 2), detail)
             return
         current.duration_s = round(current.duration_s + duration_s, 2)
+        current.detail = detail or current.detail
         if _RANK[outcome] > _RANK[current.outcome]:
             current.outcome, current.message = outcome, message
 
@@ -66,7 +69,8 @@ def write_json(path: Path, results: list[CheckResult], inventory: str) -> None:
         "inventory": inventory,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "summary": {o: sum(1 for r in results if r.outcome == o) for o in ("passed", "failed", "skipped")},
-        "results": [asdict(r) for r in results],
+        # "detail" only where a check measured something.
+        "results": [{k: v for k, v in asdict(r).items() if k != "detail" or v} for r in results],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
 
