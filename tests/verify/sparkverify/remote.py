@@ -13,7 +13,6 @@ import json
 import os
 import shlex
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
@@ -21,6 +20,7 @@ import testinfra.host
 from testinfra.backend.paramiko import IgnorePolicy, ParamikoBackend
 
 from .expect import CONTAINER
+from .result import Result
 from .inventory import NodeSpec
 
 SUDO_PASSWORD_ENV = "SPARK_SUDO_PASSWORD"
@@ -38,27 +38,6 @@ class NodeUnreachable(VerifyEnvironmentError):
 
 class SudoRefused(VerifyEnvironmentError):
     pass
-
-
-@dataclass(frozen=True)
-class Result:
-    command: str
-    rc: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.rc == 0
-
-    @property
-    def brief(self) -> str:
-        """Last non-empty line of stderr (else stdout): the usual error line."""
-        for text in (self.stderr, self.stdout):
-            lines = [line for line in text.strip().splitlines() if line.strip()]
-            if lines:
-                return lines[-1].strip()
-        return f"exit status {self.rc}"
 
 
 def sudo_command(command: str, with_password: bool) -> str:
