@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from types import SimpleNamespace
 
-from spark_cluster.host_ops import fail_command
+# Shipped with the role and run by the unit tests against a fake sysfs, ip and ping.
+BOND_UP_WAIT = Path(__file__).parent / "files" / "bond_up_wait.sh"
 
 
 def hardware_problem(host_name: str, s: SimpleNamespace, fact: dict) -> str | None:
@@ -55,26 +57,7 @@ def bond_needs_recreate(s: SimpleNamespace, fact: dict) -> bool:
 
 def bond_up_command(s: SimpleNamespace) -> str:
     """Wait (bounded) for the bond to carry its address and every peer to answer
-    over it, then prove jumbo frames pass end to end."""
-    q = shlex.quote
-    bond, timeout = s.bond_name, int(s.bond_up_timeout_s)
-    lines = [
-        f"deadline=$(( $(date +%s) + {timeout} ))",
-        'wait_for() { message=$1; shift; until "$@" >/dev/null 2>&1; do '
-        'if [ "$(date +%s)" -ge "$deadline" ]; then echo "$message" >&2; exit 1; fi; sleep 1; done; }',
-        f"has_address() {{ ip -o -4 address show dev {q(bond)} | grep -qF {q(f'inet {s.address} ')}; }}",
-        f"wait_for {q(f'{bond} is not up after {timeout}s (cable? peer?)')} "
-        f"grep -qx up {q(f'/sys/class/net/{bond}/operstate')}",
-        f"wait_for {q(f'{bond} has no address {s.address} after {timeout}s')} has_address",
-    ]
-    payload = s.mtu - 28  # IPv4 + ICMP headers
-    for peer in s.peer_ips:
-        lines.append(
-            f"wait_for {q(f'peer {peer} does not answer ping over {bond} after {timeout}s')} "
-            f"ping -c1 -W1 -I {q(bond)} {q(peer)}"
-        )
-        lines.append(
-            f"ping -c1 -W2 -M do -s {payload} -I {q(bond)} {q(peer)} >/dev/null 2>&1 || "
-            + fail_command(f"MTU {s.mtu} does not pass to peer {peer} over {bond} (peer or switch MTU?)")
-        )
-    return "\n".join(lines)
+    over it, then prove jumbo frames pass end to end: files/bond_up_wait.sh,
+    sent inline with this node's values (nothing is installed on the node)."""
+    args = [s.bond_name, s.address, str(s.mtu), str(int(s.bond_up_timeout_s)), *s.peer_ips]
+    return " ".join(["sh", "-c", shlex.quote(BOND_UP_WAIT.read_text()), BOND_UP_WAIT.name, *map(shlex.quote, args)])

@@ -3,6 +3,7 @@ and the operations the role builds for a fresh, a converged and a broken node
 (built offline against fake facts: nothing connects anywhere)."""
 
 import subprocess
+import time
 
 import pytest
 from collect_ops import build_operations
@@ -10,7 +11,7 @@ import yaml
 from pyinfra.facts.deb import DebPackages
 
 import roles.network as network
-from roles.network.checks import bond_drift, bond_up_command, hardware_problem
+from roles.network.checks import BOND_UP_WAIT, bond_drift, bond_needs_recreate, bond_up_command, hardware_problem
 from roles.network.facts import QsfpLinks, parse_links
 from roles.network.netplan import render_netplan
 from roles.network.settings import network_settings
@@ -41,6 +42,14 @@ CONVERGED = links(
     "link=enp1s0f0np0 present=1 carrier=1 operstate=up mtu=9000 master=bond0 slaves= mode=",
     "link=enp1s0f1np1 present=1 carrier=1 operstate=up mtu=9000 master=bond0 slaves= mode=",
     f"link=bond0 present=1 carrier=1 operstate=up mtu=9000 master= slaves={','.join(SLAVES)} mode=balance-xor",
+    addresses=["10.0.0.1/24"],
+)
+# The same bond in place, but created with another mode (bond_mode changed in
+# group_data, or the bond made by hand): only the mode differs.
+MODE_DRIFTED = links(
+    "link=enp1s0f0np0 present=1 carrier=1 operstate=up mtu=9000 master=bond0 slaves= mode=",
+    "link=enp1s0f1np1 present=1 carrier=1 operstate=up mtu=9000 master=bond0 slaves= mode=",
+    f"link=bond0 present=1 carrier=1 operstate=up mtu=9000 master= slaves={','.join(SLAVES)} mode=active-backup",
     addresses=["10.0.0.1/24"],
 )
 
@@ -152,13 +161,134 @@ def test_drift_is_empty_only_when_the_bond_is_in_place():
     assert "enp1s0f0np0 MTU is 9000" in bond_drift(settings(mtu=1500), CONVERGED)
 
 
-def test_bond_up_check_is_valid_sh_and_pings_every_peer_at_full_mtu():
-    s = settings(peers=[{"name": "spark-2", "qsfp_ip": "10.0.0.2"}, {"name": "spark-3", "qsfp_ip": "10.0.0.3"}])
+def test_a_bond_in_another_mode_drifts_and_must_be_recreated():
+    assert bond_drift(settings(), MODE_DRIFTED) == ["bond0 mode is active-backup"]
+    assert bond_needs_recreate(settings(), MODE_DRIFTED)
+    # the same live bond is in place for a group_data that asks for its mode
+    assert bond_drift(settings(bond_mode="active-backup"), MODE_DRIFTED) == []
+    assert not bond_needs_recreate(settings(bond_mode="active-backup"), MODE_DRIFTED)
+    assert bond_drift(settings(bond_mode="active-backup"), CONVERGED) == ["bond0 mode is balance-xor"]
+
+
+def test_only_an_existing_bond_with_a_known_other_mode_is_deleted():
+    assert not bond_needs_recreate(settings(), CONVERGED)
+    assert not bond_needs_recreate(settings(), FRESH)  # nothing to delete yet
+    unreadable = {**MODE_DRIFTED, "links": {**MODE_DRIFTED["links"],
+                                            "bond0": {**MODE_DRIFTED["links"]["bond0"], "mode": None}}}
+    assert not bond_needs_recreate(settings(), unreadable)
+
+
+# --- the bond wait (files/bond_up_wait.sh), run against a fake sysfs, ip and ping
+
+PEERS = [{"name": "spark-2", "qsfp_ip": "10.0.0.2"}, {"name": "spark-3", "qsfp_ip": "10.0.0.3"}]
+PEER_IPS = ["10.0.0.2", "10.0.0.3"]
+IP_LINE = "7: bond0    inet {} brd 10.0.0.255 scope global bond0\\       valid_lft forever preferred_lft forever\n"
+# `ip -o -4 address show dev BOND`: the lines in $STUBS/addresses, or none for another device.
+FAKE_IP = """#!/bin/sh
+echo "ip $*" >> "$STUBS/calls"
+[ "$*" = "-o -4 address show dev bond0" ] && cat "$STUBS/addresses"
+"""
+# ping answers for the peers listed in $STUBS/answering, with at most $STUBS/max_payload bytes.
+FAKE_PING = """#!/bin/sh
+echo "ping $*" >> "$STUBS/calls"
+size=0
+while [ "$#" -gt 1 ]; do
+    if [ "$1" = -s ]; then size=$2; fi
+    shift
+done
+grep -qx "$1" "$STUBS/answering" && [ "$size" -le "$(cat "$STUBS/max_payload")" ]
+"""
+
+
+class FakeNode:
+    """A temp sysfs with bond0's operstate, plus ip and ping stubs first on PATH."""
+
+    def __init__(self, root, operstate="up", addresses=("10.0.0.1/24",), answering=PEER_IPS, max_payload=8972):
+        self.stubs, self.sysfs = root / "stubs", root / "sys"
+        (self.sysfs / "class/net/bond0").mkdir(parents=True)
+        if operstate is not None:
+            (self.sysfs / "class/net/bond0/operstate").write_text(operstate + "\n")
+        (self.stubs / "bin").mkdir(parents=True)
+        for name, text in (("ip", FAKE_IP), ("ping", FAKE_PING)):
+            (self.stubs / "bin" / name).write_text(text)
+            (self.stubs / "bin" / name).chmod(0o755)
+        (self.stubs / "addresses").write_text("".join(IP_LINE.format(a) for a in addresses))
+        (self.stubs / "answering").write_text("".join(f"{peer}\n" for peer in answering))
+        (self.stubs / "max_payload").write_text(f"{max_payload}\n")
+        (self.stubs / "calls").write_text("")
+
+    def run(self, argv):
+        env = {"PATH": f"{self.stubs / 'bin'}:/usr/bin:/bin", "STUBS": str(self.stubs), "SYSFS_ROOT": str(self.sysfs)}
+        start = time.monotonic()
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=10, env=env)
+        return result, time.monotonic() - start
+
+    def wait(self, timeout=1):
+        return self.run(["sh", str(BOND_UP_WAIT), "bond0", "10.0.0.1/24", "9000", str(timeout), *PEER_IPS])
+
+    def calls(self):
+        return (self.stubs / "calls").read_text().splitlines()
+
+
+def test_bond_wait_passes_when_the_bond_is_up_and_every_peer_answers_full_mtu(tmp_path):
+    node = FakeNode(tmp_path)
+    result, _ = node.wait()
+    assert (result.returncode, result.stderr) == (0, "")
+    assert node.calls() == [
+        "ip -o -4 address show dev bond0",
+        "ping -c1 -W1 -I bond0 10.0.0.2",
+        "ping -c1 -W2 -M do -s 8972 -I bond0 10.0.0.2",
+        "ping -c1 -W1 -I bond0 10.0.0.3",
+        "ping -c1 -W2 -M do -s 8972 -I bond0 10.0.0.3",
+    ]
+
+
+@pytest.mark.parametrize(
+    "node_state, message",
+    [
+        ({"operstate": "down"}, "bond0 is not up after 1s (cable? peer?)"),
+        ({"operstate": None}, "bond0 is not up after 1s (cable? peer?)"),  # no bond at all
+        ({"addresses": ()}, "bond0 has no address 10.0.0.1/24 after 1s"),
+        ({"addresses": ("10.0.0.1/16", "10.0.0.11/24")}, "bond0 has no address 10.0.0.1/24 after 1s"),
+        ({"answering": ["10.0.0.2"]}, "peer 10.0.0.3 does not answer ping over bond0 after 1s"),
+        ({"max_payload": 1472}, "MTU 9000 does not pass to peer 10.0.0.2 over bond0 (peer or switch MTU?)"),
+    ],
+)
+def test_bond_wait_fails_in_one_line_within_its_timeout(tmp_path, node_state, message):
+    result, elapsed = FakeNode(tmp_path, **node_state).wait(timeout=1)
+    assert (result.returncode, result.stderr) == (1, message + "\n")
+    assert elapsed < 5, "the wait is bounded by its timeout"
+
+
+def test_bond_wait_waits_for_the_bond_to_come_up(tmp_path):
+    node = FakeNode(tmp_path, operstate="down")
+    operstate = node.sysfs / "class/net/bond0/operstate"
+    # The bond comes up a second after the wait starts.
+    flip = subprocess.Popen(["sh", "-c", f"sleep 1; echo up > {operstate}"])
+    try:
+        result, elapsed = node.wait(timeout=10)
+    finally:
+        flip.wait(timeout=10)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert elapsed < 8
+
+
+def test_bond_wait_needs_its_arguments(tmp_path):
+    result, _ = FakeNode(tmp_path).run(["sh", str(BOND_UP_WAIT), "bond0", "10.0.0.1/24"])
+    assert result.returncode == 2 and result.stderr.startswith("usage: bond_up_wait.sh BOND ADDRESS MTU TIMEOUT")
+
+
+def test_role_sends_the_shipped_wait_with_this_nodes_values(tmp_path):
+    s = settings(peers=PEERS, bond_up_timeout_s=1)
     command = bond_up_command(s)
-    assert subprocess.run(["sh", "-n", "-c", command], timeout=10).returncode == 0
-    assert "ping -c1 -W1 -I bond0 10.0.0.2" in command and "ping -c1 -W1 -I bond0 10.0.0.3" in command
-    assert "-M do -s 8972 -I bond0 10.0.0.3" in command
-    assert "deadline=$(( $(date +%s) + 60 ))" in command
+    assert command.startswith("sh -c ") and command.endswith(" bond_up_wait.sh bond0 10.0.0.1/24 9000 1 10.0.0.2 10.0.0.3")
+    node = FakeNode(tmp_path / "up")
+    result, _ = node.run(["sh", "-c", command])
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "ping -c1 -W2 -M do -s 8972 -I bond0 10.0.0.3" in node.calls()
+    result, _ = FakeNode(tmp_path / "down", operstate="down").run(["sh", "-c", command])
+    assert (result.returncode, result.stderr) == (1, "bond0 is not up after 1s (cable? peer?)\n")
+    assert settings().bond_up_timeout_s == 60 and " 9000 60 10.0.0.2" in bond_up_command(settings())
 
 
 # --- operations, built offline against fake facts -----------------------------
@@ -191,6 +321,7 @@ def test_fresh_node_writes_applies_and_checks_once():
     assert "chmod 600 /etc/netplan/40-spark-cluster.yaml" in put
     assert "chown root:root /etc/netplan/40-spark-cluster.yaml" in put
     assert ops[2][1] == ["netplan generate", "netplan apply"]
+    assert ops[3][1] == [bond_up_command(settings())]
     assert ops[3][2], "the bond check only runs when netplan was applied in this run"
 
 
@@ -211,13 +342,15 @@ def test_flushed_bond_address_is_repaired_without_a_file_change():
     assert apply_op[1] == ["netplan generate", "netplan apply"] and not apply_op[2]
 
 
-def test_bond_mode_change_recreates_the_bond():
-    other_mode = parse_links([line.replace("mode=balance-xor", "mode=active-backup") for line in [
-        f"link=bond0 present=1 operstate=up mtu=9000 slaves={','.join(SLAVES)} mode=balance-xor",
-    ]])
-    fact = {"links": {**CONVERGED["links"], **other_mode["links"]}, "bond_addresses": ["10.0.0.1/24"]}
-    ops = build_operations(network.apply, HOST_DATA, {QsfpLinks: fact, **INSTALLED}, converged_files())
-    assert op(ops, APPLY)[1] == ["netplan generate", "ip link delete bond0", "netplan apply"]
+def test_bond_mode_change_recreates_the_bond_without_a_file_change():
+    # The netplan file already says balance-xor, so only the drift can make
+    # the apply run: it must not wait for a file change that never comes.
+    ops = build_operations(network.apply, HOST_DATA, {QsfpLinks: MODE_DRIFTED, **INSTALLED}, converged_files())
+    assert [name for name, _, _ in ops] == [APPLY, BOND_CHECK]
+    commands, condition = op(ops, APPLY)[1:]
+    assert commands == ["netplan generate", "ip link delete bond0", "netplan apply"]
+    assert not condition, "the apply runs unconditionally when the live bond drifted"
+    assert op(ops, BOND_CHECK)[2], "the bond check follows the apply"
 
 
 def test_missing_port_fails_the_host_first_and_changes_nothing():

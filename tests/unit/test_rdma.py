@@ -116,19 +116,47 @@ def test_down_port_is_reported_as_such(tmp_path):
     assert result["problem"] == "port_down" and "no port is ACTIVE" in result["message"]
 
 
-def test_hcas_disagreeing_on_the_index_keep_the_majority(tmp_path):
+def move_gid(root, device, new_index, old_index=3):
+    """The device's RoCE v2 IPv4 GID moves from old_index to new_index."""
+    port = root / "class/infiniband" / device / "ports/1"
+    (port / "gids" / str(new_index)).write_text((port / "gids" / str(old_index)).read_text())
+    (port / "gid_attrs/types" / str(new_index)).write_text("RoCE v2\n")
+    (port / "gid_attrs/ndevs" / str(new_index)).write_text("bond0\n")
+    (port / "gids" / str(old_index)).write_text("0000:0000:0000:0000:0000:0000:0000:0000\n")
+    for attribute in ("types", "ndevs"):
+        (port / "gid_attrs" / attribute / str(old_index)).unlink()
+
+
+def add_bonded_device(root, device, slave):
+    """A third bonded port with its own RoCE device, a copy of rocep1s0f1's."""
+    infiniband = root / "class/infiniband"
+    shutil.copytree(infiniband / "rocep1s0f1", infiniband / device)
+    shutil.rmtree(infiniband / device / "device/net")
+    (infiniband / device / "device/net" / slave).mkdir(parents=True)
+    shutil.copytree(root / "class/net/enp1s0f1np1", root / "class/net" / slave)
+    slaves = root / "class/net/bond0/bonding/slaves"
+    slaves.write_text(slaves.read_text().strip() + f" {slave}\n")
+
+
+def test_hcas_tied_on_the_index_keep_the_lower_one(tmp_path):
     root = tmp_path / "sys"
     shutil.copytree(FIXTURES / "cx7-bond", root)
-    # rocep1s0f1 loses index 3 and gains the GID at 5
-    port = root / "class/infiniband/rocep1s0f1/ports/1"
-    (port / "gids/5").write_text((port / "gids/3").read_text())
-    (port / "gid_attrs/types/5").write_text("RoCE v2\n")
-    (port / "gid_attrs/ndevs/5").write_text("bond0\n")
-    (port / "gids/3").write_text("0000:0000:0000:0000:0000:0000:0000:0000\n")
-    for attribute in ("types", "ndevs"):
-        (port / "gid_attrs" / attribute / "3").unlink()
+    move_gid(root, "rocep1s0f1", 5)
     result = detector.detect(str(root), "bond0")
     assert result["gid_index"] == 3 and result["hcas"] == ["rocep1s0f0"]
+
+
+def test_hcas_disagreeing_on_the_index_keep_the_majority(tmp_path):
+    # Two HCAs at index 5 against one at 3: the majority wins even though the
+    # tie-break (the lower index) would pick 3.
+    root = tmp_path / "sys"
+    shutil.copytree(FIXTURES / "cx7-bond", root)
+    add_bonded_device(root, "rocep1s0f2", "enp1s0f2np2")
+    for device in ("rocep1s0f1", "rocep1s0f2"):
+        move_gid(root, device, 5)
+    result = detector.detect(str(root), "bond0")
+    assert [device["name"] for device in result["devices"]] == ["rocep1s0f0", "rocep1s0f1", "rocep1s0f2"]
+    assert result["gid_index"] == 5 and result["hcas"] == ["rocep1s0f1", "rocep1s0f2"]
 
 
 def test_pinned_values_win():
@@ -187,27 +215,61 @@ def test_output_file_is_private_and_atomic(tmp_path):
     assert os.listdir(target.parent) == ["roce.env"]
 
 
-def test_detector_stays_python38_compatible():
-    source = DETECTOR_SOURCE.read_text()
-    ast.parse(source, feature_version=(3, 8))
-    imports = {alias.name.split(".")[0] for node in ast.walk(ast.parse(source))
+def test_detector_imports_only_the_standard_library():
+    tree = ast.parse(DETECTOR_SOURCE.read_text())
+    imports = {alias.name.split(".")[0] for node in ast.walk(tree)
                if isinstance(node, ast.Import) for alias in node.names}
-    imports |= {node.module.split(".")[0] for node in ast.walk(ast.parse(source))
+    imports |= {node.module.split(".")[0] for node in ast.walk(tree)
                 if isinstance(node, ast.ImportFrom) and node.module}
     assert imports <= set(sys.stdlib_module_names)
 
 
-def _python38():
-    for candidate in (shutil.which("python3.8"),):
-        if candidate and subprocess.run([candidate, "-c", ""], capture_output=True).returncode == 0:
-            return candidate
-    return None
+VERMIN = Path(sys.executable).with_name("vermin")
+# Members of builtin types newer than 3.8. vermin reports them only where it
+# can tell the receiver's type ("x".removeprefix), not on a plain variable
+# (entry.removeprefix), which is how a sysfs parser would write them.
+NEWER_BUILTIN_MEMBERS = {"removeprefix": "3.9", "removesuffix": "3.9", "bit_count": "3.10"}
 
 
-@pytest.mark.skipif(not _python38(), reason="no python3.8 here")
-def test_detector_runs_on_python38():
-    result = cli("--sysfs", str(FIXTURES / "rxe-bond"), "--env", python=_python38())
-    assert result.stdout == "NCCL_IB_HCA=rocep1s0f0,rocep1s0f1\nNCCL_IB_GID_INDEX=1\n", result.stderr
+def python38_violations(path):
+    """What in a source file needs a Python newer than 3.8 (empty: none found)."""
+    result = subprocess.run(
+        [str(VERMIN), "--no-config-file", "--no-tips", "--violations", "-t=3.8-", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    found = []
+    if result.returncode == 1:  # a target not met: the lines that say why, else all it said
+        found = [line.strip() for line in result.stdout.splitlines() if "requires" in line] or [result.stdout]
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if isinstance(node, ast.Attribute) and node.attr in NEWER_BUILTIN_MEMBERS:
+            found.append(f"line {node.lineno}: .{node.attr} requires {NEWER_BUILTIN_MEMBERS[node.attr]}")
+    return found
+
+
+def test_detector_needs_nothing_newer_than_python38():
+    # Its docstring promises Python 3.8: every node runs it with its own python3.
+    assert python38_violations(DETECTOR_SOURCE) == []
+
+
+@pytest.mark.parametrize(
+    "original, newer, needs",
+    [
+        ('entry[len("lower_"):]', 'entry.removeprefix("lower_")', ".removeprefix requires 3.9"),
+        ('ROCE_V2 = "roce v2"', 'ROCE_V2 = "xroce v2".removeprefix("x")', "'str.removeprefix' member requires !2, 3.9"),
+        ('"pinned": {"hca": None, "gid_index": None},', '"pinned": {"hca": None} | {"gid_index": None},',
+         "dict union (dict | dict) requires !2, 3.9"),
+        ("int(name) for name in names if", "int(name) for name, _ in zip(names, names, strict=True) if",
+         "'zip(strict)' requires !2, 3.10"),
+    ],
+)
+def test_python38_check_catches_newer_calls(tmp_path, original, newer, needs):
+    source = DETECTOR_SOURCE.read_text()
+    assert source.count(original) == 1, original
+    copy = tmp_path / "roce_detect.py"
+    copy.write_text(source.replace(original, newer))
+    violations = python38_violations(copy)
+    assert any(needs in line for line in violations), violations
 
 
 # --- the fact runs the same source ----------------------------------------------

@@ -92,6 +92,7 @@ def test_sglang_runs_the_same_launch_server_on_every_node(world_size):
         assert value(argv, "--context-length") == "393216"
         assert value(argv, "--kv-cache-dtype") == "fp8_e4m3"
         assert value(argv, "--host") == "0.0.0.0" and value(argv, "--port") == "8000"
+        assert value(argv, "--served-model-name") == "deepseek-v4-flash"
         assert "--headless" not in argv
         for old in OLD_SGLANG_FLAGS:
             assert old not in argv, old

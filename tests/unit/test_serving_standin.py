@@ -4,6 +4,7 @@ and the image builder's root filesystem."""
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,9 +16,11 @@ import urllib.request
 import pytest
 
 from roles.serving.argv import ClusterPlace, render_engine_argv
+from roles.serving import standin
 from roles.serving.standin import BUILDER, STANDIN_SOURCE, effective_image, standin_tag
 
 SERVER = STANDIN_SOURCE / "server.py"
+REAL_TAG = standin_tag()
 REPORT = STANDIN_SOURCE / "report.py"
 
 
@@ -208,6 +211,38 @@ def test_tag_is_a_content_hash_and_derived_only_in_the_lab():
     assert tag == standin_tag()
     assert effective_image("vllm-ds4-sm121:latest", True) == tag
     assert effective_image("vllm-ds4-sm121:latest", False) == "vllm-ds4-sm121:latest"
+
+
+@pytest.fixture
+def standin_copy(tmp_path, monkeypatch):
+    """The stand-in's sources and builder copied to tmp_path, and standin_tag reading the copy."""
+    source, builder = tmp_path / "standin", tmp_path / "build_standin.py"
+    shutil.copytree(STANDIN_SOURCE, source)
+    shutil.copy(BUILDER, builder)
+    monkeypatch.setattr(standin, "STANDIN_SOURCE", source)
+    monkeypatch.setattr(standin, "BUILDER", builder)
+    return source, builder
+
+
+def test_tag_follows_the_content_of_every_file_in_the_image(standin_copy):
+    source, builder = standin_copy
+    original = standin_tag()
+    # The same content elsewhere gives the same tag: only content and names count.
+    assert original == REAL_TAG
+    for path in (source / "server.py", source / "report.py", builder):
+        text = path.read_text()
+        path.write_text(text + "# changed\n")
+        changed = standin_tag()
+        assert changed != original and changed.startswith("spark-standin:"), path.name
+        path.write_text(text)
+        assert standin_tag() == original, path.name
+
+
+def test_tag_changes_when_a_source_is_added(standin_copy):
+    source, _ = standin_copy
+    original = standin_tag()
+    (source / "extra.py").write_text("")
+    assert standin_tag() != original
 
 
 # The builder packs the interpreter that runs it; on the node that is the

@@ -10,6 +10,7 @@ from roles.ssh import keys
 from roles.ssh.facts import parse_public_keys
 from roles.ssh.keys import ClusterKeyError, ensure_cluster_key
 from roles.ssh.render import keys_by_name, known_hosts_text, ssh_config_text
+from spark_cluster.inventory import define_cluster
 
 
 @pytest.fixture
@@ -118,3 +119,38 @@ def test_ssh_config_pins_each_peer_to_its_qsfp_address_with_strict_host_keys():
     assert "StrictHostKeyChecking no" not in text and "accept-new" not in text
     # The block ends by reopening the global scope for whatever follows it.
     assert text.rstrip("\n").endswith("Host *")
+
+
+def host_blocks(text):
+    """{tuple of Host patterns: {keyword: [values]}} for each Host block of an ssh_config."""
+    blocks, current = {}, None
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "Host":
+            current = blocks.setdefault(tuple(words[1:]), {})
+        else:
+            current.setdefault(words[0], []).append(" ".join(words[1:]))
+    return blocks
+
+
+def test_ssh_config_gives_every_peer_of_a_four_node_cluster_its_own_address():
+    # Addresses out of name order, so no peer's address can be guessed from another's.
+    cluster = define_cluster([
+        {"name": f"spark-{i}", "ssh_hostname": "127.0.0.1", "ssh_port": 2200 + i, "qsfp_address": address}
+        for i, address in enumerate(["10.0.0.7/24", "10.0.0.12/24", "10.0.0.3/24", "10.0.0.40/24"], start=1)
+    ])
+    for name, data in cluster:
+        text = ssh_config_text(data["peers"], "nvidia", "/home/nvidia/.ssh/id_ed25519_spark_cluster")
+        blocks = host_blocks(text)
+        assert list(blocks) == [*((peer["name"], peer["qsfp_ip"]) for peer in data["peers"]), ("*",)], name
+        for peer in data["peers"]:
+            assert blocks[(peer["name"], peer["qsfp_ip"])] == {
+                "HostName": [peer["qsfp_ip"]],
+                "User": ["nvidia"],
+                "IdentityFile": ["/home/nvidia/.ssh/id_ed25519_spark_cluster"],
+                "IdentitiesOnly": ["yes"],
+                "StrictHostKeyChecking": ["yes"],
+            }, (name, peer["name"])
+        assert blocks[("*",)] == {}
