@@ -83,11 +83,12 @@ def deploy(inventory: str, *extra: str, timeout=2400) -> DeployResult:
     return DeployResult(result.returncode, result.stdout + result.stderr)
 
 
-def verify(inventory: str, report: Path, timeout=900) -> tuple[int, list[dict], str]:
+def verify(inventory: str, report: Path, *select: str, timeout=900) -> tuple[int, list[dict], str]:
+    """The verification suite as a user runs it; `select` narrows it (e.g. "-k", "memlock and spark-2")."""
     result = run(
         [
             sys.executable, "-m", "pytest", "tests/verify", "-p", "no:cacheprovider", "-q",
-            "--inventory", inventory, "--report-json", str(report),
+            "--inventory", inventory, "--report-json", str(report), *select,
         ],
         timeout=timeout,
     )
@@ -99,6 +100,11 @@ def verify(inventory: str, report: Path, timeout=900) -> tuple[int, list[dict], 
 
 def failed_checks(entries: list[dict]) -> set[tuple[str, str]]:
     return {(e["node"], e["check"]) for e in entries if e["outcome"] == "failed"}
+
+
+def outcomes(entries: list[dict]) -> dict[tuple[str, str], tuple[str, str]]:
+    """(node, check) -> (outcome, message) of one verify report."""
+    return {(e["node"], e["check"]): (e["outcome"], e.get("message", "")) for e in entries}
 
 
 def boot_count(node: str) -> int:

@@ -14,6 +14,7 @@ from labsupport import (
     image_id,
     lab,
     on_node,
+    outcomes,
     tree_digest,
     verify,
     wait_for,
@@ -87,24 +88,35 @@ def test_serving_comes_back_after_a_reboot_without_any_command(lab2, tmp_path):
     assert code == 0, output[-6000:]
 
 
-BREAKAGES = {
-    # check name -> how a user (or an upgrade) breaks it on the worker
-    "bond": "ip address flush dev bond0",
-    "drm_override": "echo 'options nvidia-drm modeset=1 fbdev=1' > /etc/modprobe.d/zz-nvidia-drm-override.conf",
-    "env_file": "chmod 0644 /etc/spark-cluster/serving.env",
-    "serving_unit": "systemctl stop spark-serving",
-    "ssh_mesh": "sed -i '/spark-cluster/d' /home/spark/.ssh/authorized_keys",
-    "memlock": "rm -f /etc/systemd/system/docker.service.d/90-spark-cluster-memlock.conf && systemctl daemon-reload && systemctl restart docker",
-}
+# How a user (or an upgrade) breaks each check on the worker, and the words of
+# that check's own message about it. Applied one at a time, each followed by its
+# own check, in an order where no breakage touches a later check's subject (the
+# bond goes last: without it the QSFP side, and so ssh_mesh, is gone), so every
+# check is shown to catch its own breakage, not a neighbour's.
+BREAKAGES = [
+    ("ssh_mesh", "sed -i '/spark-cluster/d' /home/spark/.ssh/authorized_keys", "authorized_keys"),
+    ("env_file", "chmod 0644 /etc/spark-cluster/serving.env", "found mode 0644"),
+    ("drm_override", "echo 'options nvidia-drm modeset=1 fbdev=1' > /etc/modprobe.d/zz-nvidia-drm-override.conf",
+     "expected absent, found present"),
+    ("memlock", "rm -f /etc/systemd/system/docker.service.d/90-spark-cluster-memlock.conf && "
+                "systemctl daemon-reload && systemctl restart docker", "docker.service drop-in"),
+    ("serving_unit", "systemctl stop spark-serving", "expected active, found inactive"),
+    ("bond", "ip address flush dev bond0", "bond0 IPv4: expected 10.0.0.2/24, found no address"),
+]
 
 
-def test_each_broken_condition_fails_its_check_and_a_redeploy_repairs_it(lab2, tmp_path):
-    for command in BREAKAGES.values():
+def test_each_broken_condition_fails_its_own_check_and_a_redeploy_repairs_it(lab2, tmp_path):
+    for number, (check, command, words) in enumerate(BREAKAGES):
         as_root(WORKER, command)
+        code, entries, output = verify(lab2, tmp_path / f"{check}.json", "-k", f"test_{check} and {WORKER}")
+        outcome, message = outcomes(entries).get((WORKER, check), ("not run", ""))
+        assert code != 0 and outcome == "failed", (check, outcome, output[-3000:])
+        assert words in message and "fix:" in message, (check, message)
+
     code, entries, output = verify(lab2, tmp_path / "broken.json")
     assert code != 0
     failed = failed_checks(entries)
-    for check in BREAKAGES:
+    for check, _, _ in BREAKAGES:
         assert (WORKER, check) in failed, (check, sorted(failed), output[-4000:])
 
     result = deploy(lab2)
@@ -115,6 +127,9 @@ def test_each_broken_condition_fails_its_check_and_a_redeploy_repairs_it(lab2, t
 
 
 def test_missing_roce_device_stops_only_that_host(lab2):
+    # Something only the last role repairs, on the head: if the run went on
+    # there after the worker was stopped, the head's env file is 0600 again.
+    as_root(HEAD, "chmod 0644 /etc/spark-cluster/serving.env")
     as_root(WORKER, "rdma link delete rocep1s0f0; rdma link delete rocep1s0f1")
     try:
         result = deploy(lab2)
@@ -124,7 +139,9 @@ def test_missing_roce_device_stops_only_that_host(lab2):
         ), result.output[-6000:]
         head_lines = result.host_lines(HEAD)
         assert head_lines and not any("Error" in line for line in head_lines), head_lines
-        assert not any(line.endswith("Success") for line in head_lines), head_lines
+        assert any("Serving environment" in op for op in result.changed_operations(HEAD)), result.output[-6000:]
+        assert as_root(HEAD, "stat -c %a /etc/spark-cluster/serving.env").stdout.strip() == "600"
+        assert not result.changed_operations(WORKER), result.changed_operations(WORKER)
     finally:
         as_root(WORKER, "rdma link add rocep1s0f0 type rxe netdev enp1s0f0np0; "
                         "rdma link add rocep1s0f1 type rxe netdev enp1s0f1np1", check=False)
