@@ -6,7 +6,8 @@
 cluster_name = "spark"
 
 # --- QSFP network (roles/network) ---------------------------------------------
-# "bond": bond0 over the QSFP ports (the field reports' 10.0.0.x setup).
+# "bond": bond0 over the QSFP ports (10.0.0.x, as in the field report of
+# DeepSeek V4 Flash on 2 Sparks with SGLang).
 # NVIDIA's playbook instead addresses each logical port on its own subnet;
 # that mode is not implemented yet and is refused with a clear error.
 network_mode = "bond"
@@ -31,7 +32,9 @@ model_disk_gib = 200
 preflight_strict = True
 
 # --- GPU (roles/gpu) ---------------------------------------------------------
-# A GB10 shows ~119.7 GiB to CUDA without the DRM override, ~62 GiB with it.
+# Verify setting (tests/verify gpu_memory; the gpu role does not read it): the
+# GiB CUDA must see. A GB10 shows ~119.7 GiB to CUDA without the DRM override,
+# ~62 GiB with it.
 min_gpu_memory_gib = 100
 # Every Spark has its GPU and driver, so the verify suite fails a node without
 # a working `nvidia-smi`. Only an inventory of GPU-less machines sets False
@@ -42,7 +45,8 @@ gpu_expected = True
 serving_engine = "vllm"          # or "sglang"
 serving_profile = "deepseek-v4-flash"
 serving_image = "vllm-ds4-sm121:latest"
-# True when the image's ENTRYPOINT already is `vllm serve` (seed 001's trap).
+# True when the image's ENTRYPOINT already is `vllm serve` (a vLLM fork's
+# image; appending `vllm serve` again fails with "unrecognized arguments").
 serving_image_entrypoint_is_engine = True
 serving_model = "deepseek-ai/DeepSeek-V4-Flash"
 serving_served_model_name = "deepseek-v4-flash"

@@ -1,4 +1,5 @@
-"""Two DGX Sparks joined by a QSFP cable (bond0, 10.0.0.0/24 as in the field reports).
+"""Two DGX Sparks joined by a QSFP cable (bond0, 10.0.0.0/24, as a field report
+of DeepSeek V4 Flash on 2 Sparks set them up).
 
 Edit ssh_hostname to each Spark's management (LAN) address and ssh_user to
 the admin account created at first boot. The first node is the head.

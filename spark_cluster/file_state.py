@@ -18,8 +18,8 @@ permission check follows it with `_if=` instead (see `Snapshot.perms`).
 from __future__ import annotations
 
 import hashlib
-import shlex
 from io import StringIO
+from pathlib import Path
 from typing import Any, Iterable
 
 from pyinfra.api import FactBase
@@ -29,23 +29,18 @@ from pyinfra.operations.util import any_changed
 
 from .batch_fact import Want, want
 from .cluster_facts import host_fact
+from .shipped import shipped_command
 
-_PATH_SCRIPT = (
-    'if [ -L "$p" ]; then echo link; '
-    'elif [ -d "$p" ]; then echo "directory $(stat -c \'%a %U %G\' "$p")"; '
-    'elif [ -f "$p" ]; then echo "file $(stat -c \'%a %U %G\' "$p") $(sha1sum < "$p" | cut -c1-40)"; '
-    'elif [ -e "$p" ]; then echo other; '
-    "else echo absent; fi"
-)
+# Shipped with the package and run by the unit tests against temporary trees.
+PATH_STATE = Path(__file__).parent / "files" / "path_state.sh"
 
 
 def path_states_command(paths: Iterable[str], lines: Iterable[tuple[str, str]] = ()) -> str:
-    """One output line per path (see parse_path_states), then "has" or "lacks" per (path, line)."""
-    quoted = " ".join(shlex.quote(path) for path in paths) or "''"
-    command = f"for p in {quoted}; do {_PATH_SCRIPT}; done"
-    for path, line in lines:
-        command += f"; if grep -qxF -e {shlex.quote(line)} {shlex.quote(path)} 2>/dev/null; then echo has; else echo lacks; fi"
-    return command
+    """One output line per path (see parse_path_states), then "has" or "lacks" per (path, line):
+    files/path_state.sh with the paths, then each (path, line) pair, as its arguments."""
+    paths = list(paths)
+    pairs = [arg for path, line in lines for arg in (path, line)]
+    return shipped_command(PATH_STATE, str(len(paths)), *paths, *pairs)
 
 
 def parse_path_states(paths: list[str], lines: list[str]) -> dict[str, dict | None]:

@@ -3,17 +3,17 @@
 Desired state (owner: the admin user, mode 0755):
 - ~admin/.cache/spark-cluster/{vllm,triton,flashinfer,torch,tilelang};
 - ~admin/.cache/huggingface, mounted at the same path inside containers.
-The mount table itself lives in roles/caches/mounts.py, shared with serving.
+The mount table itself lives in spark_cluster/caches.py, shared with serving.
 """
 
 from pyinfra import host
 from pyinfra.api import deploy
+from spark_cluster.caches import cache_root, engine_cache_dirs, hf_home
 from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.host_ops import admin_account, fail_host
 from spark_cluster.settings import role_settings
 
 from .defaults import DEFAULTS
-from .mounts import cache_root, engine_cache_dirs, hf_home
 
 
 def _cache_dirs(home):

@@ -18,18 +18,17 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
-from roles.caches.mounts import hf_home
-from roles.serving.facts import image_id_of
-from roles.serving.standin import effective_image
-from roles.ssh.defaults import KEY_NAME
 from spark_cluster.batch_fact import want
-from spark_cluster.cluster_facts import member_connected, member_fact
+from spark_cluster.caches import hf_home
+from spark_cluster.cluster_facts import member_fact
+from spark_cluster.cluster_ssh import KEY_NAME, SYSTEM_KNOWN_HOSTS
+from spark_cluster.engine_image import distribution_source, image_id_of, image_of, image_to_receive, needs_copy
 from spark_cluster.host_ops import PACKAGES_WANT, admin_account, ensure_packages
-from spark_cluster.settings import require, role_settings
+from spark_cluster.settings import role_settings
 
 from .defaults import DEFAULTS
 from .facts import ModelManifest
-from .plan import BUILT_THIS_RUN, model_cache_dir, needs_copy
+from .plan import model_cache_dir
 
 
 def _model_manifest(s, home):
@@ -45,7 +44,7 @@ def wants(account):
     source's are read too: receivers compare theirs with it."""
     s = role_settings(host.data, DEFAULTS)
     reads = []
-    image = effective_image(s.serving_image, s.serving_standin)
+    image = image_of(host.data)
     if s.distribute_image and image:
         reads.append(image_id_of(image))
     if _copies_model(s):
@@ -56,43 +55,10 @@ def wants(account):
     return reads
 
 
-def source_member(s):
-    name = s.distribute_source or host.data.head_name
-    members = {member["name"]: member for member in host.data.cluster_members}
-    require(name in members, "distribute_source", f"{name!r} is not a node of this inventory")
-    return members[name]
-
-
-def image_to_receive(host_data):
-    """(image, source image id) when this node must load the image from the source, else None.
-
-    In the lab a source without the stand-in builds it earlier in this run
-    (roles/standin): its id is then BUILT_THIS_RUN, and every other node
-    loads that very image instead of building one with a different id.
-    """
-    s = role_settings(host_data, DEFAULTS)
-    if not s.distribute_image:
-        return None
-    image = effective_image(s.serving_image, s.serving_standin)
-    if not image:
-        return None
-    source = source_member(s)
-    if source["name"] == host.name:
-        return None
-    # One cluster-wide read per run: standin, distribute and serving all ask.
-    image_ids = member_fact(image_id_of(image))
-    source_id = image_ids.get(source["name"])
-    if source_id is None and s.serving_standin and member_connected(source["name"]):
-        source_id = BUILT_THIS_RUN
-    if not needs_copy(source_id, image_ids.get(host.name)):
-        return None
-    return image, source_id
-
-
 @deploy("distribute: model and engine image over QSFP")
 def apply():
     s = role_settings(host.data, DEFAULTS)
-    source = source_member(s)
+    source = distribution_source(host.data)
     account = admin_account(s.ssh_user)
     if account is None:
         return  # the caches role already failed this host with the reason
@@ -143,7 +109,7 @@ def apply():
         # (a member of the docker group: the first operation of this role).
         ssh = shlex.join([
             "ssh", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=/etc/ssh/ssh_known_hosts",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={SYSTEM_KNOWN_HOSTS}",
             f"{s.ssh_user}@{source['qsfp_ip']}", shlex.join(["docker", "save", image]),
         ])
         server.shell(

@@ -1,10 +1,10 @@
+from spark_cluster.engine_image import IMAGE_DEFAULTS
+
 DEFAULTS = {
     "ssh_user": None,
     "serving_model": None,
-    "serving_image": None,
-    "serving_standin": False,
-    # The node that already holds the model and the engine image; None = the head.
-    "distribute_source": None,
     "distribute_model": True,
-    "distribute_image": True,
+    # Which image, and from which node (distribute_source), is decided in
+    # spark_cluster.engine_image: the other roles need the same answer.
+    "distribute_image": IMAGE_DEFAULTS["distribute_image"],
 }

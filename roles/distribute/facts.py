@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import shlex
+from pathlib import Path
 
 from pyinfra.api import FactBase
 
+from spark_cluster.shipped import shipped_command
+
+# Shipped with the role and run by the unit tests against temporary trees.
+MODEL_MANIFEST = Path(__file__).parent / "files" / "model_manifest.sh"
+
 
 def manifest_command(path: str) -> str:
-    """Prints digest, file count and total bytes of the tree at `path`; nothing when it is absent.
-
-    The listing stays in a shell variable: a temporary file under /tmp,
-    written as root with a guessable name, is what a careful tool avoids.
-    """
-    quoted = shlex.quote(path)
-    return (
-        f"[ -d {quoted} ] || exit 0; cd {quoted} || exit 1; "
-        "list=$(find . -mindepth 1 \\( -type f -o -type l \\) -printf '%P\\t%s\\t%l\\n' | LC_ALL=C sort); "
-        "printf '%s\\n' \"$list\" | sha256sum | cut -d' ' -f1; "
-        "printf '%s\\n' \"$list\" | grep -c . ; "
-        "printf '%s\\n' \"$list\" | awk -F'\\t' '{s+=$2} END {print s+0}'"
-    )
+    """Prints digest, file count and total bytes of the tree at `path`; nothing when it is absent
+    (files/model_manifest.sh)."""
+    return shipped_command(MODEL_MANIFEST, path)
 
 
 def parse_manifest(lines: list[str]) -> dict | None:

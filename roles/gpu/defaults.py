@@ -3,5 +3,4 @@ DEFAULTS = {
     "drm_override_file": "/etc/modprobe.d/zz-nvidia-drm-override.conf",
     # A real Spark can take several minutes to come back (firmware, driver load).
     "reboot_timeout_s": 900,
-    "min_gpu_memory_gib": 100,
 }

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from types import SimpleNamespace
+
+from spark_cluster.shipped import shipped_command
 
 # Shipped with the role and run by the unit tests against a fake sysfs, ip and ping.
 BOND_UP_WAIT = Path(__file__).parent / "files" / "bond_up_wait.sh"
@@ -60,4 +61,4 @@ def bond_up_command(s: SimpleNamespace) -> str:
     over it, then prove jumbo frames pass end to end: files/bond_up_wait.sh,
     sent inline with this node's values (nothing is installed on the node)."""
     args = [s.bond_name, s.address, str(s.mtu), str(int(s.bond_up_timeout_s)), *s.peer_ips]
-    return " ".join(["sh", "-c", shlex.quote(BOND_UP_WAIT.read_text()), BOND_UP_WAIT.name, *map(shlex.quote, args)])
+    return shipped_command(BOND_UP_WAIT, *args)

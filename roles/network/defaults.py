@@ -9,7 +9,7 @@ DEFAULTS = {
     # Spreads TCP flows over both ports; RDMA traffic bypasses the bond anyway.
     "bond_transmit_hash_policy": "layer3+4",
     "mtu": 9000,
-    # "any": one cable is a supported setup (the field reports bond a single
+    # "any": one cable is a supported setup (a field report bonds a single
     # link), so only a node with no QSFP link at all is refused; "all" demands
     # a carrier on every listed port.
     "qsfp_carrier_required": "any",

@@ -22,10 +22,9 @@ from pyinfra.api import deploy
 
 from spark_cluster.batch_fact import want
 from spark_cluster.cluster_facts import member_fact, member_names, run_cache
+from spark_cluster.engine_image import image_of
 from spark_cluster.host_ops import fail_host
 from spark_cluster.settings import role_settings
-
-from roles.serving.standin import effective_image
 
 from .compare import CONSISTENT_FIELDS, compare_nodes, nccl_warning, summary_line
 from .defaults import DEFAULTS
@@ -36,7 +35,7 @@ def _inventory(s):
     return want(
         NodeInventory,
         interfaces=list(s.qsfp_interfaces),
-        image=effective_image(s.serving_image, s.serving_standin) or "",
+        image=image_of(host.data) or "",
         user=s.ssh_user or "",
     )
 

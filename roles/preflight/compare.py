@@ -99,7 +99,8 @@ def compare_nodes(
     return sorted(problems, key=lambda problem: problem.node)
 
 
-# Seed 001: NCCL 2.28.9 wedges long generations at tensor parallel 4; 2.30.4 fixes it.
+# Field report (DeepSeek V4 Flash on 4 Sparks, TP=4): NCCL 2.28.9 wedges long
+# generations at tensor parallel 4; 2.30.4 fixes it.
 NCCL_FIXED_FOR_TP4 = (2, 30, 4)
 
 
@@ -115,7 +116,7 @@ def nccl_warning(node: str, nccl: str | None, world_size: int) -> str | None:
         return None
     fixed = ".".join(map(str, NCCL_FIXED_FOR_TP4))
     return (f"{node}: the engine image ships NCCL {nccl}, which wedges long generations at tensor "
-            f"parallel {world_size} (seed 001); use an image with NCCL >= {fixed}")
+            f"parallel {world_size} (field report: DeepSeek V4 Flash on 4 Sparks); use an image with NCCL >= {fixed}")
 
 
 def _short_image(image_id: str | None) -> str:

@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 import re
-import shlex
+from pathlib import Path
 
 from pyinfra.api import FactBase
 
-# key=value lines; values may hold spaces (the driver's banner line).
-_SCRIPT = r"""
-echo "kernel=$(uname -r)"
-if [ -r /proc/driver/nvidia/version ]; then echo "driver_proc=$(head -n1 /proc/driver/nvidia/version)"; fi
-if command -v nvidia-smi >/dev/null 2>&1; then
-  echo "driver_smi=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1)"
-fi
-__IMAGE__
-for name in __INTERFACES__; do
-  d=/sys/class/net/$name
-  if [ ! -e "$d" ]; then echo "carrier.$name=absent"; continue; fi
-  echo "carrier.$name=$(cat "$d/carrier" 2>/dev/null || echo unknown)"
-done
-home=$(getent passwd __USER__ | cut -d: -f6)
-[ -d "$home" ] || home=/
-echo "disk_path=$home"
-echo "disk_avail_kib=$(df -Pk "$home" 2>/dev/null | awk 'NR==2 {print $4}')"
-true
-"""
-# NGC-based engine images (vLLM, SGLang) declare their NCCL in the image's environment.
-# One docker call for both (each costs a docker CLI start): the id, then one line per variable.
-_IMAGE = (
-    "if command -v docker >/dev/null 2>&1; then "
-    "docker image inspect --format 'image_id={{.Id}}{{range .Config.Env}}{{println}}env.{{.}}{{end}}' __NAME__ "
-    "2>/dev/null | sed -n -e '/^image_id=/p' -e 's/^env\\.NCCL_VERSION=/nccl=/p'; fi"
-)
+from spark_cluster.shipped import shipped_command
+
+# Shipped with the role and run by the unit tests against a fake sysfs and stub tools.
+NODE_INVENTORY = Path(__file__).parent / "files" / "node_inventory.sh"
+
 _DRIVER_VERSION = re.compile(r"\b(\d{3,}\.\d+(?:\.\d+)?)\b")
 NO_DRIVER = "none"
 
@@ -70,13 +49,8 @@ def parse_node_inventory(lines: list[str]) -> dict:
 
 
 def node_inventory_command(interfaces, image, user) -> str:
-    image_line = _IMAGE.replace("__NAME__", shlex.quote(image)) if image else ""
-    return (
-        _SCRIPT.replace("__IMAGE__", image_line)
-        .replace("__INTERFACES__", " ".join(shlex.quote(name) for name in interfaces) or "''")
-        .replace("__USER__", shlex.quote(user or "root"))
-        .strip()
-    )
+    """files/node_inventory.sh with these inputs as its arguments ("" image: no docker call)."""
+    return shipped_command(NODE_INVENTORY, user or "root", image or "", *interfaces)
 
 
 class NodeInventory(FactBase):

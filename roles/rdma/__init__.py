@@ -16,11 +16,10 @@ Desired state:
 from __future__ import annotations
 
 import shlex
-from typing import Any
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
+from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from spark_cluster.batch_fact import want
@@ -29,7 +28,7 @@ from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.host_ops import PACKAGES_WANT, ensure_packages, fail_command, fail_host
 
 from .facts import DETECTOR_SOURCE, InfinibandNodes, RoceState
-from .settings import DETECTOR_PATH, ROCE_ENV_PATH, detector_args, rdma_settings
+from .settings import DETECTOR_PATH, detector_args, rdma_settings
 
 FILES = DETECTOR_SOURCE.parent
 MEMLOCK_FILES = {
@@ -41,27 +40,6 @@ DOCKER_MEMLOCK_DROPIN = "/etc/systemd/system/docker.service.d/90-spark-cluster-m
 MODULES_LOAD_FILE = "/etc/modules-load.d/spark-cluster-rdma.conf"
 # Problems the network role may still fix in this run (the bond gets its address).
 _GID_NOT_YET = ("no_ipv4_gid", "port_down")
-# At boot the bond may get its address a little after the serving unit starts.
-SERVING_START_WAIT_S = 60
-
-
-def roce_env_argv(host_data: Any) -> list[str]:
-    """The serving unit's ExecStartPre that writes /run/spark-cluster/roce.env
-    (NCCL_IB_HCA, NCCL_IB_GID_INDEX; 0600, atomically), honouring pinned values.
-    It waits for the GID because at boot the bond may get its address after
-    the unit starts."""
-    s = rdma_settings(host_data)
-    return [
-        "/usr/bin/python3", DETECTOR_PATH, *detector_args(s, ip=s.qsfp_ip),
-        "--wait", str(SERVING_START_WAIT_S), "--env", "--output", ROCE_ENV_PATH,
-    ]
-
-
-def roce_env_command(host_data: Any) -> str:
-    """roce_env_argv as one shell-quoted line."""
-    return " ".join(shlex.quote(arg) for arg in roce_env_argv(host_data))
-
-
 def _ensure_memlock_unlimited(paths: Snapshot):
     changed = []
     for dest, name in MEMLOCK_FILES.items():
@@ -74,9 +52,8 @@ def _ensure_memlock_unlimited(paths: Snapshot):
         src=str(FILES / "90-spark-cluster-memlock-docker.conf"),
         dest=DOCKER_MEMLOCK_DROPIN, user="root", group="root", mode="644",
     )
-    server.shell(
+    systemd.daemon_reload(
         name="Reload systemd for the memlock settings",
-        commands=["systemctl daemon-reload"],
         _if=any_changed(*changed, docker_dropin),
     )
     server.shell(

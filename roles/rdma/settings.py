@@ -1,8 +1,9 @@
-"""The rdma role's settings, and the paths the serving role shares with it."""
+"""The rdma role's settings, and what the serving unit runs of rdma's (the RoCE env command)."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +13,8 @@ from .defaults import DEFAULTS
 
 DETECTOR_PATH = "/usr/local/lib/spark-cluster/roce_detect.py"
 ROCE_ENV_PATH = "/run/spark-cluster/roce.env"
+# At boot the bond may get its address a little after the serving unit starts.
+SERVING_START_WAIT_S = 60
 # NCCL_IB_HCA entries: a device name with an optional ":port".
 _HCA = re.compile(r"^[A-Za-z0-9_.-]+(:[0-9]+)?$")
 
@@ -56,3 +59,20 @@ def detector_args(s: SimpleNamespace, ip: str | None = None) -> list[str]:
     if s.pinned_gid_index is not None:
         args += ["--gid-index", str(s.pinned_gid_index)]
     return args
+
+
+def roce_env_argv(host_data: Any) -> list[str]:
+    """The serving unit's ExecStartPre that writes /run/spark-cluster/roce.env
+    (NCCL_IB_HCA, NCCL_IB_GID_INDEX; 0600, atomically), honouring pinned values.
+    It waits for the GID because at boot the bond may get its address after
+    the unit starts."""
+    s = rdma_settings(host_data)
+    return [
+        "/usr/bin/python3", DETECTOR_PATH, *detector_args(s, ip=s.qsfp_ip),
+        "--wait", str(SERVING_START_WAIT_S), "--env", "--output", ROCE_ENV_PATH,
+    ]
+
+
+def roce_env_command(host_data: Any) -> str:
+    """roce_env_argv as one shell-quoted line."""
+    return " ".join(shlex.quote(arg) for arg in roce_env_argv(host_data))

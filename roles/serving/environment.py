@@ -1,8 +1,8 @@
 """The serving container's environment (/etc/spark-cluster/serving.env).
 
 Every interface variable names the QSFP bond: tools that guess pick the
-management NIC or loopback (seeds 000, 002). NCCL_IB_HCA and NCCL_IB_GID_INDEX
-are not here: they are detected at each start into /run/spark-cluster/roce.env.
+management NIC or loopback (field reports: Gloo on loopback with SGLang, vLLM
+on the Wi-Fi NIC). NCCL_IB_HCA and NCCL_IB_GID_INDEX are not here: they are detected at each start into /run/spark-cluster/roce.env.
 """
 
 from __future__ import annotations
@@ -10,17 +10,21 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from roles.caches.mounts import cache_env
+from spark_cluster.caches import cache_env
+from spark_cluster.engines import Engine
 
 INTERFACE_VARIABLES = (
     "NCCL_SOCKET_IFNAME",
-    "GLOO_SOCKET_IFNAME",  # SGLang cannot rendezvous without it (seed 000)
+    "GLOO_SOCKET_IFNAME",  # SGLang cannot rendezvous without it (Gloo picks loopback)
     "TP_SOCKET_IFNAME",
     "MN_IF_NAME",
     "OMPI_MCA_btl_tcp_if_include",
 )
 # Computed at start by roce_detect.py, never pinned in this file.
 RUNTIME_VARIABLES = ("NCCL_IB_HCA", "NCCL_IB_GID_INDEX")
+# The engine the unit runs (serving_engine), for whatever runs in the container
+# and needs to know: the lab's stand-in imitates that engine.
+ENGINE_VARIABLE = "SPARK_ENGINE"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -30,6 +34,7 @@ class ServingEnvError(ValueError):
 
 def serving_environment(
     *,
+    engine: Engine,
     bond_name: str,
     qsfp_ip: str,
     head_qsfp_ip: str,
@@ -38,7 +43,8 @@ def serving_environment(
 ) -> dict[str, str]:
     env: dict[str, str] = {"NCCL_IB_DISABLE": "0"}
     env.update({name: bond_name for name in INTERFACE_VARIABLES})
-    env["VLLM_HOST_IP"] = qsfp_ip
+    env[ENGINE_VARIABLE] = engine.name
+    env.update(engine.env(qsfp_ip))
     env["MASTER_ADDR"] = head_qsfp_ip
     env.update(cache_env(home))
     # Ray's memory monitor kills workers on unified memory it misreads.

@@ -1,4 +1,6 @@
-"""What docker on the node already has (images, registered runtimes), and the unit's state."""
+"""What docker on the node has registered (runtimes), and the unit's state.
+
+The engine image's fact is spark_cluster.engine_image's: every role that names the image reads it."""
 
 from __future__ import annotations
 
@@ -6,24 +8,6 @@ import json
 import shlex
 
 from pyinfra.api import FactBase
-
-from spark_cluster.batch_fact import Want, want
-
-
-class DockerImageId(FactBase):
-    """The local image's id (sha256:...), or None when it is not on the node."""
-
-    def command(self, image: str) -> str:
-        return f"docker image inspect --format '{{{{.Id}}}}' {shlex.quote(image)} 2>/dev/null || true"
-
-    def process(self, output):
-        lines = [line.strip() for line in output if line.strip()]
-        return lines[0] if lines else None
-
-
-def image_id_of(image: str) -> Want:
-    """Whether (and which) image `image` is on a node: standin, distribute and serving read it."""
-    return want(DockerImageId, image=image)
 
 
 class DockerRuntimes(FactBase):

@@ -12,26 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from spark_cluster.templates import render_template
 
-from . import defaults as paths
+from . import defaults
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 ENV_TEMPLATE = TEMPLATES / "serving.env.j2"
 UNIT_TEMPLATE = TEMPLATES / "spark-serving.service.j2"
 NVIDIA_RUNTIME = "nvidia"
-
-def render(template: Path, context: Mapping[str, Any]) -> str:
-    """The file as it lands on the node: the role uploads exactly this text
-    (and compares its checksum with the node's), so tests see what nodes get."""
-    env = Environment(
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-        loader=FileSystemLoader(str(template.parent)),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env.get_template(template.name).render(**context)
 
 
 _SYSTEMD_PLAIN = re.compile(r"^[A-Za-z0-9_@%+=:,./$-]+$")
@@ -61,8 +49,8 @@ class Container:
     engine_argv: list[str]
     mounts: list[tuple[str, str]]
     nvidia_runtime: bool
-    name: str = paths.CONTAINER_NAME
-    env_files: tuple[str, ...] = (paths.ENV_FILE, paths.ROCE_ENV_FILE)
+    name: str = defaults.CONTAINER_NAME
+    env_files: tuple[str, ...] = (defaults.ENV_FILE, defaults.ROCE_ENV_FILE)
 
 
 def docker_run_groups(container: Container) -> list[list[str]]:
@@ -125,7 +113,7 @@ def unit_context(
         # Owned by roles/rdma (the detector, its pinned values, its wait for
         # the bond's address at boot); its words need no systemd escaping.
         "roce_detect_command": roce_detect_command,
-        "roce_env_file": paths.ROCE_ENV_FILE,
+        "roce_env_file": defaults.ROCE_ENV_FILE,
         "exec_start": systemd_command(docker_run_argv(container), docker_run_groups(container)),
         "stop_timeout_s": int(stop_timeout_s),
         "start_timeout_s": int(start_timeout_s),
@@ -133,15 +121,15 @@ def unit_context(
 
 
 def render_unit(context: Mapping[str, Any]) -> str:
-    return render(UNIT_TEMPLATE, context)
+    return render_template(UNIT_TEMPLATE, context)
 
 
 def env_context(environment: Mapping[str, str]) -> dict[str, Any]:
-    return {"environment": dict(environment), "roce_env_file": paths.ROCE_ENV_FILE}
+    return {"environment": dict(environment), "roce_env_file": defaults.ROCE_ENV_FILE}
 
 
 def render_env_file(environment: Mapping[str, str]) -> str:
-    return render(ENV_TEMPLATE, env_context(environment))
+    return render_template(ENV_TEMPLATE, env_context(environment))
 
 
 def unquote_exec_start(value: str) -> list[str]:

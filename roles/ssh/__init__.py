@@ -28,11 +28,12 @@ from pyinfra.operations import files, server
 
 from spark_cluster.batch_fact import want
 from spark_cluster.cluster_facts import host_fact, member_fact
+from spark_cluster.cluster_ssh import KEY_NAME, SYSTEM_KNOWN_HOSTS
 from spark_cluster.file_state import UNCHANGED, Snapshot, snapshot_want
 from spark_cluster.host_ops import admin_account, fail_host
 from spark_cluster.settings import role_settings
 
-from .defaults import CONFIG_MARKER, DEFAULTS, KEY_NAME, KNOWN_HOSTS_MARKER, SYSTEM_KNOWN_HOSTS
+from .defaults import CONFIG_MARKER, DEFAULTS, KNOWN_HOSTS_MARKER
 from .facts import HostPublicKeys
 from .keys import ensure_cluster_key
 from .render import keys_by_name, known_hosts_text, ssh_config_text
@@ -48,11 +49,11 @@ def _config_block(ssh_dir):
 
 
 def _managed(ssh_dir, public_line):
-    """(paths, whole lines) of the admin's SSH files this role manages."""
+    """(files and directories, whole lines) of the admin's SSH files this role manages."""
     private_key = f"{ssh_dir}/{KEY_NAME}"
-    paths = [ssh_dir, private_key, f"{private_key}.pub", f"{ssh_dir}/authorized_keys", f"{ssh_dir}/config",
-             SYSTEM_KNOWN_HOSTS]
-    return paths, {f"{ssh_dir}/authorized_keys": [public_line]}
+    managed = [ssh_dir, private_key, f"{private_key}.pub", f"{ssh_dir}/authorized_keys", f"{ssh_dir}/config",
+               SYSTEM_KNOWN_HOSTS]
+    return managed, {f"{ssh_dir}/authorized_keys": [public_line]}
 
 
 def wants(account):

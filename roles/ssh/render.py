@@ -5,15 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Mapping
 
-import jinja2
+from spark_cluster.templates import render_template
 
 TEMPLATES = Path(__file__).parent / "templates"
-_ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-    autoescape=False,
-)
 
 
 def known_hosts_text(members: Mapping[str, tuple[str, Iterable[str]]]) -> str:
@@ -23,13 +17,13 @@ def known_hosts_text(members: Mapping[str, tuple[str, Iterable[str]]]) -> str:
         {"name": name, "qsfp_ip": ip, "host_keys": sorted(set(keys))}
         for name, (ip, keys) in sorted(members.items())
     ]
-    return _ENV.get_template("ssh_known_hosts.j2").render(members=rows)
+    return render_template(TEMPLATES / "ssh_known_hosts.j2", {"members": rows})
 
 
 def ssh_config_text(peers: Iterable[Mapping[str, str]], user: str, identity_file: str) -> str:
     """A Host entry per peer, matched by its name or its QSFP address."""
     rows = sorted(({"name": p["name"], "qsfp_ip": p["qsfp_ip"]} for p in peers), key=lambda p: p["name"])
-    return _ENV.get_template("ssh_config.j2").render(peers=rows, user=user, identity_file=identity_file)
+    return render_template(TEMPLATES / "ssh_config.j2", {"peers": rows, "user": user, "identity_file": identity_file})
 
 
 def keys_by_name(block_lines: Iterable[str] | None) -> dict[str, list[str]]:

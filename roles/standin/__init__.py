@@ -1,7 +1,7 @@
 """Lab only: the stand-in engine image on the node that would have pulled the real one.
 
 No image can be pulled in the lab, so the stand-in is built inside a node from
-the node's own python3 (roles/serving/files/build_standin.py); it is not the
+the node's own python3 (roles/standin/files/build_standin.py); it is not the
 real engine. It is built where a user would `docker pull` the real image: on
 the distribution source (the head), and on any node that cannot receive it
 from there in this run (image distribution off, or the source outside --limit).
@@ -19,23 +19,27 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from roles.distribute import image_to_receive
-from roles.serving import defaults as paths
-from roles.serving.facts import image_id_of
-from roles.serving.standin import BUILDER, standin_sources, standin_tag
 from spark_cluster.cluster_facts import member_fact
+from spark_cluster.engine_image import (
+    STANDIN_BUILDER_SOURCE,
+    image_id_of,
+    image_to_receive,
+    standin_sources,
+    standin_tag,
+)
 from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.settings import role_settings
 
+from . import defaults
 from .defaults import DEFAULTS
 
 
 def _sources():
-    return {f"{paths.STANDIN_DIR}/{source.name}": source for source in standin_sources()}
+    return {f"{defaults.STANDIN_DIR}/{source.name}": source for source in standin_sources()}
 
 
 def _managed_paths(sources):
-    return [paths.STANDIN_DIR, paths.STANDIN_BUILDER, *sources]
+    return [defaults.STANDIN_DIR, defaults.STANDIN_BUILDER, *sources]
 
 
 def wants(account):
@@ -59,7 +63,7 @@ def apply():
         return
     sources = _sources()
     managed = Snapshot(_managed_paths(sources))
-    managed.directory(name="Stand-in engine sources", path=paths.STANDIN_DIR, user="root", group="root", mode="755")
+    managed.directory(name="Stand-in engine sources", path=defaults.STANDIN_DIR, user="root", group="root", mode="755")
     for dest, source in sources.items():
         managed.put(
             name=f"Stand-in engine {source.name}",
@@ -67,9 +71,9 @@ def apply():
             dest=dest,
             user="root", group="root", mode="644",
         )
-    managed.put(name="Stand-in image builder", src=str(BUILDER), dest=paths.STANDIN_BUILDER,
+    managed.put(name="Stand-in image builder", src=str(STANDIN_BUILDER_SOURCE), dest=defaults.STANDIN_BUILDER,
               user="root", group="root", mode="755")
     if builds_here(host.data):
         tag = standin_tag()
-        command = ["/usr/bin/python3", paths.STANDIN_BUILDER, "--tag", tag, "--source", paths.STANDIN_DIR]
+        command = ["/usr/bin/python3", defaults.STANDIN_BUILDER, "--tag", tag, "--source", defaults.STANDIN_DIR]
         server.shell(name=f"Build the stand-in engine image {tag}", commands=[shlex.join(command)])

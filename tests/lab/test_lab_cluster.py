@@ -20,9 +20,9 @@ from labsupport import (
     wait_for,
 )
 
-from roles.caches.mounts import hf_home
 from roles.distribute.plan import model_cache_dir
-from roles.serving.standin import standin_tag
+from spark_cluster.caches import hf_home
+from spark_cluster.engine_image import standin_tag
 
 NODES = ["spark-1", "spark-2"]
 HEAD, WORKER = NODES

@@ -2,6 +2,7 @@
 and each fact gets the value it would get asked on its own."""
 
 import getpass
+import os
 import shlex
 import subprocess
 
@@ -11,6 +12,7 @@ from pyinfra.facts.files import Block
 
 from roles.distribute.facts import ModelManifest
 from roles.network.facts import QsfpLinks
+from roles.preflight.facts import NodeInventory
 from spark_cluster.account import UserAccount
 from spark_cluster.batch_fact import Batch, batch_script, split_output, unique, want
 from spark_cluster.file_state import PathLines
@@ -76,8 +78,22 @@ def batched(wants):
     return fact.process(lines_of(result.stdout))
 
 
+# Stubs first on PATH, so the node inventory reads the same in every run (df's
+# free space would move between the batched and the lone run on a busy disk).
+STUBS = {
+    "docker": "#!/bin/sh\nprintf 'image_id=sha256:0123\\nenv.NCCL_VERSION=2.30.4-1\\n'\n",
+    "nvidia-smi": "#!/bin/sh\necho 580.142\n",
+    "df": "#!/bin/sh\nprintf 'Filesystem 1024-blocks Used Available Capacity Mounted on\\n/dev/x 9 1 8 12%% /\\n'\n",
+}
+
+
 @pytest.fixture
-def node(tmp_path):
+def node(tmp_path, monkeypatch):
+    (tmp_path / "bin").mkdir()
+    for name, text in STUBS.items():
+        (tmp_path / "bin" / name).write_text(text)
+        (tmp_path / "bin" / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "weights").write_text("0" * 100)
     (tmp_path / "config").write_text("Host other\n# BEGIN peers\nHost spark-2\n  User spark\n# END peers\n")
@@ -92,6 +108,9 @@ def test_each_fact_gets_the_value_it_gets_alone(node):
         want(UserAccount, user="spark-cluster-nobody"),  # `exit 0` before any output: the default
         want(ModelManifest, path=str(node / "model")),
         want(ModelManifest, path=str(node / "absent")),
+        # A shipped script (`sh -c '<file text>' ARGS...`, quotes and a Go template inside) in the batch's script.
+        want(NodeInventory, interfaces=["lo", "spark-cluster-no-such-nic"], image="vllm:x;rm -rf /", user="root"),
+        want(NodeInventory, interfaces=[], image="", user="spark-cluster-nobody"),
         # Block keeps the path between command() and process(): the same instance must do both.
         want(Block, path=str(node / "config"), marker="# {mark} peers"),
         want(Block, path=str(node / "plain"), marker="# {mark} peers"),
@@ -107,6 +126,10 @@ def test_each_fact_gets_the_value_it_gets_alone(node):
         assert answers[item.key] == alone(item), item.kwargs
     assert answers[want(Block, path=str(node / "config"), marker="# {mark} peers").key] == ["Host spark-2", "  User spark"]
     assert answers[want(Printed, text="two lines\n\n").key] == ["two lines", ""]
+    inventory = answers[want(NodeInventory, interfaces=["lo", "spark-cluster-no-such-nic"],
+                             image="vllm:x;rm -rf /", user="root").key]
+    assert (inventory["image_id"], inventory["nccl"]) == ("sha256:0123", "2.30.4-1")
+    assert inventory["carriers"]["spark-cluster-no-such-nic"] == "absent"
 
 
 def test_a_failing_fact_and_a_missing_tool_are_left_to_pyinfra(node):

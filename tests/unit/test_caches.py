@@ -1,7 +1,7 @@
 """Cache directories and the mount table the serving role uses."""
 
 from spark_cluster.account import UserAccount
-from roles.caches.mounts import ENGINE_CACHES, cache_env, cache_mounts, engine_cache_dirs, hf_home
+from spark_cluster.caches import ENGINE_CACHES, cache_env, cache_mounts, engine_cache_dirs, hf_home
 
 HOME = "/home/spark"
 
@@ -22,7 +22,7 @@ def test_mounts_land_where_each_engine_looks():
 
 
 def test_hf_cache_is_mounted_at_the_same_absolute_path():
-    # Seed 003: HF snapshots are absolute symlinks; elsewhere they dangle.
+    # HF snapshots are absolute symlinks; elsewhere they dangle.
     assert hf_home(HOME) == f"{HOME}/.cache/huggingface"
     assert (hf_home(HOME), hf_home(HOME)) in cache_mounts(HOME)
     assert cache_env(HOME)["HF_HOME"] == hf_home(HOME)

@@ -1,14 +1,16 @@
 """roles/distribute: what is copied where, decided from every node's facts, offline."""
 
+import re
 import shlex
+import subprocess
 
 import pytest
 
 from collect_ops import GROUP_DATA, cluster, collect
 from roles import distribute, serving, standin
-from roles.distribute.facts import parse_manifest
-from roles.distribute.plan import model_cache_dir, needs_copy
-from roles.serving.standin import standin_tag
+from roles.distribute.facts import MODEL_MANIFEST, ModelManifest, parse_manifest
+from roles.distribute.plan import model_cache_dir
+from spark_cluster.engine_image import needs_copy, standin_tag
 from spark_cluster.settings import SettingError
 
 IMAGE = GROUP_DATA["serving_image"]
@@ -77,6 +79,75 @@ def test_needs_copy(source, own, copy):
 def test_manifest_parse():
     assert parse_manifest(["abc", "3", "42"]) == {"digest": "abc", "files": 3, "bytes": 42}
     assert parse_manifest([]) is None
+
+
+# --- the manifest (files/model_manifest.sh), run on temporary trees
+
+def manifest_of(path):
+    result = subprocess.run(["sh", str(MODEL_MANIFEST), str(path)], capture_output=True, text=True, timeout=10)
+    assert (result.returncode, result.stderr) == (0, "")
+    return parse_manifest(result.stdout.splitlines())
+
+
+def model_tree(root):
+    """A Hugging Face cache in miniature: a blob, a snapshot linking to it, a file beside."""
+    (root / "blobs").mkdir(parents=True)
+    (root / "blobs" / "abc123").write_text("w" * 1000)
+    (root / "snapshots" / "rev1").mkdir(parents=True)
+    (root / "snapshots" / "rev1" / "model.safetensors").symlink_to("../../blobs/abc123")
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text("rev1")
+    return root
+
+
+def relink(link, target):
+    link.unlink()
+    link.symlink_to(target)
+
+
+def test_manifest_counts_files_and_links_and_their_bytes(tmp_path):
+    tree = model_tree(tmp_path / "model")
+    manifest = manifest_of(tree)
+    link_bytes = len("../../blobs/abc123")  # a link's own size: its target's length
+    assert (manifest["files"], manifest["bytes"]) == (3, 1000 + link_bytes + len("rev1"))
+    assert re.fullmatch(r"[0-9a-f]{64}", manifest["digest"])
+
+
+def test_manifest_identifies_names_sizes_and_link_targets_not_place_or_contents(tmp_path):
+    digest = manifest_of(model_tree(tmp_path / "a"))["digest"]
+    assert manifest_of(model_tree(tmp_path / "b"))["digest"] == digest, "the same tree elsewhere"
+    (tmp_path / "b" / "blobs" / "abc123").write_text("x" * 1000)
+    assert manifest_of(tmp_path / "b")["digest"] == digest, "contents are not read (a blob is named by its hash)"
+    changes = [
+        lambda root: (root / "refs" / "main").write_text("rev22"),
+        lambda root: (root / "refs" / "main").rename(root / "refs" / "other"),
+        lambda root: (root / "snapshots" / "rev1" / "model.safetensors").unlink(),
+        lambda root: (root / "snapshots" / "rev1" / "extra").symlink_to("../../blobs/abc124"),
+        # Another revision's blob: a link target of the same length, nothing else changed.
+        lambda root: relink(root / "snapshots" / "rev1" / "model.safetensors", "../../blobs/def456"),
+    ]
+    for index, change in enumerate(changes):
+        tree = model_tree(tmp_path / f"changed-{index}")
+        change(tree)
+        assert manifest_of(tree)["digest"] != digest, index
+
+
+def test_manifest_of_an_empty_or_absent_tree(tmp_path):
+    (tmp_path / "empty").mkdir()
+    empty = manifest_of(tmp_path / "empty")
+    assert (empty["files"], empty["bytes"]) == (0, 0), "an empty directory is held, with nothing in it"
+    assert empty["digest"] != manifest_of(model_tree(tmp_path / "model"))["digest"]
+    assert manifest_of(tmp_path / "absent") is None
+    result = subprocess.run(["sh", str(MODEL_MANIFEST)], capture_output=True, text=True, timeout=10)
+    assert result.returncode == 2 and result.stderr == "usage: model_manifest.sh DIR\n"
+
+
+def test_fact_sends_the_shipped_manifest_with_the_path_as_its_argument(tmp_path):
+    tree = model_tree(tmp_path / "it's a model")
+    command = ModelManifest().command(str(tree))
+    assert command.startswith("sh -c ") and command.endswith(" model_manifest.sh " + shlex.quote(str(tree)))
+    result = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=10)
+    assert parse_manifest(result.stdout.splitlines()) == manifest_of(tree)
 
 
 def test_head_has_everything_workers_receive_model_and_image_over_qsfp(monkeypatch):

@@ -11,7 +11,7 @@ from io import StringIO
 
 from collect_ops import build_operations
 
-from spark_cluster.file_state import UNCHANGED, Snapshot, parse_path_states, path_states_command
+from spark_cluster.file_state import PATH_STATE, UNCHANGED, Snapshot, parse_path_states, path_states_command
 
 USER = getpass.getuser()
 GROUP = grp.getgrgid(os.getgid()).gr_name
@@ -49,6 +49,33 @@ def test_whole_line_checks_follow_the_paths(tmp_path):
              (str(tmp_path / "absent"), "x"), (str(keys), "-e quoted 'line'")]
     output = run_states([str(keys)], lines)
     assert output[1:] == ["has", "lacks", "lacks", "lacks"], "whole lines only, and no option injection"
+
+
+def test_line_checks_without_paths_are_answered_in_order(tmp_path):
+    keys = tmp_path / "authorized_keys"
+    keys.write_text("ssh-ed25519 AAAA cluster\n")
+    assert run_states([], [(str(keys), "ssh-ed25519 AAAA cluster"), (str(keys), "other")]) == ["has", "lacks"]
+
+
+def test_paths_are_taken_literally(tmp_path):
+    names = ["it's", "$HOME", "*", "two\nlines"]
+    for name in names:
+        (tmp_path / name).mkdir()
+    paths = [str(tmp_path / name) for name in names]
+    assert [state["kind"] for state in parse_path_states(paths, run_states(paths)).values()] == ["directory"] * 4
+
+
+def test_the_shipped_script_runs_on_its_own_and_refuses_a_bad_count(tmp_path):
+    (tmp_path / "file").write_text("a line\n")
+    file = str(tmp_path / "file")
+    result = subprocess.run(["sh", str(PATH_STATE), "2", file, str(tmp_path / "absent"), file, "a line"],
+                            capture_output=True, text=True, timeout=10)
+    assert (result.returncode, result.stdout.splitlines()) == (0, run_states([file, str(tmp_path / "absent")],
+                                                                             [(file, "a line")]))
+    for args in (["x", file], [], ["2", file], ["1", file, file]):
+        result = subprocess.run(["sh", str(PATH_STATE), *args], capture_output=True, text=True, timeout=10)
+        assert (result.returncode, result.stdout) == (2, ""), args
+        assert result.stderr.startswith("usage: path_state.sh COUNT"), args
 
 
 def test_short_output_never_reads_as_in_place():

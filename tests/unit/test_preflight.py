@@ -1,9 +1,14 @@
 """Preflight's pure parts: reading a node's inventory and comparing the nodes."""
 
+import os
+import pwd
+import shutil
+import subprocess
+
 import pytest
 
 from roles.preflight.compare import compare_nodes, nccl_warning, summary_line
-from roles.preflight.facts import NO_DRIVER, driver_version, node_inventory_command, parse_node_inventory
+from roles.preflight.facts import NO_DRIVER, NODE_INVENTORY, NodeInventory, driver_version, parse_node_inventory
 
 IFACES = ["enp1s0f0np0", "enp1s0f1np1"]
 
@@ -76,10 +81,120 @@ def test_driver_version(proc, smi, expected):
     assert driver_version(proc, smi) == expected
 
 
-def test_command_quotes_its_inputs_and_skips_docker_without_an_image():
-    command = node_inventory_command(["enp1s0f0np0"], "vllm:x;rm -rf /", "nvidia")
-    assert "'vllm:x;rm -rf /'" in command
-    assert "docker image inspect" not in node_inventory_command(["enp1s0f0np0"], "", "nvidia")
+# --- the fact's script (files/node_inventory.sh), run against a fake sysfs, /proc and stub tools
+
+BANNER = "NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  580.142  Release Build  (dvs-builder@U16)"
+IMAGE_ID = "sha256:0123456789abcdef"
+# What the script runs besides shell builtins: linked into the only directory on PATH,
+# so a docker or nvidia-smi of the machine running the tests is never found.
+TOOLS = ("sh", "uname", "head", "getent", "cut", "df", "awk", "cat", "sed")
+# docker: its arguments one per line in $STUBS/docker_args, then what
+# `docker image inspect --format` prints for an NGC image.
+FAKE_DOCKER = f"""#!/bin/sh
+printf '%s\\n' "$@" > "$STUBS/docker_args"
+printf 'image_id={IMAGE_ID}\\nenv.PATH=/usr/local/bin\\nenv.NCCL_VERSION=2.30.4-1\\n'
+"""
+FAKE_NVIDIA_SMI = """#!/bin/sh
+[ "$*" = "--query-gpu=driver_version --format=csv,noheader" ] && echo 580.95.05
+"""
+
+
+class FakeNode:
+    """A temp sysfs (one port with carrier, one administratively down) and /proc,
+    and a PATH of the script's tools plus the stubs asked for."""
+
+    def __init__(self, root, banner=BANNER, docker=True, nvidia_smi=True):
+        self.root, self.stubs = root, root / "stubs"
+        (root / "sys/class/net/enp1s0f0np0").mkdir(parents=True)
+        (root / "sys/class/net/enp1s0f0np0/carrier").write_text("1\n")
+        (root / "sys/class/net/enp1s0f1np1").mkdir()  # carrier unreadable while the port is down
+        if banner:
+            (root / "proc/driver/nvidia").mkdir(parents=True)
+            (root / "proc/driver/nvidia/version").write_text(banner + "\nGCC version: 13\n")
+        (self.stubs / "bin").mkdir(parents=True)
+        for tool in TOOLS:
+            (self.stubs / "bin" / tool).symlink_to(shutil.which(tool))
+        for name, text, wanted in (("docker", FAKE_DOCKER, docker), ("nvidia-smi", FAKE_NVIDIA_SMI, nvidia_smi)):
+            if wanted:
+                (self.stubs / "bin" / name).write_text(text)
+                (self.stubs / "bin" / name).chmod(0o755)
+
+    def run(self, argv):
+        env = {"PATH": str(self.stubs / "bin"), "STUBS": str(self.stubs),
+               "SYSFS_ROOT": str(self.root / "sys"), "PROC_ROOT": str(self.root / "proc")}
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10, env=env)
+
+    def inventory(self, user, image, interfaces=IFACES):
+        result = self.run(["sh", str(NODE_INVENTORY), user, image, *interfaces])
+        assert (result.returncode, result.stderr) == (0, "")
+        return result.stdout.splitlines()
+
+    def docker_args(self):
+        path = self.stubs / "docker_args"
+        return path.read_text().splitlines() if path.exists() else None
+
+
+def test_inventory_script_reads_a_spark(tmp_path):
+    me = pwd.getpwuid(os.getuid())
+    facts = parse_node_inventory(FakeNode(tmp_path).inventory(me.pw_name, "vllm-ds4-sm121:latest"))
+    free = shutil.disk_usage(me.pw_dir).free / 1024**3
+    assert abs(facts.pop("disk_free_gib") - free) < 1, "df's available KiB of the admin's home"
+    assert facts == {
+        "kernel": os.uname().release,
+        "driver": "580.142",  # the /proc banner wins over nvidia-smi
+        "image_id": IMAGE_ID,
+        "nccl": "2.30.4-1",
+        "carriers": {"enp1s0f0np0": "up", "enp1s0f1np1": "unknown"},
+        "disk_path": me.pw_dir,
+    }
+
+
+def test_inventory_script_on_a_node_without_driver_docker_or_admin(tmp_path):
+    node = FakeNode(tmp_path, banner=None, docker=False, nvidia_smi=False)
+    facts = parse_node_inventory(node.inventory("spark-cluster-nobody", "vllm:latest", [*IFACES, "enp2s0"]))
+    assert (facts["driver"], facts["image_id"], facts["nccl"]) == (NO_DRIVER, None, None)
+    assert facts["carriers"]["enp2s0"] == "absent"
+    assert facts["disk_path"] == "/", "no home: the root filesystem's free space"
+    assert facts["disk_free_gib"] is not None
+
+
+def test_inventory_script_falls_back_to_nvidia_smi(tmp_path):
+    lines = FakeNode(tmp_path, banner=None).inventory("root", "")
+    assert parse_node_inventory(lines)["driver"] == "580.95.05"
+
+
+def test_inventory_script_takes_the_image_as_one_argument_and_skips_docker_without_one(tmp_path):
+    node = FakeNode(tmp_path)
+    node.inventory("root", "vllm:x;rm -rf /")
+    assert node.docker_args() == [
+        "image", "inspect", "--format",
+        "image_id={{.Id}}{{range .Config.Env}}{{println}}env.{{.}}{{end}}",
+        "vllm:x;rm -rf /",
+    ]
+    (node.stubs / "docker_args").unlink()
+    lines = node.inventory("root", "")
+    assert node.docker_args() is None and not any(line.startswith("image_id=") for line in lines)
+
+
+def test_inventory_script_needs_the_admin_and_the_image(tmp_path):
+    result = FakeNode(tmp_path).run(["sh", str(NODE_INVENTORY), "root"])
+    assert result.returncode == 2 and result.stderr.startswith("usage: node_inventory.sh USER IMAGE")
+
+
+def test_fact_sends_the_shipped_script_with_its_inputs_as_arguments(tmp_path):
+    command = NodeInventory().command(IFACES, "vllm:x;rm -rf /", "")
+    assert command.startswith("sh -c ") and command.endswith(
+        " node_inventory.sh root 'vllm:x;rm -rf /' enp1s0f0np0 enp1s0f1np1"
+    ), "no admin named: root's home"
+    node = FakeNode(tmp_path)
+    result = node.run(["sh", "-c", command])
+    assert (result.returncode, result.stderr) == (0, "")
+
+    def steady(lines):  # free space moves between two runs on a busy disk
+        return [line.split("=")[0] if line.startswith("disk_avail_kib=") else line for line in lines]
+
+    assert steady(result.stdout.splitlines()) == steady(node.inventory("root", "vllm:x;rm -rf /"))
+    assert node.docker_args()[-1] == "vllm:x;rm -rf /"
 
 
 # --- comparing nodes ----------------------------------------------------------------
@@ -169,7 +284,7 @@ def test_summary_line_is_one_line_per_node():
 
 
 @pytest.mark.parametrize("nccl, world_size, warned", [
-    ("2.28.9-1", 4, True),     # seed 001's wedge
+    ("2.28.9-1", 4, True),     # wedged at TP=4 (field report: DeepSeek V4 Flash on 4 Sparks, TP=4)
     ("2.28.9", 2, False),      # TP=2 was not affected
     ("2.30.4-1", 4, False),
     ("2.31.0", 4, False),

@@ -18,7 +18,7 @@ from pyinfra.facts.server import KernelModules
 
 import roles.rdma as rdma
 from roles.rdma.facts import DETECTOR_SOURCE, InfinibandNodes, RoceState
-from roles.rdma.settings import detector_args, rdma_settings
+from roles.rdma.settings import detector_args, rdma_settings, roce_env_argv, roce_env_command
 from spark_cluster.settings import SettingError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sysfs"
@@ -302,20 +302,20 @@ def test_bad_group_data_names_the_key(changes, message):
 
 
 def test_serving_command_writes_the_env_file_with_auto_values():
-    assert rdma.roce_env_command(HOST_DATA) == (
+    assert roce_env_command(HOST_DATA) == (
         "/usr/bin/python3 /usr/local/lib/spark-cluster/roce_detect.py --netdev bond0 "
         "--slaves enp1s0f0np0,enp1s0f1np1 --ip 10.0.0.1 --wait 60 --env --output /run/spark-cluster/roce.env"
     )
 
 
 def test_serving_argv_is_the_same_command_unquoted():
-    argv = rdma.roce_env_argv(HOST_DATA)
+    argv = roce_env_argv(HOST_DATA)
     assert argv[:2] == ["/usr/bin/python3", "/usr/local/lib/spark-cluster/roce_detect.py"]
-    assert " ".join(argv) == rdma.roce_env_command(HOST_DATA)
+    assert " ".join(argv) == roce_env_command(HOST_DATA)
 
 
 def test_serving_command_honours_pinned_values():
-    command = rdma.roce_env_command({**HOST_DATA, "nccl_ib_hca": ["rocep1s0f0", "rocep1s0f1"], "nccl_ib_gid_index": 3})
+    command = roce_env_command({**HOST_DATA, "nccl_ib_hca": ["rocep1s0f0", "rocep1s0f1"], "nccl_ib_gid_index": 3})
     assert "--hca rocep1s0f0,rocep1s0f1 --gid-index 3" in command
 
 
@@ -382,6 +382,7 @@ def test_first_run_installs_and_checks_the_gid_after_the_network_role():
         "python3 /usr/local/lib/spark-cluster/roce_detect.py --netdev bond0 --slaves enp1s0f0np0,enp1s0f1np1 "
         "--ip 10.0.0.1 --wait 10 --json >/dev/null"
     ]
+    assert commands["Reload systemd for the memlock settings"] == ["systemctl daemon-reload"]
     conditional = {name for name, _, condition in ops if condition}
     assert conditional == {"Reload systemd for the memlock settings", "Restart docker with unlimited memlock"}
 

@@ -12,7 +12,7 @@ from collect_ops import GROUP_DATA, changed, cluster, converge
 from pyinfra.api.command import FileUploadCommand
 
 from roles import caches, distribute, serving, standin
-from roles.serving.standin import standin_tag
+from spark_cluster.engine_image import standin_tag
 from roles.serving.unit import unquote_exec_start
 UNIT = "/etc/systemd/system/spark-serving.service"
 ENV_FILE = "/etc/spark-cluster/serving.env"

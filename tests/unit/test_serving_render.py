@@ -1,36 +1,40 @@
-"""serving.env and spark-serving.service as they land on the node."""
+"""serving.env and spark-serving.service as they land on the node, from the
+serving role's pure computation (roles/serving/desired.py)."""
 
 import difflib
-import runpy
-from pathlib import Path
 
 import pytest
+from collect_ops import GROUP_DATA, cluster
 
-from roles.caches.mounts import cache_mounts
-from roles.rdma import roce_env_command
-from roles.serving.argv import ClusterPlace, render_engine_argv
-from roles.serving.environment import ServingEnvError, serving_environment
-from roles.serving.facts import DockerImageId, DockerRuntimes
-from roles.serving.unit import (
-    Container,
-    render_env_file,
-    render_unit,
-    systemd_quote,
-    unit_context,
-    unquote_exec_start,
-)
+from roles.serving.desired import desired_serving, serving_settings
+from roles.serving.facts import DockerRuntimes
+from roles.serving.unit import docker_run_argv, systemd_quote, unquote_exec_start
+from spark_cluster.caches import cache_mounts
+from spark_cluster.engine_image import DockerImageId, image_of
+from spark_cluster.engines import ENGINES, Engine
+from spark_cluster.settings import SettingError
 
-REPO = Path(__file__).resolve().parents[2]
-GROUP_DATA = runpy.run_path(str(REPO / "group_data" / "all.py"))
 PROFILE = GROUP_DATA["serving_profiles"]["deepseek-v4-flash"]
 HOME = "/home/spark"
+IMAGE = GROUP_DATA["serving_image"]
+
+
+def node_data(rank=0, world_size=2, **overrides):
+    """host.data of one node: group_data under the inventory's derived values."""
+    return {**GROUP_DATA, **cluster(world_size, **overrides)[rank][1]}
+
+
+def desired(rank=0, world_size=2, nvidia=False, **overrides):
+    data = node_data(rank, world_size, **overrides)
+    return desired_serving(serving_settings(data), data, image=IMAGE, home=HOME,
+                           docker_runtimes=["nvidia", "runc"] if nvidia else ["runc"])
 
 
 def environment(qsfp_ip, profile_env=None):
-    return serving_environment(
-        bond_name="bond0", qsfp_ip=qsfp_ip, head_qsfp_ip="10.0.0.1", home=HOME,
-        profile_env=PROFILE["env"] if profile_env is None else profile_env,
-    )
+    """The env file's text for the node at `qsfp_ip`, with the profile's env or `profile_env`."""
+    profiles = {"p": {**PROFILE, "env": PROFILE["env"] if profile_env is None else profile_env}}
+    rank = int(qsfp_ip.rsplit(".", 1)[1]) - 1
+    return desired(rank=rank, serving_profiles=profiles, serving_profile="p").env_text
 
 
 def parse_env_file(text):
@@ -40,7 +44,7 @@ def parse_env_file(text):
 
 @pytest.mark.parametrize("qsfp_ip", ["10.0.0.1", "10.0.0.2"])
 def test_env_file_pins_every_interface_and_address(qsfp_ip):
-    env = parse_env_file(render_env_file(environment(qsfp_ip)))
+    env = parse_env_file(environment(qsfp_ip))
     for name in ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "TP_SOCKET_IFNAME", "MN_IF_NAME",
                  "OMPI_MCA_btl_tcp_if_include"):
         assert env[name] == "bond0", name
@@ -57,35 +61,23 @@ def test_env_file_pins_every_interface_and_address(qsfp_ip):
 
 
 def test_env_file_has_no_quotes_docker_would_keep():
-    text = render_env_file(environment("10.0.0.2"))
+    text = environment("10.0.0.2")
     assert '"' not in text and "'" not in text
     assert all("=" in line for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def test_profile_cannot_pin_the_detected_roce_variables():
-    with pytest.raises(ServingEnvError, match="nccl_ib_hca"):
+    with pytest.raises(SettingError, match="nccl_ib_hca"):
         environment("10.0.0.2", {"NCCL_IB_HCA": "mlx5_0"})
 
 
 def test_multiline_values_are_refused():
-    with pytest.raises(ServingEnvError):
+    with pytest.raises(SettingError, match="cannot be written to a docker env file"):
         environment("10.0.0.2", {"BAD": "a\nb"})
 
 
 def unit_text(rank=0, world_size=2, nvidia=False, engine="vllm", hca="auto", gid="auto"):
-    host_data = {"bond_name": "bond0", "qsfp_ip": f"10.0.0.{rank + 1}", "nccl_ib_hca": hca,
-                 "nccl_ib_gid_index": gid, "qsfp_interfaces": ["enp1s0f0np0", "enp1s0f1np1"]}
-    place = ClusterPlace(world_size=world_size, rank=rank, head_qsfp_ip="10.0.0.1", master_port=29519,
-                         api_port=8000, model="deepseek-ai/DeepSeek-V4-Flash",
-                         served_model_name="deepseek-v4-flash", entrypoint_is_engine=True)
-    container = Container(image="vllm-ds4-sm121:latest",
-                          engine_argv=render_engine_argv(engine, PROFILE[engine], place),
-                          mounts=cache_mounts(HOME), nvidia_runtime=nvidia)
-    context = unit_context(container=container, engine=engine, rank=rank, world_size=world_size,
-                           head_qsfp_ip="10.0.0.1", master_port=29519,
-                           roce_detect_command=roce_env_command(host_data),
-                           start_timeout_s=1800, stop_timeout_s=60)
-    return render_unit(context)
+    return desired(rank, world_size, nvidia, serving_engine=engine, nccl_ib_hca=hca, nccl_ib_gid_index=gid).unit_text
 
 
 def directive(text, key):
@@ -183,3 +175,86 @@ def test_docker_facts_parse_their_output():
     assert DockerRuntimes().process(["not json"]) == []
     assert "'{{json .Runtimes}}'" in DockerRuntimes().command()
     assert "'{{.Id}}'" in DockerImageId().command(image="x:1")
+
+
+# --- the pure computation apply() writes, and the engine registry -----------
+
+def test_the_container_is_what_the_unit_runs():
+    wanted = desired(rank=1, nvidia=True)
+    assert wanted.container.image == IMAGE
+    assert wanted.container.mounts == cache_mounts(HOME)
+    assert wanted.container.nvidia_runtime
+    assert exec_start(wanted.unit_text) == docker_run_argv(wanted.container)
+    assert wanted.container.engine_argv[0] == GROUP_DATA["serving_model"]  # the image's ENTRYPOINT is vllm serve
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_the_env_file_names_the_engine(engine):
+    assert parse_env_file(desired(serving_engine=engine).env_text)["SPARK_ENGINE"] == engine
+
+
+def test_an_unknown_engine_is_a_setting_error():
+    profiles = {"p": {"tgi": {}}}
+    with pytest.raises(SettingError, match="serving_engine must be one of vllm, sglang, got 'tgi'"):
+        desired(serving_engine="tgi", serving_profiles=profiles, serving_profile="p")
+
+
+def _toy_flags(place):
+    return ["--world", str(place.world_size), "--rank", str(place.rank),
+            "--rendezvous", f"{place.head_qsfp_ip}:{place.master_port}"]
+
+
+TOY = Engine(
+    name="toy",
+    label="Toy",
+    launcher=("toy-serve",),
+    cluster_flags=_toy_flags,
+    cluster_owned=frozenset({"world", "rank", "rendezvous"}),
+    renamed={"old_knob": "knob"},
+    renamed_in="Toy 2.0",
+    respelled={("dtype", "fp8"): "float8"},
+    env=lambda qsfp_ip: {"TOY_HOST_IP": qsfp_ip},
+    default_image="toy:1",
+    default_image_entrypoint_is_engine=True,
+)
+
+
+def toy_desired(monkeypatch, flags, **overrides):
+    monkeypatch.setitem(ENGINES, "toy", TOY)
+    profiles = {"p": {"toy": flags, "env": {"TOY_CACHE": "/c"}}}
+    return desired(rank=1, serving_engine="toy", serving_profiles=profiles, serving_profile="p", **overrides)
+
+
+def test_a_new_engine_is_a_registry_record_and_a_profile(monkeypatch):
+    wanted = toy_desired(monkeypatch, {"knob": 3, "fast": True}, serving_image_entrypoint_is_engine=False)
+    argv = exec_start(wanted.unit_text)
+    after_image = argv[argv.index(IMAGE) + 1:]
+    assert after_image == wanted.container.engine_argv == [
+        "toy-serve", "--world", "2", "--rank", "1", "--rendezvous", "10.0.0.1:29519", "--knob", "3", "--fast"]
+    env = parse_env_file(wanted.env_text)
+    assert (env["SPARK_ENGINE"], env["TOY_HOST_IP"], env["TOY_CACHE"]) == ("toy", "10.0.0.2", "/c")
+    assert "VLLM_HOST_IP" not in env and env["NCCL_SOCKET_IFNAME"] == "bond0"
+    assert "Description=spark-cluster toy engine (worker, rank 1 of 2)" in wanted.unit_text
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"rank": 0}, "serving profile for toy sets --rank, which the serving role derives from the inventory"),
+    ({"old_knob": 1}, "serving profile for toy uses --old-knob, renamed to --knob in Toy 2.0"),
+    ({"dtype": "fp8"}, "serving profile for toy: --dtype fp8 is spelled float8 in Toy"),
+])
+def test_a_new_engine_brings_its_own_profile_checks(monkeypatch, flags, message):
+    with pytest.raises(SettingError, match=message):
+        toy_desired(monkeypatch, flags, serving_image_entrypoint_is_engine=False)
+
+
+def test_without_serving_image_the_engine_default_image_runs_as_its_own_entrypoint(monkeypatch):
+    monkeypatch.setitem(ENGINES, "toy", TOY)
+    data = node_data(serving_engine="toy", serving_image=None, serving_image_entrypoint_is_engine=None,
+                     serving_profiles={"p": {"toy": {}}}, serving_profile="p")
+    wanted = desired_serving(serving_settings(data), data, image=image_of(data), home=HOME, docker_runtimes=[])
+    assert wanted.container.image == "toy:1"
+    assert wanted.container.engine_argv[:2] == ["--world", "2"]  # no launcher: toy:1 starts the engine
+    # Another image is not known to start the engine unless group_data says so.
+    assert TOY.entrypoint_is_engine("mine:2", None) is False
+    assert TOY.entrypoint_is_engine("mine:2", True) is True
+    assert TOY.entrypoint_is_engine("toy:1", False) is False

@@ -16,8 +16,8 @@ import urllib.request
 import pytest
 
 from roles.serving.argv import ClusterPlace, render_engine_argv
-from roles.serving import standin
-from roles.serving.standin import BUILDER, STANDIN_SOURCE, effective_image, standin_tag
+from spark_cluster import engine_image
+from spark_cluster.engine_image import STANDIN_BUILDER_SOURCE as BUILDER, STANDIN_SOURCE, effective_image, standin_tag
 
 SERVER = STANDIN_SOURCE / "server.py"
 REAL_TAG = standin_tag()
@@ -47,7 +47,7 @@ def test_parses_what_the_role_renders_for_vllm(world_size, entrypoint_is_engine)
     profile = {"enable_expert_parallel": True, "speculative_config": {"method": "deepseek_mtp"}}
     for rank in range(world_size):
         argv = render_engine_argv("vllm", profile, place(world_size, rank, entrypoint_is_engine=entrypoint_is_engine))
-        args = server.parse_engine_argv(argv)
+        args = server.parse_engine_argv(argv, "vllm")
         assert args["engine"] == "vllm"
         assert args["model"] == "deepseek-ai/DeepSeek-V4-Flash"
         assert (args["nnodes"], args["node_rank"]) == (world_size, rank)
@@ -63,7 +63,7 @@ def test_parses_what_the_role_renders_for_sglang(world_size):
     for rank in range(world_size):
         argv = render_engine_argv("sglang", {"trust_remote_code": True, "mem_fraction_static": 0.8},
                                   place(world_size, rank))
-        args = server.parse_engine_argv(argv)
+        args = server.parse_engine_argv(argv, "sglang")
         assert args["engine"] == "sglang"
         assert (args["nnodes"], args["node_rank"]) == (world_size, rank)
         assert (args["master_addr"], args["master_port"]) == ("10.0.0.1", 29519)
@@ -73,15 +73,32 @@ def test_parses_what_the_role_renders_for_sglang(world_size):
 
 def test_argv_errors_are_one_line():
     with pytest.raises(server.ArgvError, match="--master-addr"):
-        server.parse_engine_argv(["m", "--nnodes", "2"])
+        server.parse_engine_argv(["m", "--nnodes", "2"], "vllm")
     with pytest.raises(server.ArgvError, match="dist-init-addr"):
-        server.parse_engine_argv(["python3", "-m", "sglang.launch_server", "--model-path", "m"])
+        server.parse_engine_argv(["python3", "-m", "sglang.launch_server", "--model-path", "m"], "sglang")
     with pytest.raises(server.ArgvError, match="outside"):
-        server.parse_engine_argv(["m", "--master-addr", "a", "--master-port", "1", "--nnodes", "2", "--node-rank", "2"])
+        server.parse_engine_argv(["m", "--master-addr", "a", "--master-port", "1", "--nnodes", "2", "--node-rank", "2"],
+                                 "vllm")
+    with pytest.raises(server.ArgvError, match="SPARK_ENGINE must name one of vllm, sglang, got ''"):
+        server.parse_engine_argv(["m", "--master-addr", "a", "--master-port", "1"], "")
+
+
+def test_the_engine_is_the_one_named_not_guessed_from_argv():
+    # A command line without launcher words (the image's ENTRYPOINT starts the
+    # engine) reads as whichever engine SPARK_ENGINE names: an SGLang one
+    # parsed as vLLM lacks vLLM's rendezvous flags.
+    argv = render_engine_argv("sglang", {}, place(2, 1, entrypoint_is_engine=True))
+    assert server.parse_engine_argv(argv, "sglang")["master_addr"] == "10.0.0.1"
+    with pytest.raises(server.ArgvError, match="vllm needs --master-addr"):
+        server.parse_engine_argv(argv, "vllm")
+    # Without --port, each engine's own default API port.
+    assert server.parse_engine_argv(["m", "--master-addr", "a", "--master-port", "1"], "vllm")["port"] == 8000
+    assert server.parse_engine_argv(["--model-path", "m", "--dist-init-addr", "a:1"], "sglang")["port"] == 30000
 
 
 def test_equals_form_and_unknown_flags():
-    args = server.parse_engine_argv(["m", "--master-addr=10.0.0.1", "--master-port=1", "--unknown", "x", "--port=9"])
+    args = server.parse_engine_argv(["m", "--master-addr=10.0.0.1", "--master-port=1", "--unknown", "x", "--port=9"],
+                                    "vllm")
     assert (args["master_addr"], args["master_port"], args["port"]) == ("10.0.0.1", 1, 9)
 
 
@@ -128,7 +145,7 @@ def start(tmp_path):
     processes = []
 
     def launch(name, argv, env_extra):
-        env = {**os.environ, "SPARK_STANDIN_STATE_FILE": str(tmp_path / f"{name}.json"),
+        env = {**os.environ, "SPARK_STANDIN_STATE_FILE": str(tmp_path / f"{name}.json"), "SPARK_ENGINE": "vllm",
                "NCCL_SOCKET_IFNAME": "lo", **env_extra}
         process = subprocess.Popen([sys.executable, str(SERVER), *argv], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -203,6 +220,13 @@ def test_sigterm_stops_the_server_promptly(start):
     assert process.wait(timeout=5) == 0
 
 
+def test_without_an_engine_named_the_server_refuses_to_start(start):
+    process = start("unnamed", ["m", "--master-addr", "127.0.0.1", "--master-port", "1"], {"SPARK_ENGINE": ""})
+    assert process.wait(timeout=10) == 2
+    (line,) = process.stderr.read().splitlines()
+    assert "SPARK_ENGINE must name one of vllm, sglang, got ''" in line
+
+
 # --- the image --------------------------------------------------------------
 
 def test_tag_is_a_content_hash_and_derived_only_in_the_lab():
@@ -219,8 +243,8 @@ def standin_copy(tmp_path, monkeypatch):
     source, builder = tmp_path / "standin", tmp_path / "build_standin.py"
     shutil.copytree(STANDIN_SOURCE, source)
     shutil.copy(BUILDER, builder)
-    monkeypatch.setattr(standin, "STANDIN_SOURCE", source)
-    monkeypatch.setattr(standin, "BUILDER", builder)
+    monkeypatch.setattr(engine_image, "STANDIN_SOURCE", source)
+    monkeypatch.setattr(engine_image, "STANDIN_BUILDER_SOURCE", builder)
     return source, builder
 
 

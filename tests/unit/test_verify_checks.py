@@ -17,21 +17,21 @@ import yaml
 from _pytest.outcomes import Failed, Skipped
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from testinfra.backend.base import BaseBackend
+from testinfra.host import Host
 
-from roles.caches.mounts import cache_mounts, engine_cache_dirs, hf_home
 from roles.gpu.defaults import DEFAULTS as GPU_DEFAULTS
 from roles.network.netplan import render_netplan
 from roles.network.settings import network_settings
-from roles.rdma import DOCKER_MEMLOCK_DROPIN, FILES as RDMA_FILES, MEMLOCK_FILES, roce_env_command
+from roles.rdma import DOCKER_MEMLOCK_DROPIN, FILES as RDMA_FILES, MEMLOCK_FILES
 from roles.rdma.facts import DETECTOR_SOURCE
-from roles.serving import defaults as serving_paths
-from roles.serving.argv import ClusterPlace, render_engine_argv
-from roles.serving.environment import serving_environment
-from roles.serving.standin import effective_image
-from roles.serving.unit import Container, render_env_file, render_unit, unit_context, unquote_exec_start
-from roles.ssh.defaults import KEY_NAME, SYSTEM_KNOWN_HOSTS
+from roles.serving import defaults as serving_defaults
+from roles.serving.desired import desired_serving, serving_settings
+from roles.serving.unit import unquote_exec_start
 from roles.ssh.render import known_hosts_text
-from spark_cluster.settings import role_settings
+from spark_cluster.caches import engine_cache_dirs, hf_home
+from spark_cluster.cluster_ssh import KEY_NAME, SYSTEM_KNOWN_HOSTS
+from spark_cluster.engine_image import image_of
 
 REPO = Path(__file__).resolve().parents[2]
 VERIFY = REPO / "tests" / "verify"
@@ -76,6 +76,10 @@ class FakeFile:
 
 
 MISSING = FakeFile(exists=False)
+# A Spark (DGX OS, systemd) as testinfra sees it when it picks its Linux
+# modules: `uname`, and /run/systemd/system/ for its systemd Service.
+PLATFORM = {"uname -s": "Linux\n", "uname -m": "aarch64\n"}
+SYSTEMD_RUNTIME_DIR = "/run/systemd/system/"
 
 
 def keypair(comment: str) -> tuple[str, str]:
@@ -109,8 +113,11 @@ class NodeState:
     smi_memory_total: str = "[N/A]"  # GB10: unified memory has no dedicated total
     docker_show: dict = field(default_factory=dict)
     unit_name: str = ""
-    unit_enabled: str = "enabled"
+    unit_exec_start: list = field(default_factory=list)  # the unit's docker run argv
+    unit_load: str = "loaded"  # systemd's LoadState: not-found when the unit file is gone
+    unit_enabled: str = "enabled"  # UnitFileState, the word `systemctl is-enabled` prints
     unit_active: str = "active"
+    systemd_bus: bool = True  # False: systemctl cannot reach systemd ("Failed to connect to bus")
     container_name: str = ""
     container_running: bool = True
     container_env: dict = field(default_factory=dict)
@@ -141,7 +148,7 @@ class NodeState:
             if not file.exists:
                 return fail(f"{argv[0]}: {argv[-1]}: No such file or directory")
             if argv[0] == "test":
-                return ok()
+                return ok() if argv[1] != "-d" or file.is_directory else fail()
             if not self.readable(file, root):
                 return fail(f"{argv[0]}: {argv[-1]}: Permission denied")
             if argv[0] == "head":
@@ -150,6 +157,13 @@ class NodeState:
                 # The RoCE v2 IPv4 GID follows the bond's address: flushed, it is gone.
                 return ok((ipv4_gid(self.bond_addresses[0][0]) if self.bond_addresses else EMPTY_GID) + "\n")
             return ok(file.content_string)
+        if argv[:2] == ["stat", "-Lc"]:  # testinfra's File: owner (%U) and octal mode (%a)
+            file = self.files.get(argv[3], MISSING)
+            if not file.exists:
+                return fail(f"stat: cannot statx '{argv[3]}': No such file or directory")
+            return ok({"%U": file.user, "%a": f"{file.mode:o}"}[argv[2]] + "\n")
+        if command in PLATFORM:  # what testinfra asks to pick its Linux modules
+            return ok(PLATFORM[command])
         if command == f"ip -j addr show dev {self.bond}":
             return ok(json.dumps([{"ifname": self.bond, "flags": self.bond_flags,
                                    "operstate": "UP" if "LOWER_UP" in self.bond_flags else "DOWN",
@@ -169,17 +183,29 @@ class NodeState:
             return ok(f"{self.cuda_total_bytes}\n")
         if argv[:2] == ["getent", "passwd"] and argv[2] == self.admin:
             return ok(f"{self.admin}:x:1000:1000::{self.home}:/bin/bash\n")
-        if command.startswith("systemctl show docker"):
-            return ok("".join(f"{k}={v}\n" for k, v in self.docker_show.items()))
-        if command == f"systemctl is-enabled {self.unit_name}":
-            return ok("enabled\n") if self.unit_enabled == "enabled" else fail(self.unit_enabled)
-        if command == f"systemctl is-active {self.unit_name}":
-            return ok("active\n") if self.unit_active == "active" else Result(command, 3, self.unit_active + "\n", "")
+        if argv[:2] == ["systemctl", "show"] and len(argv) == 3:  # testinfra's systemd_properties
+            if not self.systemd_bus:
+                return fail("Failed to connect to bus: No such file or directory")
+            return ok("".join(f"{k}={v}\n" for k, v in self.systemd_show(argv[2]).items()))
         if argv[:3] == ["ssh-keygen", "-y", "-f"]:
             return self.derive_public_key(argv[3], root, ok, fail)
         if argv[0] == "docker":
             return self.docker(command, argv, ok, fail)
         return fail(f"not simulated: {command}", rc=127)
+
+    def systemd_show(self, unit: str) -> dict[str, str]:
+        """What `systemctl show UNIT` prints for the units the checks read;
+        systemd leaves out empty values."""
+        if unit == "docker.service":
+            shown = {"Id": unit, "LoadState": "loaded", "ActiveState": "active", **self.docker_show}
+        elif unit == self.unit_name:
+            argv = " ".join(self.unit_exec_start)
+            shown = {"Id": unit, "LoadState": self.unit_load, "UnitFileState": self.unit_enabled,
+                     "ActiveState": self.unit_active,
+                     "ExecStart": f"{{ path={self.unit_exec_start[0]} ; argv[]={argv} ; ignore_errors=no }}"}
+        else:
+            shown = {"Id": unit, "LoadState": "not-found", "ActiveState": "inactive"}
+        return {key: value for key, value in shown.items() if value != ""}
 
     def derive_public_key(self, path, root, ok, fail):
         """ssh-keygen -y: the public half computed from the private key file."""
@@ -244,33 +270,10 @@ def docker_env_file(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
-def rendered_unit(spec, home: str, nvidia_runtime: bool) -> str:
-    """spark-serving.service as roles/serving renders it for this node."""
-    s = role_settings(spec.data, serving_paths.DEFAULTS)
-    profile = s.serving_profiles[s.serving_profile]
-    place = ClusterPlace(
-        world_size=spec.data["world_size"], rank=spec.data["node_rank"], head_qsfp_ip=spec.data["head_qsfp_ip"],
-        master_port=int(s.master_port), api_port=int(s.api_port), model=s.serving_model,
-        served_model_name=s.serving_served_model_name or s.serving_model,
-        entrypoint_is_engine=bool(s.serving_image_entrypoint_is_engine),
-    )
-    container = Container(image=effective_image(s.serving_image, s.serving_standin),
-                          engine_argv=render_engine_argv(s.serving_engine, profile[s.serving_engine], place),
-                          mounts=cache_mounts(home), nvidia_runtime=nvidia_runtime)
-    return render_unit(unit_context(
-        container=container, engine=s.serving_engine, rank=place.rank, world_size=place.world_size,
-        head_qsfp_ip=place.head_qsfp_ip, master_port=place.master_port,
-        roce_detect_command=roce_env_command(spec.data),
-        start_timeout_s=s.serving_start_timeout_s, stop_timeout_s=s.serving_stop_timeout_s,
-    ))
-
-
-def rendered_env_file(spec, home: str) -> str:
-    s = role_settings(spec.data, serving_paths.DEFAULTS)
-    return render_env_file(serving_environment(
-        bond_name=s.bond_name, qsfp_ip=spec.qsfp_ip, head_qsfp_ip=spec.data["head_qsfp_ip"], home=home,
-        profile_env=s.serving_profiles[s.serving_profile].get("env", {}),
-    ))
+def rendered_serving(spec, home: str, nvidia_runtime: bool):
+    """spark-serving.service and serving.env as roles/serving renders them for this node."""
+    return desired_serving(serving_settings(spec.data), spec.data, image=image_of(spec.data), home=home,
+                           docker_runtimes=["nvidia"] if nvidia_runtime else [])
 
 
 def converged(spec, host_keys: dict[str, str], gpu: bool) -> NodeState:
@@ -278,6 +281,7 @@ def converged(spec, host_keys: dict[str, str], gpu: bool) -> NodeState:
     state = NodeState(spec.name, admin, f"/home/{admin}", gpu_driver=gpu,
                       cuda_total_bytes=GB10_CUDA_BYTES if gpu else None)
     files = state.files
+    files[SYSTEMD_RUNTIME_DIR] = FakeFile(mode=0o755, is_directory=True)
 
     # roles/network: the bond as its netplan file describes it.
     plan = yaml.safe_load(render_netplan(network_settings(spec.data)))["network"]
@@ -297,15 +301,16 @@ def converged(spec, host_keys: dict[str, str], gpu: bool) -> NodeState:
     files[DOCKER_MEMLOCK_DROPIN] = FakeFile((RDMA_FILES / "90-spark-cluster-memlock-docker.conf").read_text())
     state.docker_show = {"LimitMEMLOCK": "infinity", "DropInPaths": DOCKER_MEMLOCK_DROPIN, "MainPID": DOCKERD_PID}
     files[f"/proc/{DOCKERD_PID}/limits"] = FakeFile(UNLIMITED_PROC_LIMITS, 0o444)
-    files[serving_paths.ROCE_ENV_FILE] = FakeFile(roce_detect.env_lines({"hcas": [HCA], "gid_index": GID_INDEX}), 0o600)
+    files[serving_defaults.ROCE_ENV_FILE] = FakeFile(roce_detect.env_lines({"hcas": [HCA], "gid_index": GID_INDEX}), 0o600)
     files[f"{IB_PORT}/state"] = FakeFile("4: ACTIVE\n")
     files[f"{IB_PORT}/gid_attrs/types/{GID_INDEX}"] = FakeFile("RoCE v2\n")
     files[f"{IB_PORT}/gids/{GID_INDEX}"] = FakeFile()  # content follows the bond: see answer()
 
     # roles/serving: the env file, and a container started from the unit's docker run.
-    files[serving_paths.ENV_FILE] = FakeFile(rendered_env_file(spec, state.home), 0o600)
-    state.unit_name = Path(serving_paths.UNIT_FILE).name
-    argv = exec_start_argv(rendered_unit(spec, state.home, nvidia_runtime=gpu))
+    serving = rendered_serving(spec, state.home, nvidia_runtime=gpu)
+    files[serving_defaults.ENV_FILE] = FakeFile(serving.env_text, 0o600)
+    state.unit_name = Path(serving_defaults.UNIT_FILE).name
+    argv = state.unit_exec_start = exec_start_argv(serving.unit_text)
     (state.container_name,) = option_values(argv, "--name")
     for path in option_values(argv, "--env-file"):
         state.container_env.update(docker_env_file(files[path].content_string))
@@ -339,6 +344,7 @@ class FakeNode(Node):
     def __init__(self, spec, state):
         super().__init__(spec, REPO)
         self.state = state
+        self.simulated_host = Host(SimulatedBackend(self))
 
     def client(self):
         raise AssertionError("a simulated node never connects")
@@ -349,8 +355,26 @@ class FakeNode(Node):
     def run_root(self, command, timeout=60):
         return self.state.answer(command, root=True)
 
-    def file(self, path):
-        return self.state.files.get(path, MISSING)
+    def testinfra_host(self):
+        # testinfra's own modules (File, Service), over the simulated commands.
+        return self.simulated_host
+
+
+class SimulatedBackend(BaseBackend):
+    """testinfra's commands, answered by the node's NodeState as the admin user."""
+
+    NAME = "simulated"
+
+    def __init__(self, node: FakeNode):
+        super().__init__(node.name)
+        self.node = node
+        self.commands = []
+
+    def run(self, command, *args, **kwargs):
+        command = self.get_command(command, *args)
+        self.commands.append(command)
+        result = self.node.state.answer(command, root=False)
+        return self.result(result.rc, self.encode(command), result.stdout, result.stderr)
 
 
 class FakeCluster:
@@ -520,7 +544,7 @@ BREAKAGES = [
      f"{DRM_OVERRIDE}: expected absent, found present ('options nvidia-drm"),
     ("drm_override_readable_by_root_only", put(DRM_OVERRIDE, DRM_LINE, ROOT_ONLY), {"drm_override"},
      f"{DRM_OVERRIDE}: expected absent, found present ('options nvidia-drm"),
-    ("env_file_world_readable", lambda n: setattr(n.state.files[serving_paths.ENV_FILE], "mode", 0o644), {"env_file"},
+    ("env_file_world_readable", lambda n: setattr(n.state.files[serving_defaults.ENV_FILE], "mode", 0o644), {"env_file"},
      "expected mode 0600 owner root, found mode 0644 owner root"),
     ("docker_dropin_removed", dropin_removed_as_the_lab_does, {"memlock"},
      "docker.service drop-in: expected [Service] LimitMEMLOCK=infinity, found no drop-ins"),
@@ -602,6 +626,46 @@ def test_a_missing_driver_skips_only_where_the_inventory_expects_no_gpu(spark):
         run_check("gpu_memory", spark)
 
 
+def test_a_unit_enabled_only_until_the_next_boot_fails_serving_unit(spark):
+    # `systemctl enable --runtime`: is-enabled exits 0 (testinfra's is_enabled
+    # says True), yet the unit is gone after a power cut.
+    worker(spark).unit_enabled = "enabled-runtime"
+    found = failures(spark)
+    assert set(found) == {"serving_unit"}, found
+    assert "expected enabled (comes back after a power cut), found enabled-runtime" in found["serving_unit"]
+
+
+def test_a_removed_unit_file_is_reported_as_not_found(spark):
+    state = worker(spark)
+    state.unit_load, state.unit_enabled, state.unit_active = "not-found", "", "inactive"
+    found = failures(spark)
+    assert set(found) == {"serving_unit"}, found
+    assert "expected enabled (comes back after a power cut), found not-found" in found["serving_unit"]
+    assert "expected active, found inactive" in found["serving_unit"]
+
+
+def test_unit_properties_are_systemctl_show_read_by_testinfra_as_the_admin(spark):
+    node = spark.node("spark-2")
+    properties = node.unit_properties(expect.SERVING_UNIT)
+    assert (properties["LoadState"], properties["UnitFileState"], properties["ActiveState"]) == (
+        "loaded", "enabled", "active")
+    # Split at the first "=" only: the docker run's own KEY=VALUE words stay in the value.
+    assert "--ulimit memlock=-1:-1" in properties["ExecStart"]
+    assert properties["ExecStart"].startswith("{ path=")
+    commands = node.simulated_host.backend.commands
+    assert f"systemctl show {expect.SERVING_UNIT}" in commands
+    assert not [command for command in commands if "sudo" in command]
+
+
+def test_a_systemctl_that_cannot_answer_reads_as_unknown_not_a_traceback(spark):
+    worker(spark).systemd_bus = False
+    assert spark.node("spark-2").unit_properties(expect.SERVING_UNIT) == {}
+    found = failures(spark)
+    assert set(found) == {"serving_unit", "memlock"}, found
+    assert "expected enabled (comes back after a power cut), found unknown" in found["serving_unit"]
+    assert "docker.service LimitMEMLOCK: expected infinity, found unknown" in found["memlock"]
+
+
 def test_stopped_serving_fails_the_unit_and_the_container_checks(spark):
     state = worker(spark)
     state.unit_active, state.container_running = "inactive", False
@@ -651,7 +715,7 @@ def test_a_reinstalled_peer_makes_known_hosts_stale(spark):
 
 
 def test_interface_variables_pinned_in_the_env_file(spark):
-    env_file = worker(spark).files[serving_paths.ENV_FILE]
+    env_file = worker(spark).files[serving_defaults.ENV_FILE]
     assert "GLOO_SOCKET_IFNAME=bond0\n" in env_file.content_string
     env_file.content_string = env_file.content_string.replace("GLOO_SOCKET_IFNAME=bond0", "GLOO_SOCKET_IFNAME=lo")
     found = failures(spark)

@@ -26,7 +26,7 @@ from _pytest.outcomes import Failed
 
 REPO = Path(__file__).resolve().parents[2]
 VERIFY = REPO / "tests" / "verify"
-STANDIN = REPO / "roles" / "serving" / "files" / "standin" / "server.py"
+STANDIN = REPO / "roles" / "standin" / "files" / "standin" / "server.py"
 sys.path.insert(0, str(VERIFY))
 
 from sparkverify.expect import ROCE_ENV  # noqa: E402
@@ -380,7 +380,8 @@ def standin(tmp_path):
             "--master-port", str(free_port())]
     process = subprocess.Popen([sys.executable, str(STANDIN), *argv], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL,
-                               env={"SPARK_STANDIN_STATE_FILE": str(tmp_path / "state.json"), "PATH": "/usr/bin:/bin"})
+                               env={"SPARK_STANDIN_STATE_FILE": str(tmp_path / "state.json"), "PATH": "/usr/bin:/bin",
+                                    "SPARK_ENGINE": "vllm"})  # serving.env names the engine
     try:
         wait_healthy(port)
         yield port

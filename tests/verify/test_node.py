@@ -35,7 +35,6 @@ from sparkverify.parse import (
     parse_mountinfo,
     parse_pubkey,
     parse_rlimit,
-    parse_systemctl_show,
     parse_unit_file,
     proc_limit,
     revoked_keys,
@@ -157,7 +156,7 @@ def test_roce_gid(node):
         gid_type = node.run(f"cat {base}/gid_attrs/types/{gid_index}")
         if gid_type.stdout.strip() != "RoCE v2":
             problems.add(f"{hca} GID {gid_index} type", "RoCE v2", gid_type.stdout.strip() or "empty entry",
-                         "the detected index is wrong (index 0 stalls NCCL on RoCEv2, seed 002): pin "
+                         "the detected index is wrong (index 0 stalls NCCL on RoCE v2): pin "
                          "nccl_ib_gid_index in group_data or restart spark-serving to re-detect")
         gid = node.run(f"cat {base}/gids/{gid_index}").stdout.strip()
         if gid != want_gid:
@@ -190,7 +189,7 @@ def test_memlock(node):
     elif not limits_conf_memlock_unlimited(limits_file.content_string, node.spec.admin):
         problems.add(LIMITS_FILE, f"soft and hard memlock unlimited for * or {node.spec.admin}",
                      limits_file.content_string, f"{REDEPLOY} (roles/rdma)")
-    shown = parse_systemctl_show(node.run("systemctl show docker -p LimitMEMLOCK -p DropInPaths -p MainPID").stdout)
+    shown = node.unit_properties("docker.service")
     if shown.get("LimitMEMLOCK") != "infinity":
         problems.add("docker.service LimitMEMLOCK", "infinity", shown.get("LimitMEMLOCK", "unknown"),
                      f"{REDEPLOY} (docker.service drop-in), then `systemctl daemon-reload && systemctl restart docker`")
@@ -308,7 +307,7 @@ def test_caches(node):
             if mount is None or mount.destination.rstrip("/") != container_path:
                 problems.add(f"{name} cache mount", f"{host_path} -> {container_path}",
                              f"-> {mount.destination}" if mount else "not mounted",
-                             "without it every restart recompiles for minutes (seed 001): re-deploy roles/serving")
+                             "without it every restart recompiles for minutes: re-deploy roles/serving")
             elif not mount.rw:
                 problems.add(f"{name} cache mount", "read-write", "read-only", "re-deploy roles/serving")
             elif container_path not in mounted:
@@ -332,7 +331,7 @@ def test_hf_cache(node, cluster):
             problems.add("HF cache mount", f"{hf} -> {hf} (same path)",
                          f"-> {mount.destination}" if mount else "not mounted",
                          "snapshots are absolute symlinks: mounted elsewhere they dangle and the engine says "
-                         "'invalid repository ID' (seed 003); re-deploy roles/serving")
+                         "'invalid repository ID'; re-deploy roles/serving")
         elif hf not in mounted:
             problems.add("HF cache mount", f"{hf} in the running container", "not in its mount table",
                          f"`sudo systemctl restart {SERVING_UNIT}`")
@@ -357,7 +356,7 @@ def test_env_file(node):
     for key in INTERFACE_VARIABLES:
         if env.get(key) != bond:
             problems.add(key, bond, env.get(key, "unset"),
-                         "pin every interface variable to the QSFP bond (seeds 000, 002); re-deploy roles/serving")
+                         "pin every interface variable to the QSFP bond (else Gloo/NCCL pick loopback or the management NIC); re-deploy roles/serving")
     if env.get("VLLM_HOST_IP") != node.spec.qsfp_ip:
         problems.add("VLLM_HOST_IP", node.spec.qsfp_ip, env.get("VLLM_HOST_IP", "unset"),
                      "this node's QSFP address, never the management one; re-deploy roles/serving")
@@ -391,11 +390,16 @@ def test_container_env(node):
 
 def test_serving_unit(node):
     problems = Problems(node.name)
-    enabled = node.run(f"systemctl is-enabled {SERVING_UNIT}").stdout.strip()
+    unit = node.unit_properties(SERVING_UNIT)
+    # The word, not testinfra's is_enabled: that is true for every state
+    # `systemctl is-enabled` exits 0 on, enabled-runtime (gone at the next
+    # boot) and static among them. A unit not installed has no UnitFileState
+    # and LoadState not-found.
+    enabled = unit.get("UnitFileState") or unit.get("LoadState", "")
     if enabled != "enabled":
         problems.add(SERVING_UNIT, "enabled (comes back after a power cut)", enabled or "unknown",
                      f"`sudo systemctl enable {SERVING_UNIT}` or {REDEPLOY}")
-    active = node.run(f"systemctl is-active {SERVING_UNIT}").stdout.strip()
+    active = unit.get("ActiveState", "")
     if active != "active":
         problems.add(SERVING_UNIT, "active", active or "unknown",
                      f"`sudo systemctl start {SERVING_UNIT}`; see `journalctl -u {SERVING_UNIT}`")

@@ -46,7 +46,7 @@ wait_for "$bond has no address $address after ${timeout}s" has_address
 payload=$(( mtu - 28 ))  # IPv4 + ICMP headers
 for peer in "$@"; do
     wait_for "peer $peer does not answer ping over $bond after ${timeout}s" ping -c1 -W1 -I "$bond" "$peer"
-    if ! ping -c1 -W2 -M do -s "$payload" -I "$bond" "$peer" >/dev/null 2>&1; then
+    if ! ping -c1 -W2 -M "do" -s "$payload" -I "$bond" "$peer" >/dev/null 2>&1; then
         echo "MTU $mtu does not pass to peer $peer over $bond (peer or switch MTU?)" >&2
         exit 1
     fi

@@ -1,5 +1,5 @@
 """What a converged node looks like, written down independently of the roles
-(docs/design.md and the field reports), so a role's mistake is not copied
+(docs/design.md and what owners of these machines reported), so a role's mistake is not copied
 into its own check."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 CLUSTER_KEY = ".ssh/id_ed25519_spark_cluster"
 
 # Host cache name -> where the engine (root in the container) looks for it
-# (seeds 001-003: without them every restart recompiles for minutes).
+# (without them every engine restart recompiles for minutes and can wedge).
 ENGINE_CACHES = {
     "vllm": "/root/.cache/vllm",
     "triton": "/root/.triton/cache",
@@ -29,7 +29,7 @@ ENGINE_CACHES = {
 }
 
 # Every tool that guesses an interface must be pinned to the QSFP side
-# (seeds 000, 002: Gloo on loopback, Gloo on a non-existent NIC).
+# (else Gloo picks loopback, or the NIC of the default route, which may not exist in the container).
 INTERFACE_VARIABLES = (
     "NCCL_SOCKET_IFNAME",
     "GLOO_SOCKET_IFNAME",

@@ -124,7 +124,8 @@ class Node:
 
     @functools.cached_property
     def host(self) -> testinfra.host.Host:
-        """The testinfra host (file/user/service modules); connects on first command."""
+        """The testinfra host (file/service modules); connects on first command
+        (use testinfra_host(), which reports an unreachable node)."""
         backend = InventoryParamikoBackend(
             self.endpoint,
             key_filename=self._path(self.spec.get("ssh_key")),
@@ -153,10 +154,27 @@ class Node:
             raise NodeUnreachable(self._unreachable) from None
         return client
 
-    def file(self, path: str):
-        """testinfra's File for `path`, read as the admin user."""
+    def testinfra_host(self) -> testinfra.host.Host:
+        """The testinfra host, connected: NodeUnreachable here rather than a
+        paramiko error inside a module. Its modules run as the admin user."""
         self.client()
-        return self.host.file(path)
+        return self.host
+
+    def file(self, path: str):
+        """testinfra's File for `path`, read as the admin user (`stat`, `cat`):
+        for world-readable files; a root-only one goes through read_root_file."""
+        return self.testinfra_host().file(path)
+
+    def unit_properties(self, unit: str) -> dict[str, str]:
+        """systemd's properties of `unit` (testinfra's Service.systemd_properties:
+        `systemctl show`, as the admin user), e.g. UnitFileState, ActiveState,
+        MainPID; {} when systemctl cannot answer, so a check reports "unknown"."""
+        try:
+            return dict(self.testinfra_host().service(unit).systemd_properties)
+        # AssertionError: systemctl show failed (testinfra's check_output);
+        # NotImplementedError: testinfra found no systemd on the node.
+        except (AssertionError, NotImplementedError):
+            return {}
 
     # --- commands -----------------------------------------------------------
     def _open(self, command: str, stdin: bytes | None = None):

@@ -1,10 +1,12 @@
 """STAND-IN for the real inference engine (vLLM / SGLang). It runs no model.
 
 Why it exists: the lab VMs have no GPU and cannot pull images, yet the deploy
-must be proven end to end there. The serving role therefore builds this
-stand-in inside each lab node and runs it with exactly the argv, env files,
-devices, limits and mounts that the real engine would get. It then does the
-parts that can be checked without a GPU:
+must be proven end to end there. The standin role therefore builds this
+stand-in inside a lab node (distribute copies it to the others), and the
+serving role runs it with exactly the argv, env files, devices, limits and
+mounts that the real engine would get. It imitates the engine that
+SPARK_ENGINE (serving.env) names, and then does the parts that can be
+checked without a GPU:
 
 - rank 0 listens on the master address:port, like the engine's rendezvous,
   and waits for every other rank to say hello; workers connect, retrying
@@ -33,6 +35,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # report.py reads what the server last wrote here (override for tests).
 STATE_FILE = os.environ.get("SPARK_STANDIN_STATE_FILE", "/tmp/spark-standin-state.json")
+# The engine to imitate: the serving role names it in serving.env for every engine.
+ENGINE_VARIABLE = "SPARK_ENGINE"
+# The API port each engine serves on when its command line names none.
+DEFAULT_PORTS = {"vllm": 8000, "sglang": 30000}
 ENV_PREFIXES = (
     "NCCL_", "GLOO_", "TP_", "OMPI_", "VLLM_", "HF_", "TORCHINDUCTOR_", "TILELANG_",
     "TRITON_", "PYTORCH_", "TORCH_", "RAY_", "SGLANG_", "CUDA_",
@@ -56,16 +62,16 @@ class ArgvError(ValueError):
     pass
 
 
-def parse_engine_argv(argv: list[str]) -> dict:
-    """The parts of a vLLM or SGLang command line the stand-in acts on.
+def parse_engine_argv(argv: list[str], engine: str) -> dict:
+    """The parts of a vLLM or SGLang command line the stand-in acts on; `engine`
+    says which of the two it is (SPARK_ENGINE), never the words of argv.
 
     Accepts `vllm serve MODEL ...`, `MODEL ...` (image ENTRYPOINT is vllm serve)
     and `python3 -m sglang.launch_server ...`.
     """
+    if engine not in DEFAULT_PORTS:
+        raise ArgvError(f"stand-in: {ENGINE_VARIABLE} must name one of {', '.join(DEFAULT_PORTS)}, got {engine!r}")
     words = list(argv)
-    engine = "vllm"
-    if "sglang.launch_server" in words or any(w in ("--model-path", "--dist-init-addr") for w in words):
-        engine = "sglang"
     # Drop the launcher words in front of the arguments.
     while words and words[0] in ("vllm", "serve", "python3", "python", "-m", "sglang.launch_server"):
         words.pop(0)
@@ -123,7 +129,7 @@ def parse_engine_argv(argv: list[str]) -> dict:
         "master_addr": master_addr,
         "master_port": master_port,
         "host": flags.get("--host") if isinstance(flags.get("--host"), str) else "0.0.0.0",
-        "port": number("--port", 8000 if engine == "vllm" else 30000),
+        "port": number("--port", DEFAULT_PORTS[engine]),
         "headless": flags.get("--headless") is True,
         "flags": flags,
     }
@@ -424,7 +430,7 @@ def make_handler(cluster: Cluster):
 
 def main(argv: list[str]) -> int:
     try:
-        args = parse_engine_argv(argv)
+        args = parse_engine_argv(argv, os.environ.get(ENGINE_VARIABLE, ""))
     except (ArgvError, ValueError) as error:
         log(str(error))
         return 2

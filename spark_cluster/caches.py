@@ -1,8 +1,10 @@
 """Where the engine caches live on the host and where the engine expects them.
 
-The single source for the serving role's `-v` flags and cache variables, so a
-cache directory that the caches role creates is always the one that is mounted.
-Without these mounts every restart recompiles for minutes (seeds 001-003).
+The single source for the caches role's directories and the serving role's
+`-v` flags and cache variables, so a cache directory that the caches role
+creates is always the one that is mounted (distribute copies the model into
+the Hugging Face cache).
+Without these mounts every restart recompiles for minutes and can wedge.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def cache_mounts(home: str) -> list[tuple[str, str]]:
 
     The HF cache's snapshots are absolute symlinks into the host path, so it is
     mounted at the SAME path inside; anywhere else they dangle and the engine
-    reports an "invalid repository ID" (seed 003).
+    reports an "invalid repository ID".
     """
     host_dirs = engine_cache_dirs(home)
     mounts = [(host_dirs[name], container) for name, container in ENGINE_CACHES.items()]

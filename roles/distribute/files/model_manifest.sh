@@ -1,0 +1,22 @@
+#!/bin/sh
+# A cheap identity of a model directory tree, three lines: the sha256 of its
+# sorted listing (relative path, size, symlink target of each file and link),
+# how many files and links it holds, their total bytes. Nothing when DIR is
+# absent.
+#
+#   model_manifest.sh DIR
+#
+# The listing stays in a shell variable: a temporary file under /tmp,
+# written as root with a guessable name, is what a careful tool avoids.
+# The distribute role sends this file's text with `sh -c` (nothing is installed).
+
+if [ "$#" -ne 1 ]; then
+    echo "usage: model_manifest.sh DIR" >&2
+    exit 2
+fi
+[ -d "$1" ] || exit 0
+cd "$1" || exit 1
+list=$(find . -mindepth 1 \( -type f -o -type l \) -printf '%P\t%s\t%l\n' | LC_ALL=C sort)
+printf '%s\n' "$list" | sha256sum | cut -d' ' -f1
+printf '%s\n' "$list" | grep -c .
+printf '%s\n' "$list" | awk -F'\t' '{s+=$2} END {print s+0}'

@@ -1,0 +1,50 @@
+#!/bin/sh
+# What a node is made of, one key=value line each (a value may hold spaces):
+# kernel, NVIDIA driver (/proc banner and nvidia-smi), the engine image's id
+# and NCCL version, each QSFP port's carrier, free disk under USER's home.
+#
+#   node_inventory.sh USER IMAGE [INTERFACE...]
+#
+# IMAGE "" asks nothing of docker. What cannot be read is left out or empty,
+# never an error: roles/preflight/facts.py reads it as unknown.
+# SYSFS_ROOT and PROC_ROOT (default /sys and /proc) are where carriers and
+# the driver's banner are read: tests point them at temporary trees.
+# The preflight role sends this file's text with `sh -c` (nothing is installed).
+
+if [ "$#" -lt 2 ]; then
+    echo "usage: node_inventory.sh USER IMAGE [INTERFACE...]" >&2
+    exit 2
+fi
+user=$1
+image=$2
+shift 2
+sysfs=${SYSFS_ROOT:-/sys}
+proc=${PROC_ROOT:-/proc}
+
+echo "kernel=$(uname -r)"
+if [ -r "$proc/driver/nvidia/version" ]; then
+    echo "driver_proc=$(head -n1 "$proc/driver/nvidia/version")"
+fi
+if command -v nvidia-smi >/dev/null 2>&1; then
+    echo "driver_smi=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1)"
+fi
+# NGC-based engine images (vLLM, SGLang) declare their NCCL in the image's
+# environment. One docker call for both (each costs a docker CLI start): the
+# id, then one line per variable.
+if [ -n "$image" ] && command -v docker >/dev/null 2>&1; then
+    docker image inspect --format 'image_id={{.Id}}{{range .Config.Env}}{{println}}env.{{.}}{{end}}' "$image" 2>/dev/null \
+        | sed -n -e '/^image_id=/p' -e 's/^env\.NCCL_VERSION=/nccl=/p'
+fi
+for name in "$@"; do
+    d=$sysfs/class/net/$name
+    if [ ! -e "$d" ]; then
+        echo "carrier.$name=absent"
+        continue
+    fi
+    echo "carrier.$name=$(cat "$d/carrier" 2>/dev/null || echo unknown)"
+done
+home=$(getent passwd "$user" | cut -d: -f6)
+[ -d "$home" ] || home=/
+echo "disk_path=$home"
+echo "disk_avail_kib=$(df -Pk "$home" 2>/dev/null | awk 'NR==2 {print $4}')"
+exit 0

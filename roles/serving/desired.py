@@ -1,0 +1,88 @@
+"""What the serving role wants on a node, computed from settings and facts.
+
+Pure (no pyinfra): apply() reads the facts, calls desired_serving and writes
+what it returns, so a test of this module sees exactly what a node gets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Sequence
+
+from roles.rdma.settings import roce_env_command
+from spark_cluster.caches import cache_mounts
+from spark_cluster.settings import SettingError, require, role_settings
+
+from .argv import ClusterPlace, EngineArgvError, engine_named, render_engine_argv
+from .defaults import DEFAULTS
+from .environment import ServingEnvError, serving_environment
+from .unit import NVIDIA_RUNTIME, Container, render_env_file, render_unit, unit_context
+
+
+def serving_settings(host_data: Any) -> SimpleNamespace:
+    """The role's settings, with the chosen profile's engine_flags and profile_env."""
+    s = role_settings(host_data, DEFAULTS)
+    profiles = s.serving_profiles or {}
+    require(s.serving_profile in profiles, "serving_profile", f"{s.serving_profile!r} is not in serving_profiles")
+    profile = profiles[s.serving_profile]
+    require(s.serving_engine in profile, "serving_engine",
+            f"{s.serving_engine!r} has no flags in profile {s.serving_profile!r}")
+    s.engine_flags, s.profile_env = profile[s.serving_engine], profile.get("env", {})
+    return s
+
+
+@dataclass(frozen=True)
+class DesiredServing:
+    container: Container  # image, engine argv, mounts
+    unit_text: str  # /etc/systemd/system/spark-serving.service
+    env_text: str  # /etc/spark-cluster/serving.env
+
+
+def desired_serving(
+    s: SimpleNamespace, host_data: Any, *, image: str, home: str, docker_runtimes: Sequence[str],
+) -> DesiredServing:
+    """The unit, env file and container for this node. `s` is serving_settings(host_data);
+    home is the admin's; docker_runtimes are the node's registered docker runtimes."""
+    try:
+        engine = engine_named(s.serving_engine)
+        place = ClusterPlace(
+            world_size=host_data.get("world_size"),
+            rank=host_data.get("node_rank"),
+            head_qsfp_ip=host_data.get("head_qsfp_ip"),
+            master_port=int(s.master_port),
+            api_port=int(s.api_port),
+            model=s.serving_model,
+            served_model_name=s.serving_served_model_name or s.serving_model,
+            entrypoint_is_engine=engine.entrypoint_is_engine(image, s.serving_image_entrypoint_is_engine),
+        )
+        engine_argv = render_engine_argv(engine.name, s.engine_flags, place)
+        environment = serving_environment(
+            engine=engine,
+            bond_name=s.bond_name,
+            qsfp_ip=host_data.get("qsfp_ip"),
+            head_qsfp_ip=place.head_qsfp_ip,
+            home=home,
+            profile_env=s.profile_env,
+        )
+    except (EngineArgvError, ServingEnvError) as error:
+        raise SettingError(f"group_data: {error}") from None
+    container = Container(
+        image=image,
+        engine_argv=engine_argv,
+        mounts=cache_mounts(home),
+        # --gpus needs the NVIDIA runtime; the lab has none and would refuse it.
+        nvidia_runtime=NVIDIA_RUNTIME in docker_runtimes,
+    )
+    unit_text = render_unit(unit_context(
+        container=container,
+        engine=engine.name,
+        rank=place.rank,
+        world_size=place.world_size,
+        head_qsfp_ip=place.head_qsfp_ip,
+        master_port=place.master_port,
+        roce_detect_command=roce_env_command(host_data),
+        start_timeout_s=s.serving_start_timeout_s,
+        stop_timeout_s=s.serving_stop_timeout_s,
+    ))
+    return DesiredServing(container=container, unit_text=unit_text, env_text=render_env_file(environment))

@@ -1,0 +1,142 @@
+"""The engine image every role means, and where it comes from in this run.
+
+preflight compares it across nodes, standin builds it in the lab, distribute
+copies it from the source, serving runs it: all four ask here, so they name
+the same image and agree on which node receives it.
+
+In the lab (serving_standin) the image is the stand-in engine that roles/standin
+ships and builds: its tag hashes every file that goes into it, so a changed
+stand-in gets a new tag, a new unit, and a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from pathlib import Path
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import FactBase
+
+from .batch_fact import Want, want
+from .cluster_facts import member_connected, member_fact
+from .engines import DEFAULT_ENGINE, default_image
+from .settings import require, role_settings
+
+# The settings read here; the roles that read them too take their defaults from this.
+IMAGE_DEFAULTS = {
+    "serving_engine": DEFAULT_ENGINE,
+    # None: the engine's default image (spark_cluster.engines).
+    "serving_image": None,
+    # Set by the lab inventories: the stand-in engine instead of a real image.
+    "serving_standin": False,
+    # The node that already holds the model and the engine image; None = the head.
+    "distribute_source": None,
+    "distribute_image": True,
+}
+
+STANDIN_FILES = Path(__file__).resolve().parents[1] / "roles" / "standin" / "files"
+STANDIN_SOURCE = STANDIN_FILES / "standin"
+STANDIN_BUILDER_SOURCE = STANDIN_FILES / "build_standin.py"
+STANDIN_REPOSITORY = "spark-standin"
+# The image id of a lab stand-in that its source builds later in this run.
+BUILT_THIS_RUN = "built on the source in this run"
+
+
+def standin_sources() -> list[Path]:
+    return sorted(path for path in STANDIN_SOURCE.iterdir() if path.is_file() and path.suffix == ".py")
+
+
+def standin_tag() -> str:
+    digest = hashlib.sha256()
+    for path in [*standin_sources(), STANDIN_BUILDER_SOURCE]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"{STANDIN_REPOSITORY}:{digest.hexdigest()[:12]}"
+
+
+def effective_image(serving_image: str | None, serving_standin: bool) -> str | None:
+    """The image the unit runs: the stand-in's tag in the lab, else group_data's."""
+    return standin_tag() if serving_standin else serving_image
+
+
+def image_of(host_data: Any) -> str | None:
+    """effective_image from a host's settings: group_data's image, else the engine's default."""
+    s = role_settings(host_data, IMAGE_DEFAULTS)
+    return effective_image(s.serving_image or default_image(s.serving_engine), s.serving_standin)
+
+
+class DockerImageId(FactBase):
+    """The local image's id (sha256:...), or None when it is not on the node."""
+
+    def command(self, image: str) -> str:
+        return f"docker image inspect --format '{{{{.Id}}}}' {shlex.quote(image)} 2>/dev/null || true"
+
+    def process(self, output):
+        lines = [line.strip() for line in output if line.strip()]
+        return lines[0] if lines else None
+
+
+def image_id_of(image: str) -> Want:
+    """Whether (and which) image `image` is on a node: standin, distribute and serving read it."""
+    return want(DockerImageId, image=image)
+
+
+def needs_copy(source_value, own_value) -> bool:
+    """Copy only what the source has and this node lacks or holds differently
+    (an image id here; distribute decides model copies the same way)."""
+    return source_value is not None and own_value != source_value
+
+
+def distribution_source(host_data: Any) -> dict:
+    """The cluster member ({name, qsfp_ip, rank}) that images and the model are copied from."""
+    name = role_settings(host_data, IMAGE_DEFAULTS).distribute_source or host_data.get("head_name")
+    members = {member["name"]: member for member in host_data.get("cluster_members")}
+    require(name in members, "distribute_source", f"{name!r} is not a node of this inventory")
+    return members[name]
+
+
+def image_to_receive(host_data: Any) -> tuple[str, str] | None:
+    """(image, source image id) when this node must load the image from the source, else None.
+
+    In the lab a source without the stand-in builds it earlier in this run
+    (roles/standin): its id is then BUILT_THIS_RUN, and every other node
+    loads that very image instead of building one with a different id.
+    """
+    s = role_settings(host_data, IMAGE_DEFAULTS)
+    if not s.distribute_image:
+        return None
+    image = image_of(host_data)
+    if not image:
+        return None
+    source = distribution_source(host_data)
+    if source["name"] == host.name:
+        return None
+    # One cluster-wide read per run: standin, distribute and serving all ask.
+    image_ids = member_fact(image_id_of(image))
+    source_id = image_ids.get(source["name"])
+    if source_id is None and s.serving_standin and member_connected(source["name"]):
+        source_id = BUILT_THIS_RUN
+    if not needs_copy(source_id, image_ids.get(host.name)):
+        return None
+    return image, source_id
+
+
+def image_identity(host_data: Any) -> str | None:
+    """What the serving unit records of the image it runs, or None when the
+    image will not be on this node in this run.
+
+    A real image is its name and id (the node's, or the source's when it
+    arrives in this run), so a different image loaded under the same tag
+    restarts the engine. The stand-in is built or received earlier in this
+    run (roles/standin, roles/distribute), and its tag hashes its content:
+    the tag is its identity.
+    """
+    image = image_of(host_data)
+    if role_settings(host_data, IMAGE_DEFAULTS).serving_standin:
+        return image
+    image_id = member_fact(image_id_of(image)).get(host.name)
+    if image_id is None:
+        arriving = image_to_receive(host_data)
+        image_id = arriving[1] if arriving else None
+    return None if image_id is None else f"{image} {image_id}"
