@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "lab"))
+from labsupport import facts_per_node  # noqa: E402  (one parser for the tests and the bench)
 HEALTH = (
     "python3 -c \"import urllib.request,sys;"
     "sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=5).status == 200 else 1)\""
@@ -60,14 +62,6 @@ def deploy(size: int, *flags: str, cwd: Path = REPO, env: dict | None = None) ->
     if not match:
         sys.exit(f"bench: no pyinfra results table:\n{output[-3000:]}")
     return elapsed, 0 if match.group(1) == "-" else int(match.group(1)), output
-
-
-def facts_per_node(output: str) -> dict[str, int]:
-    """{node: facts it answered}, from pyinfra -v ("[spark-1] Loaded fact ...")."""
-    counts: dict[str, int] = {}
-    for node in re.findall(r"\[([\w.-]+)\] Loaded fact", output):
-        counts[node] = counts.get(node, 0) + 1
-    return counts
 
 
 def vm_cpu_seconds() -> float:

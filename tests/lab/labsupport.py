@@ -48,6 +48,14 @@ def as_root(node, command, timeout=180, check=True):
     )
 
 
+def facts_per_node(output: str) -> dict[str, int]:
+    """{node: facts it answered}, from pyinfra -v ("[spark-1] Loaded fact ...")."""
+    counts: dict[str, int] = {}
+    for node in re.findall(r"\[([\w.-]+)\] Loaded fact", output):
+        counts[node] = counts.get(node, 0) + 1
+    return counts
+
+
 @dataclass
 class DeployResult:
     returncode: int
@@ -60,6 +68,10 @@ class DeployResult:
             raise AssertionError(f"no pyinfra results table in output:\n{self.output[-3000:]}")
         hosts, changed, errors, unchanged = (0 if v == "-" else int(v) for v in match.groups())
         return {"hosts": hosts, "changed": changed, "errors": errors, "unchanged": unchanged}
+
+    def facts_per_node(self) -> dict[str, int]:
+        """{node: facts it answered (SSH round trips)}, from pyinfra -v ("[spark-1] Loaded fact ...")."""
+        return facts_per_node(self.output)
 
     def host_lines(self, host: str) -> list[str]:
         return [line.strip() for line in self.output.splitlines() if f"[{host}]" in line]
