@@ -10,20 +10,33 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import sys
+from pathlib import Path
 from typing import Any, Iterable
 
 from pyinfra.api.exceptions import InventoryError
+from pyinfra_cli.exceptions import CliError
 
 # A node's own facts; everything else about it is derived or cluster-wide.
-REQUIRED_FIELDS = ("name", "ssh_hostname", "qsfp_address")
+# ssh_user is required: the ssh and distribute roles log in from node to node
+# as the admin user, so every node must name it (and name the same one).
+REQUIRED_FIELDS = ("name", "ssh_hostname", "ssh_user", "qsfp_address")
 OPTIONAL_FIELDS = (
     "ssh_port",
-    "ssh_user",
     "ssh_key",
     "ssh_known_hosts_file",
     "ssh_strict_host_key_checking",
     "sudo_password",
 )
+# Fields that must be strings, each with what to write there: the second half
+# of the message when the field is missing or of the wrong type.
+FIELD_HINTS = {
+    "name": "name the node like its host name, e.g. 'spark-1'",
+    "ssh_hostname": "set it to this Spark's management address or DNS name, e.g. '192.168.1.21'",
+    "ssh_user": "set it to the admin account created at first boot, the same on every node, e.g. 'nvidia'",
+    "qsfp_address": "set it to this Spark's QSFP address with its prefix length, e.g. '10.0.0.1/24'",
+}
+STRING_FIELDS = ("ssh_hostname", "ssh_user")  # name: checked first, it labels the node
 SUPPORTED_SIZES = (2, 4)
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # The shipped inventories use documentation addresses (RFC 5737) as
@@ -31,30 +44,67 @@ _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PLACEHOLDER_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
 # Set by tools that only read an inventory (unit tests, `--list`), never connect.
 ALLOW_PLACEHOLDERS_ENV = "SPARK_CLUSTER_READ_ONLY_INVENTORY"
+# Inventory files inside the checkout are named relative to it, as a user types them.
+_REPO = Path(__file__).resolve().parents[1]
 
 
-class ClusterInventoryError(InventoryError):
-    """A one-line complaint about the inventory, raised before any host is touched."""
+class ClusterInventoryError(InventoryError, CliError):
+    """A one-line complaint about the inventory, raised before any host is touched.
+
+    It is a CliError too: pyinfra's CLI prints a plain PyinfraError with the
+    innermost frame outside pyinfra as its place (this module, never the
+    user's file), and prints a CliError as the message alone, which names
+    the inventory file itself.
+    """
+
+
+class _Refusal(Exception):
+    """One problem with the nodes, before the file it is in is known."""
 
 
 def _fail(message: str) -> None:
-    raise ClusterInventoryError(f"inventory: {message}")
+    raise _Refusal(message)
 
 
-def _check_node_fields(index: int, node: dict[str, Any]) -> None:
-    label = node.get("name") or f"node #{index + 1}"
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _check_node_fields(index: int, node: Any) -> None:
+    place = f"node #{index + 1}"
+    if not isinstance(node, dict):
+        _fail(f"{place}: must be a dict of fields, got {node!r}: write it as {{'name': 'spark-{index + 1}', ...}}")
+    name = node.get("name")
+    if not _blank(name) and not isinstance(name, str):
+        _fail(f"{place}: field 'name' must be a string, got {name!r}: {FIELD_HINTS['name']}")
+    label = place if _blank(name) else name
     for field in REQUIRED_FIELDS:
-        if node.get(field) in (None, ""):
-            _fail(f"{label}: missing field '{field}'")
+        if _blank(node.get(field)):
+            _fail(f"{label}: missing field '{field}': {FIELD_HINTS[field]}")
     unknown = set(node) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS)
     if unknown:
-        _fail(f"{label}: unknown field '{sorted(unknown)[0]}'")
-    if not _NAME.match(node["name"]):
-        _fail(f"{label}: field 'name' must be a lowercase host name, got {node['name']!r}")
+        _fail(f"{label}: unknown field '{sorted(unknown, key=str)[0]}'")
+    for field in STRING_FIELDS:
+        if not isinstance(node[field], str):
+            _fail(f"{label}: field '{field}' must be a string, got {node[field]!r}: {FIELD_HINTS[field]}")
+    if not _NAME.match(name):
+        _fail(f"{label}: field 'name' must be a lowercase host name, got {name!r}")
+    if "ssh_port" in node:
+        _check_port(label, node["ssh_port"])
     if _is_placeholder(node["ssh_hostname"]) and not os.environ.get(ALLOW_PLACEHOLDERS_ENV):
         _fail(
             f"{label}: field 'ssh_hostname' is still the placeholder {node['ssh_hostname']}: "
             "set it to this Spark's management address"
+        )
+
+
+def _check_port(label: str, port: Any) -> None:
+    # bool is an int to Python and a float or "2222" is not a port to paramiko;
+    # a port above 65535 wraps (70000 reaches 4464), so refuse it here.
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        _fail(
+            f"{label}: field 'ssh_port' must be an integer from 1 to 65535, got {port!r}: "
+            "write the port this Spark's sshd listens on as a plain number, or leave ssh_port out for 22"
         )
 
 
@@ -90,11 +140,22 @@ def _check_unique(nodes: list[dict[str, Any]], field: str, key=lambda value: val
         seen[value] = node["name"]
 
 
+def _endpoint(node: dict[str, Any]) -> tuple[str, int]:
+    """Where SSH reaches a node, written one way: an address in its canonical
+    form, a DNS name in lower case without the root dot, 22 when no port is given."""
+    hostname = node["ssh_hostname"]
+    try:
+        hostname = str(ipaddress.ip_address(hostname))
+    except ValueError:
+        hostname = hostname.lower().rstrip(".")
+    return hostname, node.get("ssh_port", 22)
+
+
 def _check_endpoints_unique(nodes: list[dict[str, Any]]) -> None:
     # Lab nodes share 127.0.0.1 and differ by port; real nodes differ by address.
     seen: dict[tuple, str] = {}
     for node in nodes:
-        endpoint = (node["ssh_hostname"], node.get("ssh_port", 22))
+        endpoint = _endpoint(node)
         if endpoint in seen:
             _fail(
                 f"{node['name']}: field 'ssh_hostname' duplicates {seen[endpoint]} "
@@ -103,12 +164,41 @@ def _check_endpoints_unique(nodes: list[dict[str, Any]]) -> None:
         seen[endpoint] = node["name"]
 
 
-def validate_nodes(nodes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    nodes = [dict(node) for node in nodes]
+def _check_one_admin(nodes: list[dict[str, Any]]) -> None:
+    if len({node["ssh_user"] for node in nodes}) > 1:
+        users = ", ".join(f"{node['name']}: {node['ssh_user']!r}" for node in nodes)
+        _fail(
+            f"field 'ssh_user' differs between nodes ({users}): the ssh and distribute roles log in "
+            "from one Spark to another as one admin user: use the same admin account on every node"
+        )
+
+
+def _check_management_outside_qsfp(nodes: list[dict[str, Any]], qsfp_subnet: ipaddress.IPv4Network) -> None:
+    # bond0 gets a connected route to the QSFP subnet (every node's, by now the
+    # head's): a management address inside it would be routed over the QSFP link
+    # once netplan applies, cutting the deploy's own SSH session. A DNS name
+    # cannot be checked here (nothing is looked up before the deploy connects),
+    # so only addresses are.
+    for node in nodes:
+        try:
+            address = ipaddress.ip_address(node["ssh_hostname"])
+        except ValueError:
+            continue
+        if address in qsfp_subnet:
+            _fail(
+                f"{node['name']}: field 'ssh_hostname' {address} is inside the QSFP subnet {qsfp_subnet}: "
+                "bond0 would take the route to the management network and cut the deploy's SSH session; "
+                "give the QSFP addresses a subnet of their own (e.g. 10.0.0.0/24)"
+            )
+
+
+def _validated(nodes: Iterable[Any]) -> list[dict[str, Any]]:
+    nodes = list(nodes)
     if len(nodes) not in SUPPORTED_SIZES:
         _fail(f"a cluster has {' or '.join(map(str, SUPPORTED_SIZES))} nodes, got {len(nodes)}")
     for index, node in enumerate(nodes):
         _check_node_fields(index, node)
+    nodes = [dict(node) for node in nodes]
     _check_unique(nodes, "name")
     _check_endpoints_unique(nodes)
     interfaces = {node["name"]: _parse_qsfp(node) for node in nodes}
@@ -120,7 +210,29 @@ def validate_nodes(nodes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 f"{node['name']}: field 'qsfp_address' {node['qsfp_address']} is not in "
                 f"{head}'s QSFP subnet {interfaces[head].network}"
             )
+    _check_one_admin(nodes)
+    _check_management_outside_qsfp(nodes, interfaces[head].network)
     return nodes
+
+
+def validate_nodes(nodes: Iterable[dict[str, Any]], source: str = "inventory") -> list[dict[str, Any]]:
+    """The nodes, checked; a problem raises ClusterInventoryError naming `source` (the inventory file)."""
+    try:
+        return _validated(nodes)
+    except _Refusal as refusal:
+        raise ClusterInventoryError(f"{source}: {refusal}") from None
+
+
+def _file_of(frame) -> str:
+    """The file `frame` runs, relative to the checkout when inside it."""
+    filename = frame.f_code.co_filename
+    if filename.startswith("<"):  # <string>, <stdin>: no file to name
+        return filename
+    path = Path(os.path.abspath(filename)).resolve()
+    try:
+        return str(path.relative_to(_REPO))
+    except ValueError:
+        return str(path)
 
 
 def derive_topology(nodes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -163,9 +275,10 @@ def define_cluster(nodes: Iterable[dict[str, Any]], **overrides: Any) -> list[tu
 
     `overrides` are cluster-wide values that win over group_data (the lab uses
     them to select its stand-in engine image); keep real clusters' values in
-    group_data/all.py.
+    group_data/all.py. A refusal names the file that called this function
+    (the inventory the user wrote) and the node.
     """
-    nodes = validate_nodes(nodes)
+    nodes = validate_nodes(nodes, _file_of(sys._getframe(1)))
     topology = derive_topology(nodes)
     return [
         (node["name"], {**overrides, **_pyinfra_host_data(node), **topology[node["name"]]})

@@ -16,7 +16,7 @@ def read_only_inventories(monkeypatch):
 
 def nodes(n=2, **changes):
     base = [
-        {"name": f"spark-{i}", "ssh_hostname": f"192.0.2.{10 + i}", "qsfp_address": f"10.0.0.{i}/24"}
+        {"name": f"spark-{i}", "ssh_hostname": f"192.0.2.{10 + i}", "ssh_user": "nvidia", "qsfp_address": f"10.0.0.{i}/24"}
         for i in range(1, n + 1)
     ]
     for index, fields in changes.items():
@@ -83,8 +83,8 @@ def test_pyinfra_cli_reports_bad_inventory_in_one_line_before_connecting(tmp_pat
     inventory.write_text(
         "from spark_cluster.inventory import define_cluster\n"
         "spark = define_cluster([\n"
-        "  {'name': 'spark-1', 'ssh_hostname': '192.0.2.11', 'qsfp_address': '10.0.0.1/24'},\n"
-        "  {'name': 'spark-9', 'ssh_hostname': '192.0.2.12'},\n"
+        "  {'name': 'spark-1', 'ssh_hostname': '192.0.2.11', 'ssh_user': 'nvidia', 'qsfp_address': '10.0.0.1/24'},\n"
+        "  {'name': 'spark-9', 'ssh_hostname': '192.0.2.12', 'ssh_user': 'nvidia'},\n"
         "])\n"
     )
     result = subprocess.run(
@@ -95,7 +95,12 @@ def test_pyinfra_cli_reports_bad_inventory_in_one_line_before_connecting(tmp_pat
     output = result.stdout + result.stderr
     assert result.returncode != 0
     errors = [line for line in output.splitlines() if "spark-9: missing field 'qsfp_address'" in line]
-    assert len(errors) == 1, output
+    # The line names the file the user wrote, never this package's own module.
+    assert errors == [
+        f"--> pyinfra error: {inventory}: spark-9: missing field 'qsfp_address': "
+        "set it to this Spark's QSFP address with its prefix length, e.g. '10.0.0.1/24'"
+    ], output
+    assert "spark_cluster/inventory.py" not in output and "Traceback" not in output
     assert "Connecting" not in output and "Connected" not in output
 
 

@@ -138,7 +138,8 @@ def host_blocks(text):
 def test_ssh_config_gives_every_peer_of_a_four_node_cluster_its_own_address():
     # Addresses out of name order, so no peer's address can be guessed from another's.
     cluster = define_cluster([
-        {"name": f"spark-{i}", "ssh_hostname": "127.0.0.1", "ssh_port": 2200 + i, "qsfp_address": address}
+        {"name": f"spark-{i}", "ssh_hostname": "127.0.0.1", "ssh_port": 2200 + i, "ssh_user": "nvidia",
+         "qsfp_address": address}
         for i, address in enumerate(["10.0.0.7/24", "10.0.0.12/24", "10.0.0.3/24", "10.0.0.40/24"], start=1)
     ])
     for name, data in cluster:
