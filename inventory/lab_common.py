@@ -3,8 +3,9 @@
 from lab import lab_nodes
 from spark_cluster.inventory import define_cluster
 
-# The lab VMs cannot pull images and have no GPU: the serving role builds a
-# stand-in engine inside each VM, and the model needs no real disk space.
+# The lab VMs cannot pull images and have no GPU: the standin role builds a
+# stand-in engine on the head (distribute copies it to the workers), and the
+# model needs no real disk space.
 LAB_OVERRIDES = {
     "serving_standin": True,
     "model_disk_gib": 1,

@@ -36,6 +36,9 @@ IMAGE_DEFAULTS = {
     "distribute_image": True,
 }
 
+# The stand-in's files are data shipped with the standin role; the tag that
+# names them is computed here because preflight, which runs before standin,
+# must know it too. A path, not an import: spark_cluster imports no role.
 STANDIN_FILES = Path(__file__).resolve().parents[1] / "roles" / "standin" / "files"
 STANDIN_SOURCE = STANDIN_FILES / "standin"
 STANDIN_BUILDER_SOURCE = STANDIN_FILES / "build_standin.py"

@@ -5,6 +5,9 @@ Adding an engine is a record here and its flags in a serving profile
 (group_data): the serving role builds the engine's command line and
 environment from the record, and every role that names the engine image
 (preflight, standin, distribute, serving) falls back to its default image.
+The lab's stand-in engine (roles/standin/files/standin/server.py) runs inside
+a container, without this package: it keeps its own table of each engine's
+port and rendezvous flags, and a unit test holds it to this registry.
 Pure: no pyinfra.
 """
 
@@ -58,6 +61,9 @@ class Engine:
     # The image run when group_data sets no serving_image (None: group_data must).
     default_image: str | None = None
     default_image_entrypoint_is_engine: bool = False
+    # Where the engine serves its API when its command line names no port (the
+    # cluster always passes api_port; the lab's stand-in imitates this default).
+    default_port: int = 8000
 
     def entrypoint_is_engine(self, image: str | None, setting: bool | None) -> bool:
         """Whether `image` starts the engine by itself: group_data's word, else
@@ -140,6 +146,7 @@ SGLANG = Engine(
     },
     renamed_in="SGLang v0.5.12",
     respelled={("kv_cache_dtype", "fp8"): "fp8_e4m3"},
+    default_port=30000,
     # SGLang reads no VLLM_HOST_IP, but serving.env has always carried it for
     # every engine and the verify suite's env-file check expects it there.
     env=_host_ip,

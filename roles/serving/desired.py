@@ -1,7 +1,9 @@
 """What the serving role wants on a node, computed from settings and facts.
 
-Pure (no pyinfra): apply() reads the facts, calls desired_serving and writes
-what it returns, so a test of this module sees exactly what a node gets.
+Pure functions (no pyinfra call, no fact read here): apply() reads the facts,
+calls desired_serving and writes what it returns, so a test of this module sees
+exactly what a node gets. (Importing it loads roles.rdma, whose settings give
+the RoCE command, and with that package pyinfra's operation modules.)
 """
 
 from __future__ import annotations

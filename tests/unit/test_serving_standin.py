@@ -17,6 +17,7 @@ import pytest
 
 from roles.serving.argv import ClusterPlace, render_engine_argv
 from spark_cluster import engine_image
+from spark_cluster.engines import ENGINES
 from spark_cluster.engine_image import STANDIN_BUILDER_SOURCE as BUILDER, STANDIN_SOURCE, effective_image, standin_tag
 
 SERVER = STANDIN_SOURCE / "server.py"
@@ -94,6 +95,15 @@ def test_the_engine_is_the_one_named_not_guessed_from_argv():
     # Without --port, each engine's own default API port.
     assert server.parse_engine_argv(["m", "--master-addr", "a", "--master-port", "1"], "vllm")["port"] == 8000
     assert server.parse_engine_argv(["--model-path", "m", "--dist-init-addr", "a:1"], "sglang")["port"] == 30000
+
+
+def test_the_stand_in_imitates_every_engine_of_the_registry():
+    # The stand-in runs in a container without spark_cluster: its own table must
+    # follow the registry, so an engine added there is not refused in the lab.
+    assert server.DEFAULT_PORTS == {name: engine.default_port for name, engine in ENGINES.items()}
+    for name, engine in ENGINES.items():
+        argv = render_engine_argv(name, {}, place(2, 1, entrypoint_is_engine=True))
+        assert server.parse_engine_argv(argv, name)["master_addr"] == "10.0.0.1", name
 
 
 def test_equals_form_and_unknown_flags():

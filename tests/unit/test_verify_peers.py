@@ -69,6 +69,7 @@ class Fabric:
     refuses_tcp: set = field(default_factory=set)  # nodes that drop incoming TCP (a firewall)
     ping_answers: dict = field(default_factory=dict)  # (source, target) -> replies out of each count
     ping_mode: dict = field(default_factory=dict)  # (source, target) -> "too_big"
+    pinged: list = field(default_factory=list)  # (source, target, payload bytes, count) of every ping sent
     api: int | None = None  # the local port standing in for the head's API
 
     def node_at(self, ip):
@@ -125,6 +126,7 @@ class FakePeer:
         argv = shlex.split(command)
         count, size, target = int(argv[argv.index("-c") + 1]), int(argv[argv.index("-s") + 1]), argv[-1]
         pair = (self.name, self.fabric.node_at(target).name)
+        self.fabric.pinged.append((*pair, size, count))
         lines = [f"PING {target} ({target}) from {self.spec.qsfp_ip} bond0: {size}({size + 28}) bytes of data."]
         if self.fabric.ping_mode.get(pair) == "too_big":
             lines += ["ping: local error: message too long, mtu=1500"] * count
@@ -233,6 +235,9 @@ def failure(check, cluster, **given) -> str:
 def test_converged_links_pass_ping_mtu_from_every_peer(lab):
     for name in ("spark-1", "spark-2"):
         call(peers.test_ping_mtu, lab, node=lab.node(name))
+    # Each node was reached from its peer with full-size frames (9000 - 28 header bytes).
+    assert lab.fabric.pinged == [("spark-2", "spark-1", 8972, peers.PING_COUNT),
+                                 ("spark-1", "spark-2", 8972, peers.PING_COUNT)]
 
 
 def test_one_lost_jumbo_frame_fails_ping_mtu_as_lossy(lab):

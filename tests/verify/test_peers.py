@@ -32,7 +32,7 @@ CHAT_TIMEOUT_S = 60
 # argv: base URL, model to ask ("" = the first one /v1/models lists), chat timeout (s).
 ENDPOINT_PROBE = r"""
 import json, sys, time, urllib.error, urllib.request
-base, model, chat_timeout, out = sys.argv[1], sys.argv[2], float(sys.argv[3]), {}
+base, model, chat_timeout, max_tokens, out = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), {}
 try:
     with urllib.request.urlopen(base + "/health", timeout=10) as r:
         out["health"] = r.status
@@ -53,7 +53,7 @@ if not model:
 else:
     request = urllib.request.Request(
         base + "/v1/chat/completions", method="POST", headers={"Content-Type": "application/json"},
-        data=json.dumps({"model": model, "max_tokens": MAX_TOKENS, "temperature": 0,
+        data=json.dumps({"model": model, "max_tokens": max_tokens, "temperature": 0,
                          "messages": [{"role": "user", "content": "Say hello in one word."}]}).encode())
     chat, started = {"model": model}, time.monotonic()
     try:
@@ -79,7 +79,7 @@ else:
         chat["error"] = repr(e)
     out["chat"] = chat
 print(json.dumps(out))
-""".replace("MAX_TOKENS", str(CHAT_MAX_TOKENS))
+"""
 
 
 def ping_fix(verdict: str, mtu: int) -> str:
@@ -345,7 +345,7 @@ def test_openai_endpoint(cluster, head_name, record_property):
                   "(out of memory, a worker that left, NCCL errors: see checks 'rdma' and 'serving_unit')")
     speeds = []
     for worker in cluster.workers:
-        probe_command = f"python3 -c {shlex.quote(ENDPOINT_PROBE)} {url} {shlex.quote(served or '')} {CHAT_TIMEOUT_S}"
+        probe_command = f"python3 -c {shlex.quote(ENDPOINT_PROBE)} {url} {shlex.quote(served or '')} {CHAT_TIMEOUT_S} {CHAT_MAX_TOKENS}"
         answer = worker.run(probe_command, timeout=CHAT_TIMEOUT_S + 40)
         try:
             probe = json.loads(answer.stdout.strip().splitlines()[-1])
