@@ -247,4 +247,6 @@ def test_pinned_hcas_with_a_port_and_a_detected_gid_index():
                              hca="rocep1s0f0:1,rocep1s0f1:1")
     assert result["problem"] is None
     assert [device["name"] for device in result["devices"]] == list(BONDED)
-    assert [name.split(":")[0] for name in result["hcas"]] == list(BONDED) and result["gid_index"] == 3
+    # The :port the user pinned reaches NCCL_IB_HCA too (NCCL reads it there).
+    assert result["hcas"] == [f"{name}:1" for name in BONDED] and result["gid_index"] == 3
+    assert detector.env_lines(result).startswith("NCCL_IB_HCA=rocep1s0f0:1,rocep1s0f1:1\n")

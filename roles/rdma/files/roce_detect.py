@@ -219,8 +219,10 @@ def detect(sysfs="/sys", netdev="bond0", slaves=(), ip=None, hca=None, gid_index
     counts = Counter(entry["gid_index"] for entry in usable)
     index = sorted(counts, key=lambda value: (-counts[value], value))[0]
     chosen = [entry for entry in usable if entry["gid_index"] == index]
+    # A pinned `dev:port` reaches NCCL as the user wrote it.
+    as_pinned = dict((pin.split(":")[0], pin) for pin in pins)
     result.update(
-        hcas=[entry["name"] for entry in chosen],
+        hcas=[as_pinned.get(entry["name"], entry["name"]) for entry in chosen],
         gid_index=index,
         port=chosen[0]["port"],
         gids={entry["name"]: entry["gid"] for entry in chosen},
