@@ -6,12 +6,13 @@ import difflib
 import pytest
 from collect_ops import GROUP_DATA, cluster
 
+from roles.serving.argv import render_engine_argv
 from roles.serving.desired import desired_serving, serving_settings
 from roles.serving.facts import DockerRuntimes
 from roles.serving.unit import docker_run_argv, systemd_quote, unquote_exec_start
 from spark_cluster.caches import cache_mounts
 from spark_cluster.engine_image import DockerImageId, image_of
-from spark_cluster.engines import ENGINES, Engine
+from spark_cluster.engines import ENGINES, ClusterPlace, Engine
 from spark_cluster.settings import SettingError
 
 PROFILE = GROUP_DATA["serving_profiles"]["deepseek-v4-flash"]
@@ -258,3 +259,26 @@ def test_without_serving_image_the_engine_default_image_runs_as_its_own_entrypoi
     assert TOY.entrypoint_is_engine("mine:2", None) is False
     assert TOY.entrypoint_is_engine("mine:2", True) is True
     assert TOY.entrypoint_is_engine("toy:1", False) is False
+
+
+def test_only_the_engines_own_default_image_is_known_to_start_it():
+    # An image named after the default but not it ("toy:2" sorts after "toy:1")
+    # and the default's name built at run time (another str object, same text).
+    assert TOY.entrypoint_is_engine("toy:2", None) is False
+    assert TOY.entrypoint_is_engine("".join(["toy", ":1"]), None) is True
+    # A record that does not say its default image starts the engine: launcher kept.
+    plain = Engine(name="plain", label="Plain", launcher=("plain",), cluster_flags=_toy_flags,
+                   cluster_owned=frozenset(), default_image="plain:1")
+    assert plain.entrypoint_is_engine("plain:1", None) is False
+
+
+def test_a_place_that_does_not_say_otherwise_keeps_the_launcher():
+    place = ClusterPlace(world_size=2, rank=1, head_qsfp_ip="10.0.0.1", master_port=29519, api_port=8000,
+                         model="m", served_model_name="s")
+    assert render_engine_argv("vllm", {}, place)[:3] == ["vllm", "serve", "m"]
+
+
+@pytest.mark.parametrize("served, expected", [("ds4", "ds4"), (None, GROUP_DATA["serving_model"])])
+def test_the_api_serves_the_named_model_or_the_model_itself(served, expected):
+    argv = desired(serving_served_model_name=served).container.engine_argv
+    assert argv[argv.index("--served-model-name") + 1] == expected
