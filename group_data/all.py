@@ -5,16 +5,31 @@
 
 cluster_name = "spark"
 
-# --- QSFP network (roles/network) ---------------------------------------------
-# "bond": bond0 over the QSFP ports (10.0.0.x, as in the field report of
-# DeepSeek V4 Flash on 2 Sparks with SGLang).
-# NVIDIA's playbook instead addresses each logical port on its own subnet;
-# that mode is not implemented yet and is refused with a clear error.
-network_mode = "bond"
-qsfp_interfaces = ["enp1s0f0np0", "enp1s0f1np1"]
-bond_name = "bond0"
-bond_mode = "balance-xor"
+# --- QSFP network (roles/network, spark_cluster/fabric.py) -------------------
+# A DGX Spark's QSFP port is two PCIe halves, each its own netdev and RDMA
+# device on the same cable, each good for ~100-112 Gb/s: the cable's 200 Gb/s
+# needs both. Every cabled half is a "rail".
+# "dual_subnet" (default, NVIDIA's playbook layout): each rail on a subnet of
+#   its own (qsfp_subnets, in rail order); NCCL gets every rail's HCA. A node's
+#   qsfp_address lies in the first subnet; its host number carries over
+#   (192.168.100.10 -> 192.168.101.10).
+# "bond": bond0 over the rails with the node's qsfp_address (the field
+#   reports' layout); NCCL gets the bond's RDMA device(s).
+network_mode = "dual_subnet"
+# Where the cable is: [1] = one cable in port 1 (rails enp1s0f1np1 and
+# enP2p1s0f1np1); [0, 1] = both ports cabled (four rails). Preflight stops a
+# node whose carriers say otherwise.
+qsfp_ports = [1]
+qsfp_subnets = ["192.168.100.0/24", "192.168.101.0/24", "192.168.102.0/24", "192.168.103.0/24"]
+bond_name = "bond0"               # bond mode only
+bond_mode = "balance-xor"         # bond mode only
 mtu = 9000
+# Another configuration of the QSFP ports (NVIDIA's /etc/netplan/40-cx7.yaml,
+# NetworkManager profiles, networkd files) stops the run, naming each one.
+# True: move them aside under /etc/spark-cluster/takeover/ (restore.sh there)
+# and converge. A netplan file holding exactly our rail addresses is adopted
+# (moved aside the same way) without this.
+qsfp_takeover = False
 
 # --- RoCE (roles/rdma) -------------------------------------------------------
 # "auto" reads sysfs on each node: the HCA behind the QSFP netdevs and the GID

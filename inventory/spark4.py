@@ -8,9 +8,9 @@ from spark_cluster.inventory import define_cluster
 
 spark = define_cluster(
     [
-        {"name": "spark-1", "ssh_hostname": "192.0.2.11", "ssh_user": "nvidia", "qsfp_address": "10.0.0.1/24"},
-        {"name": "spark-2", "ssh_hostname": "192.0.2.12", "ssh_user": "nvidia", "qsfp_address": "10.0.0.2/24"},
-        {"name": "spark-3", "ssh_hostname": "192.0.2.13", "ssh_user": "nvidia", "qsfp_address": "10.0.0.3/24"},
-        {"name": "spark-4", "ssh_hostname": "192.0.2.14", "ssh_user": "nvidia", "qsfp_address": "10.0.0.4/24"},
+        {"name": "spark-1", "ssh_hostname": "192.0.2.11", "ssh_user": "nvidia", "qsfp_address": "192.168.100.10/24"},
+        {"name": "spark-2", "ssh_hostname": "192.0.2.12", "ssh_user": "nvidia", "qsfp_address": "192.168.100.11/24"},
+        {"name": "spark-3", "ssh_hostname": "192.0.2.13", "ssh_user": "nvidia", "qsfp_address": "192.168.100.12/24"},
+        {"name": "spark-4", "ssh_hostname": "192.0.2.14", "ssh_user": "nvidia", "qsfp_address": "192.168.100.13/24"},
     ]
 )

@@ -174,8 +174,8 @@ def _check_one_admin(nodes: list[dict[str, Any]]) -> None:
 
 
 def _check_management_outside_qsfp(nodes: list[dict[str, Any]], qsfp_subnet: ipaddress.IPv4Network) -> None:
-    # bond0 gets a connected route to the QSFP subnet (every node's, by now the
-    # head's): a management address inside it would be routed over the QSFP link
+    # The QSFP control link gets a connected route to the QSFP subnet (every
+    # node's, by now the head's): a management address inside it would be routed over the QSFP link
     # once netplan applies, cutting the deploy's own SSH session. A DNS name
     # cannot be checked here (nothing is looked up before the deploy connects),
     # so only addresses are.
@@ -187,7 +187,7 @@ def _check_management_outside_qsfp(nodes: list[dict[str, Any]], qsfp_subnet: ipa
         if address in qsfp_subnet:
             _fail(
                 f"{node['name']}: field 'ssh_hostname' {address} is inside the QSFP subnet {qsfp_subnet}: "
-                "bond0 would take the route to the management network and cut the deploy's SSH session; "
+                "the QSFP link would take the route to the management network and cut the deploy's SSH session; "
                 "give the QSFP addresses a subnet of their own (e.g. 10.0.0.0/24)"
             )
 

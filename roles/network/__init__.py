@@ -1,18 +1,29 @@
-"""QSFP network: bond0 over the QSFP ports, with the node's cluster address.
+"""QSFP network: the node's rails and control address, in the configured network mode.
 
 Desired state:
-- the QSFP ports exist and at least one has link (else this host fails first);
+- every rail (each PCIe half of each cabled QSFP port, spark_cluster/fabric.py)
+  exists and has link (per qsfp_carrier_required), else this host fails first;
+- no other configuration claims a QSFP netdev (other netplan files such as
+  NVIDIA's 40-cx7.yaml, NetworkManager profiles, networkd files): else this
+  host stops before any change, naming them, unless qsfp_takeover is on; then
+  they are moved aside under takeover_dir (never deleted, restore.sh beside
+  them). A netplan file with exactly our rail addresses is adopted that way
+  without the setting: netplan must never merge two files for one port;
 - netplan.io and ping are installed;
-- /etc/netplan/40-spark-cluster.yaml (0600 root) defines the bond, its slaves
-  (MTU, no DHCP) and the static address; no gateway, so the management NIC
-  keeps the default route; no other netplan file is touched;
-- the live bond matches that file: netplan is applied only when the file
-  changed or the bond drifted (address flushed, MTU, slaves, mode);
-- on the run that (re)applied it, the bond is up and every peer answers over
-  it with full-MTU frames.
+- /etc/netplan/40-spark-cluster.yaml (0600 root) describes the mode's links:
+  "dual_subnet" one address per rail on its own subnet, "bond" bond0 over the
+  rails with the node's one address; MTU on all, no DHCP, no gateway (the
+  management NIC keeps the default route), renderer networkd per device (so
+  netplan tells DGX OS's NetworkManager to leave exactly these ports alone and
+  an NM restart cannot touch them; every other interface keeps NM);
+- ARP is answered only on the netdev that holds the address (sysctl file);
+- the live links match that file: netplan is applied only when the file
+  changed or the links drifted (address flushed, MTU, slaves, mode, a leftover bond);
+- on the run that (re)applied it, every link is up and every peer answers on
+  each link's subnet with full-MTU frames.
 """
 
-import shlex
+import time
 from io import StringIO
 
 from pyinfra import host
@@ -22,28 +33,60 @@ from pyinfra.operations.util import any_changed
 
 from spark_cluster.batch_fact import want
 from spark_cluster.cluster_facts import host_fact
+from spark_cluster.fabric import QSFP_NETDEVS
 from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.host_ops import PACKAGES_WANT, ensure_packages, fail_host
 
-from .checks import bond_drift, bond_needs_recreate, bond_up_command, hardware_problem
+from .checks import hardware_problem, link_up_commands
 from .facts import QsfpLinks
-from .netplan import render_netplan
+from .netplan import mode_role, render_netplan, render_sysctl
+from .owners import QsfpOwners, adoptable, refusal, takeover_command, unmovable
 from .settings import network_settings
 
 PACKAGES = ["netplan.io", "iputils-ping"]
+# One backup directory per run that takes ports over (UTC, sortable).
+RUN_STAMP = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
 
 def _links(s):
-    return want(QsfpLinks, interfaces=s.qsfp_interfaces, bond=s.bond_name)
+    return want(QsfpLinks, names=s.watched)
+
+
+def _owners(s):
+    return want(QsfpOwners, own_file=s.netplan_file, netdevs=list(QSFP_NETDEVS))
 
 
 def wants(account):
     """The facts this role reads on a node (see cluster_facts.read_ahead)."""
     s = network_settings(host.data)
-    return [_links(s), PACKAGES_WANT, snapshot_want([s.netplan_file])]
+    return [_links(s), _owners(s), PACKAGES_WANT, snapshot_want([s.netplan_file, s.sysctl_file])]
 
 
-@deploy("network: bond over the QSFP ports")
+def _expected_addresses(s):
+    """{QSFP netdev: [address]} this deploy gives the ports themselves (none in a bond)."""
+    return {link.netdev: [link.address] for link in s.fabric.links if link.netdev in QSFP_NETDEVS}
+
+
+def _move_other_owners(s):
+    """Takes the QSFP ports over from other configurations, or stops this host.
+    Returns the operations that moved something (netplan must then be applied
+    again), or None when this host stopped."""
+    claims = host_fact(_owners(s))
+    if not claims:
+        return []
+    adopted = adoptable(claims, _expected_addresses(s))
+    # A file that also configures another NIC (the management one, say) is never moved.
+    if unmovable(claims) or not (s.qsfp_takeover or adopted):
+        fail_host("Check for other owners of the QSFP ports", refusal(host.name, claims))
+        return None
+    why = "adopted: it holds exactly our rail addresses" if adopted else "qsfp_takeover is on"
+    return [server.shell(
+        name=f"Move other QSFP configurations aside ({why}; backed up, restorable)",
+        commands=[takeover_command(claims, f"{s.takeover_dir}/{RUN_STAMP}")],
+    )]
+
+
+@deploy("network: the QSFP rails")
 def apply():
     s = network_settings(host.data)
     links = host_fact(_links(s))
@@ -52,33 +95,42 @@ def apply():
     if problem:
         fail_host("Check the QSFP hardware", problem)
         return
+    moved = _move_other_owners(s)
+    if moved is None:
+        return
 
     ensure_packages("Install netplan and ping", PACKAGES)
 
-    netplan_file = Snapshot([s.netplan_file]).put(
-        name=f"Describe {s.bond_name} in {s.netplan_file}",
-        src=StringIO(render_netplan(s)),
-        dest=s.netplan_file,
-        user="root",
-        group="root",
-        mode="600",
+    paths = Snapshot([s.netplan_file, s.sysctl_file])
+    sysctl = paths.put(
+        name=f"ARP per netdev: {s.sysctl_file}",
+        src=StringIO(render_sysctl()), dest=s.sysctl_file, user="root", group="root", mode="644",
+    )
+    server.shell(
+        name="Load the ARP settings",
+        commands=[f"sysctl -q -p {s.sysctl_file}"],
+        _if=any_changed(sysctl),
+    )
+    netplan_file = paths.put(
+        name=f"Describe the QSFP links in {s.netplan_file}",
+        src=StringIO(render_netplan(s)), dest=s.netplan_file, user="root", group="root", mode="600",
     )
 
-    apply_commands = ["netplan generate"]  # validates every netplan file before touching a link
-    if bond_needs_recreate(s, links):
-        apply_commands.append(f"ip link delete {shlex.quote(s.bond_name)}")
-    apply_commands.append("netplan apply")
-    # An unchanged file cannot notice a live bond that drifted (address
-    # flushed, MTU, slaves): then netplan is applied regardless.
-    drift = bond_drift(s, links)
+    mode = mode_role(s)
+    # netplan generate validates every netplan file before a link is touched.
+    apply_commands = ["netplan generate", *mode.before_apply(s, links), "netplan apply"]
+    # An unchanged file cannot notice live links that drifted (address
+    # flushed, MTU, slaves): then netplan is applied regardless. A file moved
+    # aside changes what netplan merges, so it is applied then too.
+    drift = mode.drift(s, links)
     applied = server.shell(
         name="Apply netplan (validated first)",
         commands=apply_commands,
-        _if=None if drift else any_changed(netplan_file),
+        _if=None if drift else any_changed(netplan_file, *moved),
     )
 
     server.shell(
-        name=f"Wait for {s.bond_name} and ping every peer over it",
-        commands=[bond_up_command(s)],
+        name="Wait for the QSFP links and ping every peer on each",
+        commands=link_up_commands(s),
         _if=any_changed(applied),
     )

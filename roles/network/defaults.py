@@ -1,19 +1,28 @@
+from spark_cluster.fabric import FABRIC_DEFAULTS
+
 DEFAULTS = {
-    # Only "bond" is implemented; "dual_subnet" (NVIDIA's per-port addresses)
-    # is refused with a SettingError until the inventory carries its fields.
-    "network_mode": "bond",
-    # A DGX Spark's two QSFP ports as the first PCIe function sees them.
-    "qsfp_interfaces": ["enp1s0f0np0", "enp1s0f1np1"],
-    "bond_name": "bond0",
+    # network_mode, qsfp_ports, qsfp_subnets and bond_name: what the fabric is
+    # (spark_cluster/fabric.py derives rails and the control address from them).
+    **FABRIC_DEFAULTS,
+    # bond mode only: balance-xor spreads TCP flows over the halves; RDMA
+    # traffic bypasses the bond anyway.
     "bond_mode": "balance-xor",
-    # Spreads TCP flows over both ports; RDMA traffic bypasses the bond anyway.
     "bond_transmit_hash_policy": "layer3+4",
     "mtu": 9000,
-    # "any": one cable is a supported setup (a field report bonds a single
-    # link), so only a node with no QSFP link at all is refused; "all" demands
-    # a carrier on every listed port.
-    "qsfp_carrier_required": "any",
-    # First run only: how long bond0 and the peers get to come up after apply.
-    "bond_up_timeout_s": 60,
+    # "all": every rail (each PCIe half of each cabled port) needs a carrier;
+    # "any": only a node with no QSFP link at all is refused (a cable that
+    # brings up one half, bonded).
+    "qsfp_carrier_required": "all",
+    # First run only: how long the links and the peers get to come up after apply.
+    "qsfp_up_timeout_s": 60,
     "netplan_file": "/etc/netplan/40-spark-cluster.yaml",
+    # Other configurations that claim a QSFP netdev (NVIDIA's 40-cx7.yaml,
+    # NetworkManager profiles, networkd files) stop the run unless this is
+    # True: then they are moved aside under takeover_dir, never deleted.
+    "qsfp_takeover": False,
+    "takeover_dir": "/etc/spark-cluster/takeover",
+    # dual_subnet on a switch puts every half on one L2 domain: answer ARP
+    # only on the half that holds the address, or a peer may learn one half's
+    # MAC for the other half's address and send that rail's traffic to it.
+    "sysctl_file": "/etc/sysctl.d/90-spark-cluster-rails.conf",
 }

@@ -1,4 +1,4 @@
-"""What the QSFP links and the bond look like right now, read from sysfs."""
+"""What the QSFP netdevs (and a bond over them) look like right now, read from sysfs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import shlex
 
 from pyinfra.api import FactBase
 
-# One line per netdev; values never hold spaces (lists are comma-joined).
+# One line per netdev and one per IPv4 address; values never hold spaces
+# (lists are comma-joined).
 _LINK_SCRIPT = r"""
 for name in {names}; do
   d=/sys/class/net/$name
@@ -16,27 +17,25 @@ for name in {names}; do
   slaves=$(cat "$d/bonding/slaves" 2>/dev/null | tr ' ' ',')
   mode=$(cut -d' ' -f1 "$d/bonding/mode" 2>/dev/null)
   echo "link=$name present=1 carrier=$carrier operstate=$(cat "$d/operstate") mtu=$(cat "$d/mtu") master=$master slaves=$slaves mode=$mode"
+  ip -o -4 address show dev "$name" 2>/dev/null | while read -r _ _ _ address _; do echo "address=$address on=$name"; done
 done
-ip -o -4 address show dev {bond} 2>/dev/null | while read -r _ _ _ address _; do echo "address=$address"; done
 true
 """
 
 
 def parse_links(lines: list[str]) -> dict:
-    """{"links": {name: {...}}, "bond_addresses": [...]}; unreadable values are None."""
+    """{"links": {name: {..., "addresses": [...]}}}; unreadable values are None."""
     links: dict[str, dict] = {}
-    addresses: list[str] = []
     for line in lines:
         fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
-        if "address" in fields:
-            addresses.append(fields["address"])
+        if "address" in fields and fields.get("on") in links:
+            links[fields["on"]]["addresses"].append(fields["address"])
             continue
         if "link" not in fields:
             continue
-        present = fields.get("present") == "1"
         mtu = fields.get("mtu", "")
         links[fields["link"]] = {
-            "present": present,
+            "present": fields.get("present") == "1",
             # carrier cannot be read while a port is administratively down
             "carrier": {"1": True, "0": False}.get(fields.get("carrier", "")),
             "operstate": fields.get("operstate") or None,
@@ -44,22 +43,23 @@ def parse_links(lines: list[str]) -> dict:
             "master": fields.get("master") or None,
             "slaves": [s for s in fields.get("slaves", "").split(",") if s],
             "mode": fields.get("mode") or None,
+            "addresses": [],
         }
-    return {"links": links, "bond_addresses": addresses}
+    return {"links": links}
 
 
 class QsfpLinks(FactBase):
-    """Each QSFP interface (present, carrier, operstate, mtu, master) and the
-    bond (present, slaves, mode, mtu, IPv4 addresses), so the role knows both
-    whether the hardware is there and whether the bond is already in place."""
+    """Each named netdev (present, carrier, operstate, mtu, master, bond
+    slaves and mode, IPv4 addresses), so the role knows both whether the
+    hardware is there and whether its links are already in place."""
 
-    def command(self, interfaces, bond):
-        names = " ".join(shlex.quote(name) for name in [*interfaces, bond])
-        return _LINK_SCRIPT.format(names=names, bond=shlex.quote(bond)).strip()
+    def command(self, names):
+        quoted = " ".join(shlex.quote(name) for name in names)
+        return _LINK_SCRIPT.format(names=quoted).strip()
 
     @staticmethod
     def default():
-        return {"links": {}, "bond_addresses": []}
+        return {"links": {}}
 
     def process(self, output):
         return parse_links(output)

@@ -1,21 +1,29 @@
-"""The netplan file for the bond, rendered from templates/ (pure: unit-tested)."""
+"""The network mode's sub-role, picked by the fabric's mode (as kubespray picks
+a network plugin), and the files every mode writes (pure: unit-tested)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
-from spark_cluster.templates import render_template
+from . import bond, dual_subnet
 
-TEMPLATE = Path(__file__).parent / "templates" / "40-spark-cluster.yaml.j2"
+MODES: dict[str, ModuleType] = {"bond": bond, "dual_subnet": dual_subnet}
+
+
+def mode_role(s: SimpleNamespace) -> ModuleType:
+    return MODES[s.fabric.mode]
 
 
 def render_netplan(s: SimpleNamespace) -> str:
-    return render_template(TEMPLATE, {
-        "bond_name": s.bond_name,
-        "interfaces": s.qsfp_interfaces,
-        "address": s.address,
-        "mtu": s.mtu,
-        "bond_mode": s.bond_mode,
-        "transmit_hash_policy": s.transmit_hash_policy,
-    })
+    return mode_role(s).render(s)
+
+
+def render_sysctl() -> str:
+    return (
+        "# Managed by spark-cluster (roles/network).\n"
+        "# The QSFP halves may share one L2 domain (a switch): answer ARP only for an\n"
+        "# address on the netdev asked, and announce from the netdev that holds it, so\n"
+        "# a peer never learns one rail's MAC for another rail's address.\n"
+        "net.ipv4.conf.all.arp_ignore = 1\n"
+        "net.ipv4.conf.all.arp_announce = 2\n"
+    )

@@ -1,16 +1,16 @@
 """RDMA over the QSFP ports (RoCE) for NCCL.
 
 Desired state:
-- an RDMA device sits on the bond's ports (else this host fails first);
+- an RDMA device sits on every rail (else this host fails first);
 - rdma-core, ibverbs-utils and perftest are installed;
 - the RoCE detector is installed at /usr/local/lib/spark-cluster/roce_detect.py
   (the serving unit runs it at each start to write /run/spark-cluster/roce.env);
 - /dev/infiniband/uverbs* exists (ib_uverbs loaded, and at boot);
 - memlock is unlimited for logins, for services and for dockerd (restarted
   only when its drop-in changed);
-- the RoCE v2 IPv4 GID of the node's QSFP address exists; on a first run it
-  appears only once the network role has given the bond its address, so it is
-  checked again after the network role, and only then.
+- the RoCE v2 IPv4 GID of every rail's address (of the bond's, in bond mode)
+  exists; on a first run it appears only once the network role has given the
+  links their addresses, so it is checked again after the network role, and only then.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ MEMLOCK_FILES = {
 DETECTOR_DIR = DETECTOR_PATH.rsplit("/", 1)[0]
 DOCKER_MEMLOCK_DROPIN = "/etc/systemd/system/docker.service.d/90-spark-cluster-memlock.conf"
 MODULES_LOAD_FILE = "/etc/modules-load.d/spark-cluster-rdma.conf"
-# Problems the network role may still fix in this run (the bond gets its address).
+# Problems the network role may still fix in this run (the links get their addresses).
 _GID_NOT_YET = ("no_ipv4_gid", "port_down")
 def _ensure_memlock_unlimited(paths: Snapshot):
     changed = []
@@ -88,7 +88,7 @@ UVERBS_NODES = want(InfinibandNodes)
 
 
 def _roce(s):
-    return want(RoceState, args=detector_args(s, ip=s.qsfp_ip))
+    return want(RoceState, args=detector_args(s))
 
 
 def wants(account):
@@ -120,8 +120,8 @@ def apply():
     _ensure_memlock_unlimited(paths)
 
     if s.pinned_gid_index is None and roce.get("problem") in _GID_NOT_YET:
-        args = [*detector_args(s, ip=s.qsfp_ip), "--wait", str(s.roce_gid_wait_s), "--json"]
+        args = [*detector_args(s), "--wait", str(s.roce_gid_wait_s), "--json"]
         server.shell(
-            name="Check the RoCE v2 IPv4 GID now that the bond has its address",
+            name="Check the RoCE v2 IPv4 GIDs now that the QSFP links have their addresses",
             commands=[" ".join(["python3", DETECTOR_PATH, *map(shlex.quote, args), ">/dev/null"])],
         )

@@ -14,7 +14,7 @@ DETECTOR_SOURCE = Path(__file__).parent / "files" / "roce_detect.py"
 
 
 class RoceState(FactBase):
-    """The detector's JSON report: devices on the bond's ports, HCAs, GID index,
+    """The detector's JSON report: devices on the rails (or the bond), HCAs, GID index,
     and `problem` ("no_device", "no_ipv4_gid", "port_down" or None). Never fails."""
 
     def requires_command(self, args):

@@ -7,13 +7,14 @@ import shlex
 from types import SimpleNamespace
 from typing import Any
 
+from spark_cluster.fabric import fabric
 from spark_cluster.settings import require, role_settings
 
 from .defaults import DEFAULTS
 
 DETECTOR_PATH = "/usr/local/lib/spark-cluster/roce_detect.py"
 ROCE_ENV_PATH = "/run/spark-cluster/roce.env"
-# At boot the bond may get its address a little after the serving unit starts.
+# At boot the QSFP links may get their addresses a little after the serving unit starts.
 SERVING_START_WAIT_S = 60
 # NCCL_IB_HCA entries: a device name with an optional ":port".
 _HCA = re.compile(r"^[A-Za-z0-9_.-]+(:[0-9]+)?$")
@@ -43,17 +44,15 @@ def rdma_settings(host_data: Any) -> SimpleNamespace:
     s.pinned_gid_index = _pinned_gid_index(s.nccl_ib_gid_index)
     require(isinstance(s.roce_gid_wait_s, int) and s.roce_gid_wait_s >= 0, "roce_gid_wait_s",
             f"must be a whole number of seconds, got {s.roce_gid_wait_s!r}")
-    s.qsfp_interfaces = list(s.qsfp_interfaces)
-    s.qsfp_ip = host_data.get("qsfp_ip")
+    s.fabric = fabric(host_data)
     return s
 
 
-def detector_args(s: SimpleNamespace, ip: str | None = None) -> list[str]:
+def detector_args(s: SimpleNamespace) -> list[str]:
     """The detector's arguments for this node: the same for the fact, the
-    post-network check and the serving unit, so all three agree."""
-    args = ["--netdev", s.bond_name, "--slaves", ",".join(s.qsfp_interfaces)]
-    if ip:
-        args += ["--ip", ip]
+    post-network check and the serving unit, so all three agree. Where it
+    looks (a bond, or every rail with its address) is the fabric's to say."""
+    args = s.fabric.detector_args()
     if s.pinned_hca:
         args += ["--hca", s.pinned_hca]
     if s.pinned_gid_index is not None:
@@ -64,11 +63,11 @@ def detector_args(s: SimpleNamespace, ip: str | None = None) -> list[str]:
 def roce_env_argv(host_data: Any) -> list[str]:
     """The serving unit's ExecStartPre that writes /run/spark-cluster/roce.env
     (NCCL_IB_HCA, NCCL_IB_GID_INDEX; 0600, atomically), honouring pinned values.
-    It waits for the GID because at boot the bond may get its address after
-    the unit starts."""
+    It waits for the GIDs because at boot the links may get their addresses
+    after the unit starts."""
     s = rdma_settings(host_data)
     return [
-        "/usr/bin/python3", DETECTOR_PATH, *detector_args(s, ip=s.qsfp_ip),
+        "/usr/bin/python3", DETECTOR_PATH, *detector_args(s),
         "--wait", str(SERVING_START_WAIT_S), "--env", "--output", ROCE_ENV_PATH,
     ]
 

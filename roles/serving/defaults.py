@@ -14,7 +14,6 @@ DEFAULTS = {
     "api_port": 8000,
     "master_port": 29519,
     "serving_start_timeout_s": 1800,
-    "bond_name": "bond0",
     # Seconds docker gives the engine to exit before SIGKILL.
     "serving_stop_timeout_s": 60,
 }

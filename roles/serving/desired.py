@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from roles.rdma.settings import roce_env_command
 from spark_cluster.caches import cache_mounts
+from spark_cluster.fabric import fabric
 from spark_cluster.settings import SettingError, require, role_settings
 
 from .argv import ClusterPlace, EngineArgvError, engine_named, render_engine_argv
@@ -61,7 +62,7 @@ def desired_serving(
         engine_argv = render_engine_argv(engine.name, s.engine_flags, place)
         environment = serving_environment(
             engine=engine,
-            bond_name=s.bond_name,
+            control_interface=fabric(host_data).control_interface,
             qsfp_ip=host_data.get("qsfp_ip"),
             head_qsfp_ip=place.head_qsfp_ip,
             home=home,

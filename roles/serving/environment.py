@@ -1,6 +1,7 @@
 """The serving container's environment (/etc/spark-cluster/serving.env).
 
-Every interface variable names the QSFP bond: tools that guess pick the
+Every interface variable names the node's QSFP control interface (bond0, or
+the first rail in dual_subnet mode: spark_cluster/fabric.py): tools that guess pick the
 management NIC or loopback (field reports: Gloo on loopback with SGLang, vLLM
 on the Wi-Fi NIC). NCCL_IB_HCA and NCCL_IB_GID_INDEX are not here: they are detected at each start into /run/spark-cluster/roce.env.
 """
@@ -35,14 +36,14 @@ class ServingEnvError(ValueError):
 def serving_environment(
     *,
     engine: Engine,
-    bond_name: str,
+    control_interface: str,
     qsfp_ip: str,
     head_qsfp_ip: str,
     home: str,
     profile_env: Mapping[str, Any] | None,
 ) -> dict[str, str]:
     env: dict[str, str] = {"NCCL_IB_DISABLE": "0"}
-    env.update({name: bond_name for name in INTERFACE_VARIABLES})
+    env.update({name: control_interface for name in INTERFACE_VARIABLES})
     env[ENGINE_VARIABLE] = engine.name
     env.update(engine.env(qsfp_ip))
     env["MASTER_ADDR"] = head_qsfp_ip

@@ -34,11 +34,16 @@ REPO = Path(__file__).resolve().parents[2]
 GROUP_DATA = {k: v for k, v in runpy.run_path(str(REPO / "group_data" / "all.py")).items() if not k.startswith("_")}
 
 
+# The test cluster's rails use subnets of their own choosing, as an owner may
+# (qsfp_subnets in group_data): 10.0.0.x on the first rail, 10.0.1.x on the second.
+TEST_SUBNETS = ["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24"]
+
+
 def cluster(count, **overrides):
     return define_cluster(
         [{"name": f"spark-{i}", "ssh_hostname": "127.0.0.1", "ssh_port": 2200 + i, "ssh_user": "spark",
           "qsfp_address": f"10.0.0.{i}/24"} for i in range(1, count + 1)],
-        **overrides,
+        **{"qsfp_subnets": TEST_SUBNETS, **overrides},
     )
 
 

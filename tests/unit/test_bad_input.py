@@ -19,7 +19,7 @@ USER_FIX = "set it to the admin account created at first boot, the same on every
 HOSTNAME_FIX = "set it to this Spark's management address or DNS name, e.g. '192.168.1.21'"
 NAME_FIX = "name the node like its host name, e.g. 'spark-1'"
 BOND_FIX = (
-    "bond0 would take the route to the management network and cut the deploy's SSH session; "
+    "the QSFP link would take the route to the management network and cut the deploy's SSH session; "
     "give the QSFP addresses a subnet of their own (e.g. 10.0.0.0/24)"
 )
 

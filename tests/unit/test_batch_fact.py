@@ -115,7 +115,7 @@ def test_each_fact_gets_the_value_it_gets_alone(node):
         want(Block, path=str(node / "config"), marker="# {mark} peers"),
         want(Block, path=str(node / "plain"), marker="# {mark} peers"),
         want(Block, path=str(node / "absent"), marker="# {mark} peers"),
-        want(QsfpLinks, interfaces=["spark-cluster-no-such-nic"], bond="spark-cluster-no-bond"),
+        want(QsfpLinks, names=["spark-cluster-no-such-nic", "spark-cluster-no-bond"]),
         want(Printed, text="no newline at the end"),
         want(Printed, text="two lines\n\n"),
         want(Printed, text=""),

@@ -48,7 +48,7 @@ def test_env_file_pins_every_interface_and_address(qsfp_ip):
     env = parse_env_file(environment(qsfp_ip))
     for name in ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "TP_SOCKET_IFNAME", "MN_IF_NAME",
                  "OMPI_MCA_btl_tcp_if_include"):
-        assert env[name] == "bond0", name
+        assert env[name] == "enp1s0f1np1", name  # the control interface: the first rail
     assert env["NCCL_IB_DISABLE"] == "0"
     assert env["VLLM_HOST_IP"] == qsfp_ip
     assert env["MASTER_ADDR"] == "10.0.0.1"
@@ -132,9 +132,22 @@ def test_unit_lifecycle_directives():
     assert pre[0] == "-/usr/bin/docker rm -f spark-serving"
     detector = unquote_exec_start(pre[-1])
     assert detector[:2] == ["/usr/bin/python3", "/usr/local/lib/spark-cluster/roce_detect.py"]
-    assert detector[detector.index("--netdev") + 1] == "bond0"
+    # every rail with its own address (the test cluster: 10.0.0.x and 10.0.1.x)
+    assert detector[detector.index("--rails") + 1] == "enp1s0f1np1=10.0.0.1,enP2p1s0f1np1=10.0.1.1"
     assert detector[detector.index("--output") + 1] == "/run/spark-cluster/roce.env"
     assert "--env" in detector and "--hca" not in detector and "--gid-index" not in detector
+
+
+def test_in_bond_mode_the_engine_talks_over_the_bond_and_the_detector_reads_it():
+    """The serving role never asks for the mode: the fabric's control interface
+    and detector arguments change with it."""
+    data = desired(rank=1, network_mode="bond")
+    env = parse_env_file(data.env_text)
+    assert {env[name] for name in ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "TP_SOCKET_IFNAME")} == {"bond0"}
+    assert env["VLLM_HOST_IP"] == "10.0.0.2"
+    detector = unquote_exec_start(directive(data.unit_text, "ExecStartPre")[-1])
+    assert detector[detector.index("--netdev") + 1:detector.index("--netdev") + 6] == [
+        "bond0", "--slaves", "enp1s0f1np1,enP2p1s0f1np1", "--ip", "10.0.0.2"]
 
 
 def test_pinned_roce_values_are_passed_to_the_detector():
@@ -147,7 +160,7 @@ def test_one_template_head_and_worker_differ_only_in_rank_specific_lines():
     head, worker = unit_text(rank=0).splitlines(), unit_text(rank=1).splitlines()
     changed = [line[2:] for line in difflib.ndiff(head, worker) if line[:2] in ("- ", "+ ")]
     markers = ("Description=", "# Head:", "# Worker:", "--node-rank", "--host", "--port",
-               "--served-model-name", "--headless", "--ip 10.0.0.")
+               "--served-model-name", "--headless", "--ip 10.0.0.", "--rails enp1s0f1np1=10.0.0.")
     assert changed and all(any(marker in line for marker in markers) for line in changed), changed
 
 
@@ -234,7 +247,7 @@ def test_a_new_engine_is_a_registry_record_and_a_profile(monkeypatch):
         "toy-serve", "--world", "2", "--rank", "1", "--rendezvous", "10.0.0.1:29519", "--knob", "3", "--fast"]
     env = parse_env_file(wanted.env_text)
     assert (env["SPARK_ENGINE"], env["TOY_HOST_IP"], env["TOY_CACHE"]) == ("toy", "10.0.0.2", "/c")
-    assert "VLLM_HOST_IP" not in env and env["NCCL_SOCKET_IFNAME"] == "bond0"
+    assert "VLLM_HOST_IP" not in env and env["NCCL_SOCKET_IFNAME"] == "enp1s0f1np1"
     assert "Description=spark-cluster toy engine (worker, rank 1 of 2)" in wanted.unit_text
 
 
