@@ -40,7 +40,7 @@ from spark_cluster.host_ops import PACKAGES_WANT, ensure_packages, fail_host
 from .checks import hardware_problem, link_up_commands
 from .facts import QsfpLinks
 from .netplan import mode_role, render_netplan, render_sysctl
-from .owners import QsfpOwners, adoptable, refusal, takeover_command, unmovable
+from spark_cluster.qsfp_owners import QsfpOwners, adoptable, refusal, takeover_command, unmovable
 from .settings import network_settings
 
 PACKAGES = ["netplan.io", "iputils-ping"]

@@ -16,7 +16,7 @@ from roles.network import bond, dual_subnet
 from roles.network.checks import LINK_UP_WAIT, hardware_problem, link_up_commands
 from roles.network.facts import QsfpLinks, parse_links
 from roles.network.netplan import render_netplan, render_sysctl
-from roles.network.owners import Claim, QsfpOwners
+from spark_cluster.qsfp_owners import Claim, QsfpOwners
 from roles.network.settings import network_settings
 from spark_cluster.settings import SettingError
 

@@ -1,4 +1,4 @@
-"""roles/network/owners: finding other owners of the QSFP ports (the shipped
+"""spark_cluster/qsfp_owners: finding other owners of the QSFP ports (the shipped
 qsfp_owners.sh run for real against temporary trees), deciding (adopt, refuse,
 take over) and moving them aside restorably (qsfp_takeover.sh, for real)."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from roles.network.owners import (
+from spark_cluster.qsfp_owners import (
     OWNERS, TAKEOVER, TAKEOVER_DIR, Claim, QsfpOwners, adoptable, netplan_addresses, parse_owners, refusal,
     takeover_command, unmovable,
 )
