@@ -32,6 +32,8 @@ from urllib.parse import unquote
 import yaml
 from pyinfra.api import FactBase
 
+from spark_cluster.batch_fact import Want, want
+from spark_cluster.fabric import QSFP_NETDEVS, Fabric
 from spark_cluster.shipped import shipped_command
 
 OWNERS = Path(__file__).parent / "files" / "qsfp_owners.sh"
@@ -210,3 +212,33 @@ class QsfpOwners(FactBase):
 
     def process(self, output):
         return parse_owners(output)
+
+
+# spark-cluster's own netplan file: the one configuration that is not "other".
+OWN_NETPLAN_FILE = "/etc/netplan/40-spark-cluster.yaml"
+# Read by preflight (which stops the host before any change) and by the
+# network role (which moves the claims aside): one default for both.
+OWNER_DEFAULTS = {SETTING: False}
+
+
+def owners_want() -> Want:
+    """The fact both roles read: who else claims any QSFP netdev."""
+    return want(QsfpOwners, own_file=OWN_NETPLAN_FILE, netdevs=list(QSFP_NETDEVS))
+
+
+def expected_addresses(fab: Fabric) -> dict[str, list[str]]:
+    """{QSFP netdev: [address]} our file gives the ports themselves (none in a bond)."""
+    return {link.netdev: [link.address] for link in fab.links if link.netdev in QSFP_NETDEVS}
+
+
+def verdict(claims: list[Claim], fab: Fabric, takeover: bool) -> str:
+    """"none" (nobody else), "refuse" (stop this host), "adopt" (a netplan file
+    saying exactly what ours will) or "takeover" (the setting is on)."""
+    if not claims:
+        return "none"
+    if unmovable(claims):
+        return "refuse"  # a file that also configures another NIC is never moved
+    if adoptable(claims, expected_addresses(fab)):
+        return "adopt"
+    return "takeover" if takeover else "refuse"
+

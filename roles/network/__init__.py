@@ -33,14 +33,13 @@ from pyinfra.operations.util import any_changed
 
 from spark_cluster.batch_fact import want
 from spark_cluster.cluster_facts import host_fact
-from spark_cluster.fabric import QSFP_NETDEVS
 from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.host_ops import PACKAGES_WANT, ensure_packages, fail_host
 
 from .checks import hardware_problem, link_up_commands
 from .facts import QsfpLinks
 from .netplan import mode_role, render_netplan, render_sysctl
-from spark_cluster.qsfp_owners import QsfpOwners, adoptable, refusal, takeover_command, unmovable
+from spark_cluster.qsfp_owners import TAKEOVER_DIR, owners_want, refusal, takeover_command, verdict
 from .settings import network_settings
 
 PACKAGES = ["netplan.io", "iputils-ping"]
@@ -52,37 +51,28 @@ def _links(s):
     return want(QsfpLinks, names=s.watched)
 
 
-def _owners(s):
-    return want(QsfpOwners, own_file=s.netplan_file, netdevs=list(QSFP_NETDEVS))
-
-
 def wants(account):
     """The facts this role reads on a node (see cluster_facts.read_ahead)."""
     s = network_settings(host.data)
-    return [_links(s), _owners(s), PACKAGES_WANT, snapshot_want([s.netplan_file, s.sysctl_file])]
-
-
-def _expected_addresses(s):
-    """{QSFP netdev: [address]} this deploy gives the ports themselves (none in a bond)."""
-    return {link.netdev: [link.address] for link in s.fabric.links if link.netdev in QSFP_NETDEVS}
+    return [_links(s), owners_want(), PACKAGES_WANT, snapshot_want([s.netplan_file, s.sysctl_file])]
 
 
 def _move_other_owners(s):
-    """Takes the QSFP ports over from other configurations, or stops this host.
-    Returns the operations that moved something (netplan must then be applied
-    again), or None when this host stopped."""
-    claims = host_fact(_owners(s))
-    if not claims:
+    """Takes the QSFP ports over from other configurations, or stops this host
+    (preflight already stopped it in a full deploy). Returns the operations
+    that moved something (netplan must then be applied again), or None when
+    this host stopped."""
+    claims = host_fact(owners_want())
+    decision = verdict(claims, s.fabric, s.qsfp_takeover)
+    if decision == "none":
         return []
-    adopted = adoptable(claims, _expected_addresses(s))
-    # A file that also configures another NIC (the management one, say) is never moved.
-    if unmovable(claims) or not (s.qsfp_takeover or adopted):
+    if decision == "refuse":
         fail_host("Check for other owners of the QSFP ports", refusal(host.name, claims))
         return None
-    why = "adopted: it holds exactly our rail addresses" if adopted else "qsfp_takeover is on"
+    why = "adopted: it holds exactly our rail addresses" if decision == "adopt" else "qsfp_takeover is on"
     return [server.shell(
         name=f"Move other QSFP configurations aside ({why}; backed up, restorable)",
-        commands=[takeover_command(claims, f"{s.takeover_dir}/{RUN_STAMP}")],
+        commands=[takeover_command(claims, f"{TAKEOVER_DIR}/{RUN_STAMP}")],
     )]
 
 

@@ -1,4 +1,5 @@
 from spark_cluster.fabric import FABRIC_DEFAULTS
+from spark_cluster.qsfp_owners import OWNER_DEFAULTS
 
 DEFAULTS = {
     # network_mode, qsfp_ports, qsfp_subnets and bond_name: what the fabric is
@@ -15,12 +16,11 @@ DEFAULTS = {
     "qsfp_carrier_required": "all",
     # First run only: how long the links and the peers get to come up after apply.
     "qsfp_up_timeout_s": 60,
-    "netplan_file": "/etc/netplan/40-spark-cluster.yaml",
-    # Other configurations that claim a QSFP netdev (NVIDIA's 40-cx7.yaml,
-    # NetworkManager profiles, networkd files) stop the run unless this is
-    # True: then they are moved aside under takeover_dir, never deleted.
-    "qsfp_takeover": False,
-    "takeover_dir": "/etc/spark-cluster/takeover",
+    # qsfp_takeover: other configurations that claim a QSFP netdev (NVIDIA's
+    # 40-cx7.yaml, NetworkManager profiles, networkd files) stop the run
+    # unless it is True; then they are moved aside under
+    # /etc/spark-cluster/takeover/, never deleted (spark_cluster/qsfp_owners.py).
+    **OWNER_DEFAULTS,
     # dual_subnet on a switch puts every half on one L2 domain: answer ARP
     # only on the half that holds the address, or a peer may learn one half's
     # MAC for the other half's address and send that rail's traffic to it.

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from spark_cluster.fabric import QSFP_NETDEVS, fabric
+from spark_cluster.qsfp_owners import OWN_NETPLAN_FILE
 from spark_cluster.settings import require, role_settings
 
 from .defaults import DEFAULTS
@@ -31,6 +32,8 @@ def network_settings(host_data: Any) -> SimpleNamespace:
     require(isinstance(s.qsfp_up_timeout_s, int) and s.qsfp_up_timeout_s > 0, "qsfp_up_timeout_s",
             f"must be a positive integer, got {s.qsfp_up_timeout_s!r}")
     require(isinstance(s.qsfp_takeover, bool), "qsfp_takeover", f"must be True or False, got {s.qsfp_takeover!r}")
+    # Fixed, not a setting: other owners of the ports are everything but this file.
+    s.netplan_file = OWN_NETPLAN_FILE
     s.transmit_hash_policy = s.bond_transmit_hash_policy if s.bond_mode in HASHING_MODES else None
     # Every QSFP netdev is read, not only the rails: a leftover address or
     # bond on a half that is no longer a rail is drift too.

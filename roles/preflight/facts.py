@@ -1,4 +1,5 @@
-"""What a node is made of, in one command: kernel, driver, engine image, links, disk."""
+"""What a node is made of, in one command: kernel, driver, engine image, QSFP
+netdevs (carrier, RDMA device), disk."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ NODE_INVENTORY = Path(__file__).parent / "files" / "node_inventory.sh"
 
 _DRIVER_VERSION = re.compile(r"\b(\d{3,}\.\d+(?:\.\d+)?)\b")
 NO_DRIVER = "none"
+# What files/node_inventory.sh reports for a netdev that no RDMA device sits on.
+NO_RDMA = "none"
 
 
 def driver_version(proc_line: str | None, smi_line: str | None) -> str:
@@ -31,10 +34,12 @@ def parse_node_inventory(lines: list[str]) -> dict:
         key, sep, value = line.partition("=")
         if sep:
             raw[key.strip()] = value.strip()
-    carriers = {}
+    carriers, rdma = {}, {}
     for key, value in raw.items():
         if key.startswith("carrier."):
             carriers[key[len("carrier."):]] = {"1": "up", "0": "down"}.get(value, value or "unknown")
+        elif key.startswith("rdma."):
+            rdma[key[len("rdma."):]] = value or NO_RDMA
     avail = raw.get("disk_avail_kib", "")
     return {
         "kernel": raw.get("kernel") or None,
@@ -43,6 +48,7 @@ def parse_node_inventory(lines: list[str]) -> dict:
         "image_id": raw.get("image_id") or None,
         "nccl": raw.get("nccl") or None,
         "carriers": carriers,
+        "rdma": rdma,
         "disk_path": raw.get("disk_path") or None,
         "disk_free_gib": round(int(avail) / 1024**2, 1) if avail.isdigit() else None,
     }
@@ -54,9 +60,10 @@ def node_inventory_command(interfaces, image, user) -> str:
 
 
 class NodeInventory(FactBase):
-    """{"kernel", "driver", "image_id", "nccl", "carriers": {iface: up|down|unknown|absent},
-    "disk_path", "disk_free_gib"}. Carrier is "unknown" while a port is
-    administratively down (a fresh node before the network role): not a fault."""
+    """{"kernel", "driver", "image_id", "nccl", "carriers": {netdev: up|down|unknown|absent},
+    "rdma": {netdev: RDMA device or "none"}, "disk_path", "disk_free_gib"}.
+    Carrier is "unknown" while a port is administratively down (a fresh node
+    before the network role): not a fault."""
 
     def command(self, interfaces, image, user):
         return node_inventory_command(interfaces, image, user)

@@ -3,32 +3,45 @@ nodes agree, one failing operation (the first of the deploy) on a node at fault.
 
 import logging
 
+import pytest
+
 from collect_ops import GROUP_DATA, cluster, collect
 from roles import gpu, preflight
+from spark_cluster.fabric import PORT_HALVES, QSFP_NETDEVS
+from spark_cluster.qsfp_owners import Claim
+from spark_cluster.settings import SettingError
 
-IFACES = GROUP_DATA["qsfp_interfaces"]
+P0A, P0B, P1A, P1B = QSFP_NETDEVS
+# group_data's cable: one in port 1 (both its halves are rails).
+CABLE_IN_PORT_1 = {P0A: "down", P0B: "down", P1A: "up", P1B: "up"}
+DGX_RDMA = {netdev: device for halves in PORT_HALVES.values() for netdev, device in halves}
 
 
-def inventory_fact(kernel="6.17.0-1014-nvidia", links=("up", "up"), disk=500.0, image_id=None):
+def inventory_fact(kernel="6.17.0-1014-nvidia", links=None, rdma=None, disk=500.0, image_id=None):
     return {
         "kernel": kernel,
         "driver": "none",
         "image_id": image_id,
-        "carriers": dict(zip(IFACES, links)),
+        "carriers": {**CABLE_IN_PORT_1, **(links or {})},
+        "rdma": {**DGX_RDMA, **(rdma or {})},
         "disk_path": "/home/spark",
         "disk_free_gib": disk,
     }
 
 
-def prepare(hosts, facts, monkeypatch, limit=None, roles=(preflight,)):
-    """Ops per host after collection: {host name: [(op name, command text)]}, and the fact calls."""
+def prepare(hosts, facts, monkeypatch, limit=None, roles=(preflight,), owners=None):
+    """Ops per host after collection: {host name: [(op name, command text)]}, and the
+    fact calls. `owners`: {host name: [Claim]}, other owners of its QSFP ports."""
     calls = []
 
     def get_fact(name, cls, kwargs):
         calls.append((name, cls.__name__))
         if cls.__name__ == "NodeInventory":
-            assert kwargs["interfaces"] == IFACES and kwargs["user"] == "spark"
+            # Every QSFP netdev is read, whatever qsfp_ports says.
+            assert kwargs["interfaces"] == list(QSFP_NETDEVS) and kwargs["user"] == "spark"
             return facts[name]
+        if cls.__name__ == "QsfpOwners":
+            return (owners or {}).get(name, [])
         # Every node still has the DRM override: the gpu role has work on each.
         if cls.__name__ == "File":
             return {"mode": 644, "user": "root", "group": "root"}
@@ -46,7 +59,7 @@ def test_consistent_cluster_emits_no_operation_and_reads_each_node_once(monkeypa
     with caplog.at_level(logging.INFO, logger="pyinfra"):
         ops, calls = prepare(hosts, facts, monkeypatch)
     assert all(op_list == [] for op_list in ops.values())
-    assert sorted(calls) == sorted((name, "NodeInventory") for name in facts)
+    assert sorted(calls) == sorted((name, fact) for name in facts for fact in ("NodeInventory", "QsfpOwners"))
     summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("preflight ")]
     assert len(summary) == 4 and all(line.endswith("-> OK") for line in summary)
 
@@ -95,7 +108,7 @@ def test_limited_run_never_reads_a_node_outside_the_limit(monkeypatch):
     hosts = cluster(2)
     facts = {"spark-1": inventory_fact(kernel="k1"), "spark-2": inventory_fact(kernel="k2")}
     ops, calls = prepare(hosts, facts, monkeypatch, limit={"spark-1"})
-    assert calls == [("spark-1", "NodeInventory")]
+    assert calls == [("spark-1", "NodeInventory"), ("spark-1", "QsfpOwners")]
     assert ops == {"spark-1": []}
 
 
@@ -106,3 +119,78 @@ def test_a_differing_image_is_fatal_only_without_image_distribution(monkeypatch)
     ops, _ = prepare(cluster(2, distribute_image=False), facts, monkeypatch)
     for name in facts:
         assert len(ops[name]) == 1 and "engine image id" in ops[name][0][1], ops[name]
+
+
+def test_group_data_names_port_1():
+    assert GROUP_DATA["qsfp_ports"] == [1], "inventory_fact's cable is where the shipped group_data says"
+
+
+def test_a_cable_in_the_port_qsfp_ports_does_not_name_stops_that_node(monkeypatch):
+    facts = {"spark-1": inventory_fact(), "spark-2": inventory_fact(links={P0A: "up", P1A: "down", P1B: "down"})}
+    ops, _ = prepare(cluster(2), facts, monkeypatch)
+    assert ops["spark-1"] == []
+    assert len(ops["spark-2"]) == 1
+    text = ops["spark-2"][0][1]
+    assert "exit 1" in text and (
+        "spark-2: carrier on enp1s0f0np0 is up, expected none: qsfp_ports [1] does not name port 0; "
+        "is the cable in port 0? set qsfp_ports = [0] in group_data (or [0, 1] with both ports cabled)") in text
+
+
+def test_the_rails_follow_qsfp_ports(monkeypatch):
+    cable_in_port_0 = {P0A: "up", P0B: "up", P1A: "down", P1B: "down"}
+    facts = {name: inventory_fact(links=cable_in_port_0) for name in ("spark-1", "spark-2")}
+    ops, _ = prepare(cluster(2, qsfp_ports=[0]), facts, monkeypatch)
+    assert ops == {"spark-1": [], "spark-2": []}
+
+
+def test_one_half_down_stops_the_node_unless_any_carrier_will_do(monkeypatch):
+    facts = {"spark-1": inventory_fact(links={P1B: "down"}), "spark-2": inventory_fact()}
+    ops, _ = prepare(cluster(2), facts, monkeypatch)
+    assert ops["spark-2"] == [] and len(ops["spark-1"]) == 1
+    assert f"spark-1: QSFP link {P1B} is down, expected up" in ops["spark-1"][0][1]
+    ops, _ = prepare(cluster(2, qsfp_carrier_required="any"), facts, monkeypatch)
+    assert ops == {"spark-1": [], "spark-2": []}
+
+
+def test_rdma_devices_named_otherwise_only_warn_even_when_strict(monkeypatch, caplog):
+    facts = {"spark-1": inventory_fact(rdma={P1A: "mlx5_2"}), "spark-2": inventory_fact(rdma={P1B: "none"})}
+    with caplog.at_level(logging.WARNING, logger="pyinfra"):
+        ops, _ = prepare(cluster(2, preflight_strict=True), facts, monkeypatch)
+    assert ops["spark-1"] == []
+    assert any(r.getMessage().startswith(f"preflight: spark-1: RDMA device on rail {P1A} is mlx5_2")
+               for r in caplog.records)
+    # No RDMA device at all on a rail does stop the node.
+    assert len(ops["spark-2"]) == 1 and f"RDMA device on rail {P1B} is none" in ops["spark-2"][0][1]
+
+
+def test_an_unknown_carrier_requirement_is_refused_before_anything_runs(monkeypatch):
+    facts = {name: inventory_fact() for name in ("spark-1", "spark-2")}
+    with pytest.raises(SettingError, match="'qsfp_carrier_required' must be 'any' or 'all', got 'some'"):
+        prepare(cluster(2, qsfp_carrier_required="some"), facts, monkeypatch)
+
+
+NVIDIA_FILE = Claim("netplan", "/etc/netplan/40-cx7.yaml", ("enp1s0f1np1", "enP2p1s0f1np1"),
+                    content="network:\n  version: 2\n  ethernets:\n    enp1s0f1np1:\n"
+                            "      addresses: [192.168.100.10/24]\n")
+NM_PROFILE = Claim("networkmanager", "/etc/NetworkManager/system-connections/cx7.nmconnection",
+                   ("enp1s0f1np1",), id="cx7")
+
+
+def test_other_owners_of_the_qsfp_ports_stop_that_node_before_the_gpu_roles_reboot(monkeypatch):
+    hosts = cluster(2)
+    facts = {name: inventory_fact() for name, _ in hosts}
+    ops, _ = prepare(hosts, facts, monkeypatch, roles=(preflight, gpu),
+                     owners={"spark-2": [NVIDIA_FILE, NM_PROFILE]})
+    # The failing operation is the first of the deploy for this node: pyinfra
+    # drops the host there, before the gpu role's change and reboot.
+    (name, text), = ops["spark-2"][:1]
+    assert name.endswith("Preflight: this node is unfit or disagrees with its peers")
+    assert not any(op.endswith("Preflight: this node is unfit or disagrees with its peers") for op, _ in ops["spark-1"])
+    assert "/etc/netplan/40-cx7.yaml" in text and "cx7.nmconnection" in text and "qsfp_takeover = True" in text
+
+
+def test_with_takeover_on_preflight_leaves_the_owners_to_the_network_role(monkeypatch):
+    hosts = cluster(2, qsfp_takeover=True)
+    facts = {name: inventory_fact() for name, _ in hosts}
+    ops, _ = prepare(hosts, facts, monkeypatch, owners={"spark-2": [NVIDIA_FILE, NM_PROFILE]})
+    assert ops == {"spark-1": [], "spark-2": []}
