@@ -5,7 +5,6 @@ role builds (offline against fake facts: nothing connects anywhere)."""
 import ast
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from collect_ops import build_operations
+from spark_sysfs import detector, lab_rxe_bond, spark, spark_bond
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.server import KernelModules
 
@@ -23,19 +23,11 @@ from spark_cluster.settings import SettingError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sysfs"
 SLAVES = "enp1s0f0np0,enp1s0f1np1"
-HOST_DATA = {"qsfp_ip": "10.0.0.1", "qsfp_prefixlen": 24}
-
-
-def load_detector():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("roce_detect", DETECTOR_SOURCE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-detector = load_detector()
+# bond mode: bond0 over both halves of the cabled port (spark_cluster/fabric.py).
+HOST_DATA = {"qsfp_ip": "10.0.0.1", "qsfp_prefixlen": 24, "network_mode": "bond"}
+# dual_subnet mode (the default): one rail per half of port 1, .100/24 and .101/24.
+RAILS_DATA = {"qsfp_ip": "192.168.100.10", "qsfp_prefixlen": 24}
+RAILS = {"enp1s0f1np1": "192.168.100.10", "enP2p1s0f1np1": "192.168.101.10"}
 
 
 def detect(fixture, **kwargs):
@@ -75,10 +67,10 @@ def test_soft_roce_answers_gid_index_1():
 def test_a_device_bound_to_the_bond_itself_is_preferred_over_slave_devices(tmp_path):
     # The lab moves one soft-RoCE device onto bond0 (an rxe on a slave cannot
     # receive); a RoCE LAG device on real hardware looks the same.
-    root = tmp_path / "sys"
-    shutil.copytree(FIXTURES / "rxe-bond", root)
-    (root / "class/infiniband/rocep1s0f1/parent").write_text("bond0\n")
-    result = detector.detect(str(root), "bond0", ip="10.0.0.1")
+    tree = lab_rxe_bond(tmp_path / "sys", slaves=("enp1s0f0np0", "enp1s0f1np1"))
+    (tree.ib("rocep1s0f0") / "parent").write_text("enp1s0f0np0\n")
+    (tree.ib("rocep1s0f1") / "parent").write_text("bond0\n")
+    result = detector.detect(str(tree), "bond0", ip="10.0.0.1")
     assert result["problem"] is None
     assert result["hcas"] == ["rocep1s0f1"] and result["gid_index"] == 1
 
@@ -108,55 +100,29 @@ def test_other_ports_devices_do_not_count():
 
 
 def test_down_port_is_reported_as_such(tmp_path):
-    root = tmp_path / "sys"
-    shutil.copytree(FIXTURES / "rxe-bond", root)
-    for device in ("rocep1s0f0", "rocep1s0f1"):
-        (root / "class/infiniband" / device / "ports/1/state").write_text("1: DOWN\n")
-    result = detector.detect(str(root), "bond0")
+    tree = spark_bond(tmp_path / "sys")
+    for device in ("rocep1s0f1", "roceP2p1s0f1"):
+        tree.set_state(device, "1: DOWN")
+    result = detector.detect(str(tree), "bond0")
     assert result["problem"] == "port_down" and "no port is ACTIVE" in result["message"]
 
 
-def move_gid(root, device, new_index, old_index=3):
-    """The device's RoCE v2 IPv4 GID moves from old_index to new_index."""
-    port = root / "class/infiniband" / device / "ports/1"
-    (port / "gids" / str(new_index)).write_text((port / "gids" / str(old_index)).read_text())
-    (port / "gid_attrs/types" / str(new_index)).write_text("RoCE v2\n")
-    (port / "gid_attrs/ndevs" / str(new_index)).write_text("bond0\n")
-    (port / "gids" / str(old_index)).write_text("0000:0000:0000:0000:0000:0000:0000:0000\n")
-    for attribute in ("types", "ndevs"):
-        (port / "gid_attrs" / attribute / str(old_index)).unlink()
-
-
-def add_bonded_device(root, device, slave):
-    """A third bonded port with its own RoCE device, a copy of rocep1s0f1's."""
-    infiniband = root / "class/infiniband"
-    shutil.copytree(infiniband / "rocep1s0f1", infiniband / device)
-    shutil.rmtree(infiniband / device / "device/net")
-    (infiniband / device / "device/net" / slave).mkdir(parents=True)
-    shutil.copytree(root / "class/net/enp1s0f1np1", root / "class/net" / slave)
-    slaves = root / "class/net/bond0/bonding/slaves"
-    slaves.write_text(slaves.read_text().strip() + f" {slave}\n")
-
-
 def test_hcas_tied_on_the_index_keep_the_lower_one(tmp_path):
-    root = tmp_path / "sys"
-    shutil.copytree(FIXTURES / "cx7-bond", root)
-    move_gid(root, "rocep1s0f1", 5)
-    result = detector.detect(str(root), "bond0")
-    assert result["gid_index"] == 3 and result["hcas"] == ["rocep1s0f0"]
+    tree = spark_bond(tmp_path / "sys")
+    tree.move_gid("roceP2p1s0f1", 3, 5)
+    result = detector.detect(str(tree), "bond0")
+    assert result["gid_index"] == 3 and result["hcas"] == ["rocep1s0f1"]
 
 
 def test_hcas_disagreeing_on_the_index_keep_the_majority(tmp_path):
     # Two HCAs at index 5 against one at 3: the majority wins even though the
     # tie-break (the lower index) would pick 3.
-    root = tmp_path / "sys"
-    shutil.copytree(FIXTURES / "cx7-bond", root)
-    add_bonded_device(root, "rocep1s0f2", "enp1s0f2np2")
-    for device in ("rocep1s0f1", "rocep1s0f2"):
-        move_gid(root, device, 5)
-    result = detector.detect(str(root), "bond0")
-    assert [device["name"] for device in result["devices"]] == ["rocep1s0f0", "rocep1s0f1", "rocep1s0f2"]
-    assert result["gid_index"] == 5 and result["hcas"] == ["rocep1s0f1", "rocep1s0f2"]
+    tree = spark_bond(tmp_path / "sys", slaves=("enp1s0f0np0", "enp1s0f1np1", "enP2p1s0f1np1"))
+    for device in ("rocep1s0f1", "roceP2p1s0f1"):
+        tree.move_gid(device, 3, 5)
+    result = detector.detect(str(tree), "bond0")
+    assert [device["name"] for device in result["devices"]] == ["roceP2p1s0f1", "rocep1s0f0", "rocep1s0f1"]
+    assert result["gid_index"] == 5 and result["hcas"] == ["roceP2p1s0f1", "rocep1s0f1"]
 
 
 def test_pinned_values_win():
@@ -304,8 +270,29 @@ def test_bad_group_data_names_the_key(changes, message):
 def test_serving_command_writes_the_env_file_with_auto_values():
     assert roce_env_command(HOST_DATA) == (
         "/usr/bin/python3 /usr/local/lib/spark-cluster/roce_detect.py --netdev bond0 "
-        "--slaves enp1s0f0np0,enp1s0f1np1 --ip 10.0.0.1 --wait 60 --env --output /run/spark-cluster/roce.env"
+        "--slaves enp1s0f1np1,enP2p1s0f1np1 --ip 10.0.0.1 --wait 60 --env --output /run/spark-cluster/roce.env"
     )
+
+
+def test_serving_command_in_dual_subnet_mode_names_every_rail():
+    assert roce_env_command(RAILS_DATA) == (
+        "/usr/bin/python3 /usr/local/lib/spark-cluster/roce_detect.py "
+        "--rails enp1s0f1np1=192.168.100.10,enP2p1s0f1np1=192.168.101.10 "
+        "--wait 60 --env --output /run/spark-cluster/roce.env"
+    )
+
+
+@pytest.mark.parametrize("host_data, build, env", [
+    (RAILS_DATA, lambda root: spark(root, RAILS), "NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1\nNCCL_IB_GID_INDEX=3\n"),
+    (HOST_DATA, lambda root: spark_bond(root), "NCCL_IB_HCA=roceP2p1s0f1,rocep1s0f1\nNCCL_IB_GID_INDEX=3\n"),
+    (HOST_DATA, lambda root: lab_rxe_bond(root), "NCCL_IB_HCA=rocep1s0f1\nNCCL_IB_GID_INDEX=1\n"),
+])
+def test_the_settings_arguments_find_the_hcas_on_a_spark(tmp_path, host_data, build, env):
+    # What the serving unit runs, pointed at a Spark-shaped /sys: the seam
+    # between the settings (which netdevs, which addresses) and the detector.
+    tree = build(tmp_path / "sys")
+    result = cli(*detector_args(rdma_settings(host_data)), "--sysfs", str(tree), "--env")
+    assert (result.returncode, result.stdout, result.stderr) == (0, env, "")
 
 
 def test_serving_argv_is_the_same_command_unquoted():
@@ -374,12 +361,12 @@ def test_first_run_installs_and_checks_the_gid_after_the_network_role():
         "Unlimited memlock for dockerd",
         "Reload systemd for the memlock settings",
         "Restart docker with unlimited memlock",
-        "Check the RoCE v2 IPv4 GID now that the bond has its address",
+        "Check the RoCE v2 IPv4 GIDs now that the QSFP links have their addresses",
     ]
     commands = dict((name, commands) for name, commands, _ in ops)
     assert commands["Install the RoCE detector"][-1] == "chmod 755 /usr/local/lib/spark-cluster/roce_detect.py"
-    assert commands["Check the RoCE v2 IPv4 GID now that the bond has its address"] == [
-        "python3 /usr/local/lib/spark-cluster/roce_detect.py --netdev bond0 --slaves enp1s0f0np0,enp1s0f1np1 "
+    assert commands["Check the RoCE v2 IPv4 GIDs now that the QSFP links have their addresses"] == [
+        "python3 /usr/local/lib/spark-cluster/roce_detect.py --netdev bond0 --slaves enp1s0f1np1,enP2p1s0f1np1 "
         "--ip 10.0.0.1 --wait 10 --json >/dev/null"
     ]
     assert commands["Reload systemd for the memlock settings"] == ["systemctl daemon-reload"]
@@ -391,7 +378,7 @@ def test_converged_node_yields_no_command_at_all():
     ops = build_operations(rdma.apply, HOST_DATA, {RoceState: roce("cx7-bond"), **INSTALLED}, converged_files())
     for name, commands, condition in ops:
         assert commands == [] or condition, (name, commands)
-    assert "Check the RoCE v2 IPv4 GID now that the bond has its address" not in [name for name, _, _ in ops]
+    assert "Check the RoCE v2 IPv4 GIDs now that the QSFP links have their addresses" not in [name for name, _, _ in ops]
     assert "Load ib_uverbs" not in [name for name, _, _ in ops]
 
 

@@ -4,7 +4,6 @@ missing, and the output file when writing it fails. Each of these once let a
 wrong line through the tests (mutation testing, docs/benchmarks.md); on a node
 they would delay the serving unit's start, or leave stray files in /run."""
 
-import importlib.util
 import os
 import shutil
 import stat
@@ -12,21 +11,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-from roles.rdma.facts import DETECTOR_SOURCE
+from spark_sysfs import ROCE_V2, detector, mapped, spark_bond
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sysfs"
 SLAVES = "enp1s0f0np0,enp1s0f1np1"
-
-
-def load_detector():
-    spec = importlib.util.spec_from_file_location("roce_detect_edges", DETECTOR_SOURCE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-detector = load_detector()
 
 
 class FakeClock:
@@ -125,23 +113,13 @@ def test_the_directory_it_creates_is_0755(tmp_path):
 BONDED = ("rocep1s0f0", "rocep1s0f1")
 
 
-def mapped(ip):
-    """The sysfs text of the RoCE v2 GID of an IPv4 address."""
-    a, b, c, d = (int(part) for part in ip.split("."))
-    return "0000:0000:0000:0000:0000:ffff:%02x%02x:%02x%02x" % (a, b, c, d)
+def node_copy(tmp_path):
+    """A Spark with bond0 (10.0.0.1) over the first half of each port."""
+    return spark_bond(tmp_path / "sys", slaves=SLAVES.split(","))
 
 
-def node_copy(tmp_path, fixture="cx7-bond"):
-    root = tmp_path / "sys"
-    shutil.copytree(FIXTURES / fixture, root)
-    return root
-
-
-def set_gid(root, device, index, ip, owner="bond0"):
-    port = root / "class/infiniband" / device / "ports/1"
-    (port / "gids" / str(index)).write_text(mapped(ip) + "\n")
-    (port / "gid_attrs/types" / str(index)).write_text("RoCE v2\n")
-    (port / "gid_attrs/ndevs" / str(index)).write_text(owner + "\n")
+def set_gid(tree, device, index, ip, owner="bond0"):
+    tree.set_gid(device, index, mapped(ip), ROCE_V2, owner)
 
 
 def test_a_second_address_on_the_bond_and_the_node_ip(tmp_path):
@@ -164,7 +142,7 @@ def test_a_gid_whose_owner_cannot_be_read_still_counts(tmp_path):
     the GID is still used; only a GID owned by another netdev is skipped."""
     root = node_copy(tmp_path)
     for device in BONDED:
-        (root / "class/infiniband" / device / "ports/1/gid_attrs/ndevs/3").unlink()
+        (root.port_dir(device) / "gid_attrs/ndevs/3").unlink()
     result = detector.detect(str(root), "bond0", slaves=SLAVES.split(","), ip="10.0.0.1")
     assert result["problem"] is None and result["hcas"] == list(BONDED) and result["gid_index"] == 3
 
@@ -173,7 +151,7 @@ def test_a_device_is_found_through_the_owner_of_its_gids(tmp_path):
     """A device whose PCI netdev link is missing from sysfs (a container's
     /sys, say) is still found: its GIDs name bond0 as their owner."""
     root = node_copy(tmp_path)
-    shutil.rmtree(root / "class/infiniband/rocep1s0f0/device/net")
+    shutil.rmtree(str(root.ib("rocep1s0f0") / "device/net"))
     result = detector.detect(str(root), "bond0", slaves=SLAVES.split(","), ip="10.0.0.1")
     assert result["problem"] is None and result["hcas"] == list(BONDED)
 
@@ -199,7 +177,7 @@ def test_unreadable_and_garbage_gid_entries_are_skipped(tmp_path):
     detector reads on to the RoCE v2 one instead of failing."""
     root = node_copy(tmp_path)
     for device in BONDED:
-        gids = root / "class/infiniband" / device / "ports/1/gids"
+        gids = root.port_dir(device) / "gids"
         (gids / "1").unlink()
         (gids / "1").mkdir()  # reading it fails like EINVAL does
         (gids / "2").write_text("not-a-gid\n")

@@ -8,10 +8,20 @@ only, so it runs the same on a DGX Spark, in the lab and on test fixtures.
 
     roce_detect.py --netdev bond0 [--slaves a,b] [--ip 10.0.0.1] [--json | --env | --report]
                    [--hca dev[,dev]] [--gid-index N] [--wait SECONDS] [--output FILE]
+    roce_detect.py --rails NETDEV=IP[,NETDEV=IP...] [--json | --env | --report]
+                   [--hca dev[,dev]] [--gid-index N] [--wait SECONDS] [--output FILE]
+
+Two shapes. A bond (--netdev): the devices under the bond, one GID index.
+Rails (--rails): each netdev is one PCIe half of a CX-7 port with its own
+address on its own subnet; each rail's device is the one bound to that
+netdev, NCCL_IB_HCA lists them in rail order, and NCCL_IB_GID_INDEX is set
+only when every rail's GID sits at the same index (NCCL >= 2.21 picks the
+RoCE v2 GID of the socket's address family itself when it is unset).
 
 Exit status 2 with a one-line message on stderr when no RDMA device sits on
-the netdev or no RoCE v2 IPv4 GID is found (--report always exits 0: it is
-how the deploy's fact reads the same answer).
+the netdev (or a rail), no RoCE v2 IPv4 GID is found, or its port has no
+link (--report always exits 0: it is how the deploy's fact reads the same
+answer).
 
 Standalone on purpose: stdlib only and Python 3.8 compatible, because this
 file is copied to every node and also run as the deploy's fact.
@@ -65,6 +75,15 @@ def netdev_family(sysfs, netdev, slaves=()):
         if name and name not in family:
             family.append(name)
     return family
+
+
+def is_master(sysfs, netdev, slaves=()):
+    """Whether the netdev stands above others (a bond, a team): named slaves, a
+    bonding/ directory or lower_* links. A physical port is none of these."""
+    base = os.path.join(sysfs, "class", "net", netdev)
+    if any(slaves) or os.path.isdir(os.path.join(base, "bonding")):
+        return True
+    return any(entry.startswith("lower_") for entry in _listdir(base))
 
 
 def _attached_netdevs(sysfs, device):
@@ -136,8 +155,10 @@ def _result(netdev, family, ip):
         "devices": [],
         "hcas": [],
         "gid_index": None,
+        "gid_note": None,
         "port": None,
         "gids": {},
+        "rails": None,
         "pinned": {"hca": None, "gid_index": None},
         "problem": None,
         "message": None,
@@ -210,10 +231,12 @@ def detect(sysfs="/sys", netdev="bond0", slaves=(), ip=None, hca=None, gid_index
 
     # A device bound to the bond itself (a RoCE LAG device, or soft-RoCE moved
     # onto the bond) carries the bond's traffic; a device left on a slave port
-    # then receives nothing, so NCCL must not be pointed at it.
-    on_bond = [entry for entry in usable if netdev in _attached_netdevs(sysfs, entry["name"])]
-    if on_bond:
-        usable = on_bond
+    # then receives nothing, so NCCL must not be pointed at it. Only a bond has
+    # slaves to leave out: on a physical port every device naming it counts.
+    if is_master(sysfs, netdev, slaves):
+        on_bond = [entry for entry in usable if netdev in _attached_netdevs(sysfs, entry["name"])]
+        if on_bond:
+            usable = on_bond
 
     # NCCL takes one GID index for all HCAs: keep the index most of them agree on.
     counts = Counter(entry["gid_index"] for entry in usable)
@@ -230,9 +253,169 @@ def detect(sysfs="/sys", netdev="bond0", slaves=(), ip=None, hca=None, gid_index
     return result
 
 
+# --- rails: one netdev per PCIe half, each with its own address ---------------------
+
+def parse_rails(text):
+    """"a=192.168.100.10,b=192.168.101.10" -> [("a", "192.168.100.10"), ...].
+
+    A /prefix after the address is accepted and dropped (netplan writes it so).
+    Raises ValueError naming the bad entry."""
+    rails = []
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        netdev, sep, address = item.partition("=")
+        netdev = netdev.strip()
+        if not sep or not netdev or "/" in netdev:
+            raise ValueError("rail %r is not NETDEV=IP" % item)
+        try:
+            ip = str(ipaddress.IPv4Interface(address.strip()).ip)
+        except ValueError:
+            raise ValueError("rail %r has no IPv4 address" % item)
+        if netdev in [name for name, _ in rails]:
+            raise ValueError("rail %s is listed twice" % netdev)
+        rails.append((netdev, ip))
+    if not rails:
+        raise ValueError("no rail given (NETDEV=IP[,NETDEV=IP...])")
+    return rails
+
+
+def _gid_owners(sysfs, device):
+    """The netdevs named as owners of a device's GIDs."""
+    return _device_netdevs(sysfs, device) - _attached_netdevs(sysfs, device)
+
+
+def rail_device(sysfs, netdev, ip=None):
+    """The RDMA device of one rail: the one bound to its netdev (mlx5: the PCI
+    function's net/ entry; rxe: its parent). A /sys without those links (a
+    container's) still names the netdev as the owner of the device's GIDs.
+    Of several candidates, the one carrying the rail's GID, else the first."""
+    present = _listdir(os.path.join(sysfs, "class", "infiniband"))
+    candidates = [name for name in present if netdev in _attached_netdevs(sysfs, name)]
+    if not candidates:
+        candidates = [name for name in present if netdev in _gid_owners(sysfs, name)]
+    for name in candidates:
+        if roce_v2_ipv4_gids(sysfs, name, [netdev], ip):
+            return name
+    return candidates[0] if candidates else None
+
+
+def _first_port(sysfs, device):
+    """(port, state) of a device's lowest port, for a rail with no GID yet."""
+    base = os.path.join(sysfs, "class", "infiniband", device, "ports")
+    for port in _numeric(_listdir(base)):
+        return port, _port_state(_read(os.path.join(base, str(port), "state")))
+    return None, None
+
+
+def _rail(sysfs, netdev, ip):
+    rail = {"netdev": netdev, "ip": ip, "device": None, "gid_index": None, "gid": None,
+            "port": None, "state": None}
+    device = rail_device(sysfs, netdev, ip)
+    if device is None:
+        return rail
+    rail["device"] = device
+    gids = roce_v2_ipv4_gids(sysfs, device, [netdev], ip)
+    if gids:
+        port, index, gid, _, state = gids[0]
+        rail.update(gid_index=index, gid=gid, port=port, state=state)
+    else:
+        rail["port"], rail["state"] = _first_port(sysfs, device)
+    return rail
+
+
+def _rail_problem(sysfs, rail):
+    """(problem, one-line message) of a rail NCCL cannot use, else None."""
+    netdev, ip, device = rail["netdev"], rail["ip"], rail["device"]
+    if device is None:
+        return "no_device", "no RoCE device on rail %s (rdma link / ibv_devices show none)" % netdev
+    # An unreadable carrier or port state is unknown, not down (as for a bond).
+    carrier = _read(os.path.join(sysfs, "class", "net", netdev, "carrier"))
+    if carrier == "0" or rail["state"] not in (None, "ACTIVE"):
+        return "port_down", "rail %s (%s, %s) has no link: carrier %s, port %s (cable? link?)" % (
+            netdev, device, ip, carrier or "unknown", rail["state"] or "unknown")
+    if rail["gid_index"] is None:
+        return "no_ipv4_gid", "no RoCE v2 IPv4 GID for %s on %s (is rail %s up with its address?)" % (
+            ip, device, netdev)
+    return None
+
+
+def _unique(names):
+    seen = []
+    for name in names:
+        if name not in seen:
+            seen.append(name)
+    return seen
+
+
+def detect_rails(sysfs="/sys", rails=(), hca=None, gid_index=None):
+    """Always returns the result dict, with "rails" in the given order;
+    `problem` says what is missing on the first rail that lacks something, and
+    `message` names every such rail on one line."""
+    rails = list(rails)
+    result = _result(None, [netdev for netdev, _ in rails], None)
+    pins = _split_pins(hca)
+    result["pinned"] = {"hca": pins or None, "gid_index": gid_index}
+    if pins and gid_index is not None:
+        result["rails"] = [{"netdev": netdev, "ip": ip, "device": None, "gid_index": None, "gid": None,
+                            "port": None, "state": None} for netdev, ip in rails]
+        result.update(hcas=pins, gid_index=gid_index)
+        return result
+
+    present = _listdir(os.path.join(sysfs, "class", "infiniband"))
+    missing = [pin for pin in pins if pin.split(":")[0] not in present]
+    if missing:
+        return _fail(result, "no_device", "pinned RoCE device %s not found (rdma link / ibv_devices)" % ",".join(missing))
+
+    result["rails"] = [_rail(sysfs, netdev, ip) for netdev, ip in rails]
+    for rail in result["rails"]:
+        if rail["device"] is not None:
+            result["devices"].append({
+                "name": rail["device"], "netdevs": sorted(_device_netdevs(sysfs, rail["device"])),
+                "gid_index": rail["gid_index"], "port": rail["port"], "gid": rail["gid"],
+                "ipv4": rail["ip"] if rail["gid"] else None, "state": rail["state"],
+            })
+
+    # Pinned HCAs choose which rails NCCL uses; the other rails are not its concern.
+    as_pinned = dict((pin.split(":")[0], pin) for pin in pins)
+    used = [rail for rail in result["rails"] if not pins or rail["device"] in as_pinned]
+    if pins and not used:
+        return _fail(result, "no_device", "pinned RoCE device %s on none of the rails %s" % (
+            ",".join(pins), "/".join(netdev for netdev, _ in rails)))
+
+    if gid_index is None:
+        problems = [found for found in (_rail_problem(sysfs, rail) for rail in used) if found]
+    else:  # a pinned index needs the devices only, as for a bond
+        problems = [("no_device", "no RoCE device on rail %s (rdma link / ibv_devices show none)" % rail["netdev"])
+                    for rail in used if rail["device"] is None]
+    if problems:
+        return _fail(result, problems[0][0], "; ".join(message for _, message in problems))
+
+    result["hcas"] = _unique(as_pinned.get(rail["device"], rail["device"]) for rail in used)
+    ports = set(rail["port"] for rail in used)
+    result["port"] = ports.pop() if len(ports) == 1 else None
+    result["gids"] = dict((rail["device"], rail["gid"]) for rail in used if rail["gid"])
+    if gid_index is not None:
+        result["gid_index"] = gid_index
+        return result
+    indexes = set(rail["gid_index"] for rail in used)
+    if len(indexes) == 1:
+        result["gid_index"] = indexes.pop()
+    else:
+        # NCCL takes one index for all HCAs; with none set it finds each
+        # device's RoCE v2 GID for the socket's address family by itself.
+        result["gid_note"] = "RoCE v2 GID indexes differ across rails (%s): NCCL_IB_GID_INDEX left unset, NCCL picks each HCA's RoCE v2 GID" % (
+            ", ".join("%s/%s %d" % (rail["netdev"], rail["device"], rail["gid_index"]) for rail in used))
+    return result
+
+
 def env_lines(result):
-    hcas = ",".join(result["hcas"])
-    return "NCCL_IB_HCA=%s\nNCCL_IB_GID_INDEX=%d\n" % (hcas, result["gid_index"])
+    """What NCCL and docker read; no NCCL_IB_GID_INDEX when the rails disagree."""
+    lines = ["NCCL_IB_HCA=%s" % ",".join(result["hcas"])]
+    if result.get("gid_index") is not None:
+        lines.append("NCCL_IB_GID_INDEX=%d" % result["gid_index"])
+    return "\n".join(lines) + "\n"
 
 
 def write_private(path, text):
@@ -258,9 +441,11 @@ def write_private(path, text):
 
 def _parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--netdev", default="bond0", help="the netdev carrying the node's QSFP address")
+    parser.add_argument("--netdev", help="the bond (or netdev) carrying the node's QSFP address (default bond0)")
     parser.add_argument("--slaves", default="", help="comma-separated lower netdevs (before the bond exists)")
     parser.add_argument("--ip", help="only accept the GID of this IPv4 address")
+    parser.add_argument("--rails", help="NETDEV=IP[,NETDEV=IP...]: one PCIe half per rail, each with its own "
+                                        "address (instead of --netdev/--slaves/--ip)")
     parser.add_argument("--hca", help="pinned NCCL_IB_HCA value (skips device detection)")
     parser.add_argument("--gid-index", type=int, help="pinned NCCL_IB_GID_INDEX (skips GID detection)")
     parser.add_argument("--sysfs", default="/sys", help="sysfs root (tests point it at fixtures)")
@@ -272,7 +457,15 @@ def _parse_args(argv):
     form.add_argument("--report", dest="form", action="store_const", const="report",
                       help="JSON, exit 0 even when nothing is found")
     parser.set_defaults(form="json")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rails is not None:
+        if args.netdev or args.slaves or args.ip:
+            parser.error("--rails replaces --netdev/--slaves/--ip")
+        try:
+            args.rails = parse_rails(args.rails)
+        except ValueError as error:
+            parser.error("--rails: %s" % error)
+    return args
 
 
 def main(argv=None):
@@ -280,7 +473,10 @@ def main(argv=None):
     slaves = [name for name in args.slaves.split(",") if name]
     deadline = time.monotonic() + max(args.wait, 0)
     while True:
-        result = detect(args.sysfs, args.netdev, slaves, args.ip, args.hca, args.gid_index)
+        if args.rails is not None:
+            result = detect_rails(args.sysfs, args.rails, args.hca, args.gid_index)
+        else:
+            result = detect(args.sysfs, args.netdev or "bond0", slaves, args.ip, args.hca, args.gid_index)
         if result["problem"] is None or args.form == "report" or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
@@ -288,6 +484,9 @@ def main(argv=None):
     if result["problem"] is not None and args.form != "report":
         sys.stderr.write("roce_detect: %s\n" % result["message"])
         return EXIT_NOT_FOUND
+    if result["gid_note"] and args.form == "env":
+        # The serving unit runs this as ExecStartPre: stderr lands in its journal.
+        sys.stderr.write("roce_detect: %s\n" % result["gid_note"])
     text = env_lines(result) if args.form == "env" else json.dumps(result, sort_keys=True) + "\n"
     if args.output:
         write_private(args.output, text)
