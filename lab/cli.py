@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from . import image, lab, ssh, state
+from . import cx7, image, lab, plant, ssh, state
 from .errors import LabError
 
 
@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, choices=state.SUPPORTED_SIZES, default=2)
     up.add_argument("--timeout", type=float, help="seconds per node to answer SSH "
                     f"(default {state.DEFAULT_BOOT_TIMEOUT}, env SPARK_LAB_BOOT_TIMEOUT)")
+    up.add_argument("--cables", choices=sorted(cx7.CABLES),
+                    help="which QSFP ports have a cable: port1 (one cable, the README's setup) or both; "
+                         f"kept for restarts and rebuilds (default: as last time, else {cx7.DEFAULT_CABLES})")
     down = commands.add_parser("down", help="stop every VM and the switch; keep the disks")
     down.add_argument("--force", action="store_true", help="power off at once, no clean shutdown")
     commands.add_parser("destroy", help="down, then delete the disks and state (not the image)")
@@ -30,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild = commands.add_parser("rebuild", help="reinstall one node from the base image")
     rebuild.add_argument("node")
     rebuild.add_argument("--timeout", type=float)
+    planted = commands.add_parser(
+        "plant-nvidia", help="configure a running node as NVIDIA's playbook leaves it "
+        "(/etc/netplan/40-cx7.yaml and NetworkManager profiles on port 1's two halves)")
+    planted.add_argument("node")
     build = commands.add_parser("build-image", help="build (or confirm the cached) base image")
     build.add_argument("--force", action="store_true", help="rebuild even if cached")
     return parser
@@ -37,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "up":
-        lab.up(args.nodes, args.timeout)
+        lab.up(args.nodes, args.timeout, cables=args.cables)
     elif args.command == "down":
         lab.down(force=args.force)
     elif args.command == "destroy":
@@ -53,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
         os.execv(argv[0], argv)
     elif args.command == "rebuild":
         lab.rebuild(args.node, args.timeout)
+    elif args.command == "plant-nvidia":
+        lab._index_of(args.node)
+        plant.plant_nvidia(args.node)
     elif args.command == "build-image":
         built = image.ensure_image(force=args.force)
         print(built.directory)

@@ -16,7 +16,8 @@ from .errors import LabError
 from .tools import require
 
 # Bump when build() changes in a way the recipe files do not show.
-RECIPE_VERSION = 1
+# 2: four QSFP netdevs (two PCIe halves per port), NetworkManager on the QSFP ports.
+RECIPE_VERSION = 2
 SUITE = "trixie"
 DISK_SIZE = "12G"
 RECIPE_DIR = Path(__file__).resolve().parent / "recipe"
@@ -25,6 +26,8 @@ PACKAGES = (
     "linux-image-amd64", "initramfs-tools", "kmod", "iproute2", "netplan.io",
     "systemd-resolved", "libnss-myhostname", "linux-sysctl-defaults", "rdma-core", "ibverbs-utils", "perftest",
     "sudo", "python3", "iputils-ping", "procps", "docker.io", "docker-cli", "ca-certificates", "rsync",
+    # DGX OS leaves the QSFP ports to NetworkManager's automatic DHCP profiles.
+    "network-manager",
 )
 
 

@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import image as image_mod
-from . import nodes, ssh, state, switchproc, topology
+from . import cx7, nodes, ssh, state, switchproc, topology
 from .errors import LabError
 from .tools import require
 
@@ -19,15 +19,30 @@ def _layout_file():
     return state.state_dir() / "lab.json"
 
 
+def _recorded() -> dict:
+    try:
+        layout = json.loads(_layout_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return layout if isinstance(layout, dict) else {}
+
+
 def recorded_count() -> int | None:
     try:
-        return int(json.loads(_layout_file().read_text())["nodes"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(_recorded()["nodes"])
+    except (KeyError, TypeError, ValueError):
         return None
 
 
-def _record(count: int, image) -> None:
-    _layout_file().write_text(json.dumps({"nodes": count, "image": str(image.directory)}) + "\n")
+def recorded_cables() -> str:
+    """The cabling the lab was brought up with; a lab from before the option had port 1 only."""
+    cables = _recorded().get("cables")
+    return cables if cables in cx7.CABLES else cx7.DEFAULT_CABLES
+
+
+def _record(count: int, image, cables: str) -> None:
+    layout = {"nodes": count, "image": str(image.directory), "cables": cables}
+    _layout_file().write_text(json.dumps(layout) + "\n")
 
 
 def known_indexes() -> list[int]:
@@ -50,29 +65,36 @@ def running_indexes() -> list[int]:
     return [i for i in known_indexes() if nodes.running_pid(i) is not None]
 
 
-def up(count: int, timeout: float | None = None, log=print) -> dict[int, float]:
+def up(count: int, timeout: float | None = None, log=print, cables: str | None = None) -> dict[int, float]:
+    """Starts the lab; `cables` (cx7.CABLES) defaults to what the lab was last brought up with."""
     if count not in state.SUPPORTED_SIZES:
         raise LabError(f"--nodes must be one of {state.SUPPORTED_SIZES}, got {count}")
+    if cables is not None and cables not in cx7.CABLES:
+        raise LabError(f"--cables must be one of {sorted(cx7.CABLES)}, got {cables!r}")
     for program in ("qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen"):
         require(program)
     running = running_indexes()
     previous = recorded_count()
     if running and previous and previous != count:
         raise LabError(f"the lab is running with {previous} nodes: `python -m lab down` first")
+    cables = cables or recorded_cables()
+    if running and cables != recorded_cables():
+        raise LabError(f"the lab is running with --cables {recorded_cables()}: `python -m lab down` first")
     image = image_mod.ensure_image(log=log)
     state.state_dir().mkdir(parents=True, exist_ok=True)
-    _record(count, image)
+    _record(count, image, cables)
     indexes = list(range(1, count + 1))
     to_start = [i for i in indexes if i not in running]
     for index in to_start:
         nodes.check_ports(index)
-    if topology.uses_switch(count) and switchproc.ensure_running(count):
-        log(f"QSFP switches on 127.0.0.1 ports "
-            f"{', '.join(str(p) for p, _ in topology.switch_specs(count))}")
+    if topology.uses_switch(count) and switchproc.ensure_running(count, cables):
+        log(f"QSFP switch on 127.0.0.1 port "
+            f"{', '.join(str(p) for p, _ in topology.switch_specs(count, cables))}")
+    log(f"QSFP cables: {describe_cables(cables)}")
     for index in to_start:
         if nodes.ensure_overlay(index, image):
             ssh.forget_host_key(index)
-        nodes.start(index, count, image)
+        nodes.start(index, count, image, cables)
         log(f"{state.node_name(index)}: started (ssh port {state.ssh_port(index)})")
     answered = wait_for_ssh(indexes, _scaled(timeout, len(to_start)))
     print_table(indexes, answered, set(running), log)
@@ -138,10 +160,11 @@ def rebuild(name: str, timeout: float | None = None, log=print) -> float:
     nodes.ensure_overlay(index, image)
     ssh.forget_host_key(index)
     nodes.check_ports(index)
+    cables = recorded_cables()
     if topology.uses_switch(count):
-        switchproc.ensure_running(count)
+        switchproc.ensure_running(count, cables)
     started = time.monotonic()
-    nodes.start(index, count, image)
+    nodes.start(index, count, image, cables)
     log(f"{name}: reinstalled from the base image, booting")
     wait_for_ssh([index], timeout)
     elapsed = time.monotonic() - started
@@ -165,9 +188,23 @@ def status(log=print) -> list[dict]:
     log(f"{'node':<10}{'running':<9}{'ssh port':<10}reachable")
     for row in rows:
         log(f"{row['name']:<10}{_yes(row['running']):<9}{row['ssh_port']:<10}{_yes(row['reachable'])}")
+    log(f"QSFP cables: {describe_cables(recorded_cables())}")
     if topology.uses_switch(recorded_count() or 0):
         log(f"QSFP switch: {'running' if switchproc.running_pid() else 'stopped'}")
     return rows
+
+
+def describe_cables(cables: str) -> str:
+    """One line: which netdevs have a cable (carrier) and which have none."""
+    def names(port):
+        return " + ".join(lane.netdev for lane in cx7.LANES if lane.port == port)
+
+    ports = cx7.CABLES[cables]
+    text = "; ".join(f"port {port} cabled ({names(port)})" for port in ports)
+    empty = [port for port in (0, 1) if port not in ports]
+    if empty:
+        text += "; " + "; ".join(f"port {port} empty, no carrier ({names(port)})" for port in empty)
+    return f"{cables}: {text}"
 
 
 def print_table(indexes: list[int], answered: dict[int, float], already: set[int], log=print) -> None:

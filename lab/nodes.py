@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from . import processes, qmp, state, topology
+from . import cx7, processes, qmp, state, topology
 from .errors import LabError
 from .image import Image
 from .ports import require_free
@@ -41,7 +41,12 @@ def check_ports(index: int) -> None:
         require_free(port, f"QSFP port {nic} of {name}", udp=True)
 
 
-def start(index: int, count: int, image: Image) -> None:
+def start(index: int, count: int, image: Image, cables: str = cx7.DEFAULT_CABLES) -> None:
+    """Starts the node's VM paused, pulls the cables of the ports that have none, resumes it.
+
+    qemu forgets a link set off when its process ends, so this runs at every start
+    (up, up after down, rebuild); a reboot inside the guest keeps the qemu process and its links.
+    """
     name = state.node_name(index)
     files = node_files(name)
     files["pid"].unlink(missing_ok=True)
@@ -53,6 +58,19 @@ def start(index: int, count: int, image: Image) -> None:
     if result.returncode != 0:
         detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise LabError(f"{name}: qemu failed to start: {detail}")
+    commands = qmp.link_off_commands(cx7.unplugged(cables)) + [{"execute": "cont"}]
+    replies: list[dict] = []
+    try:
+        replies = qmp.execute(files["qmp"], commands, timeout=30)
+        failed = [str(r["error"].get("desc", r["error"])) for r in replies if "error" in r]
+    except (OSError, ValueError) as error:
+        failed = [str(error)]
+    if failed or len(replies) != len(commands):
+        pid = running_pid(index)
+        if pid is not None:
+            processes.terminate(pid)
+        raise LabError(f"{name}: could not set the QSFP links over QMP ({'; '.join(failed) or 'no reply'}): "
+                       "the VM was stopped")
 
 
 def stop(index: int, graceful: bool = True, grace: float = 90.0) -> bool:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import state, topology
+from . import cx7, state, topology
 from .image import Image
 
 MEMORY_MIB = 1536
 QSFP_MTU = 9000
-# PCI slots fix the NIC names: the .link files in the image match these paths.
+# PCI slots fix the NIC names: the .link files in the image match these paths
+# (the QSFP netdevs' slots are in cx7.LANES: 0x4-0x7).
 MGMT_SLOT = 0x3
-QSFP_SLOTS = (0x4, 0x5)
-RNG_SLOT = 0x7
 DISK_SLOT = 0x8
+RNG_SLOT = 0x9
 
 
 def node_files(name: str, directory: Path | None = None) -> dict[str, Path]:
@@ -27,7 +27,10 @@ def node_files(name: str, directory: Path | None = None) -> dict[str, Path]:
 
 
 def mac(index: int, nic: int) -> str:
-    # Fixed per node and port: qemu's default would give every VM the same MACs.
+    """nic 0 is the management NIC, nic 1 + L the QSFP netdev of lane L.
+
+    Fixed per node and NIC: qemu's default would give every VM the same MACs.
+    """
     return f"52:54:00:5a:{index:02x}:{nic:02x}"
 
 
@@ -47,6 +50,9 @@ def qemu_argv(index: int, count: int, image: Image, binary: str = "qemu-system-x
         "-serial", "chardev:console",
         "-qmp", f"unix:{files['qmp']},server=on,wait=off",
         "-pidfile", str(files["pid"]),
+        # Paused until nodes.start has pulled the uncabled ports' links over QMP: the
+        # guest never sees carrier on a port with no cable, not even for a moment.
+        "-S",
         "-drive", f"file={files['overlay']},if=none,id=disk,format=qcow2",
         "-device", f"virtio-blk-pci,drive=disk,addr={DISK_SLOT:#x}",
         "-device", f"virtio-rng-pci,addr={RNG_SLOT:#x}",
@@ -54,12 +60,13 @@ def qemu_argv(index: int, count: int, image: Image, binary: str = "qemu-system-x
         f"user,id=mgmt,restrict=on,hostfwd=tcp:{state.SSH_HOST}:{state.ssh_port(index)}-:22",
         "-device", f"virtio-net-pci,netdev=mgmt,addr={MGMT_SLOT:#x},mac={mac(index, 0)}",
     ]
-    for nic, slot in enumerate(QSFP_SLOTS):
-        local, remote = topology.qsfp_endpoints(index, nic, count)
+    for lane, spec in enumerate(cx7.LANES):
+        local, remote = topology.qsfp_endpoints(index, lane, count)
+        netdev = cx7.netdev_id(lane)
         argv += [
-            "-netdev", f"socket,id=qsfp{nic},udp={remote},localaddr={local}",
+            "-netdev", f"socket,id={netdev},udp={remote},localaddr={local}",
             "-device",
-            f"virtio-net-pci,netdev=qsfp{nic},addr={slot:#x},mac={mac(index, nic + 1)},"
-            f"host_mtu={QSFP_MTU}",
+            f"virtio-net-pci,id={netdev}-nic,netdev={netdev},addr={spec.slot:#x},"
+            f"mac={mac(index, lane + 1)},host_mtu={QSFP_MTU}",
         ]
     return argv

@@ -17,7 +17,8 @@ DEFAULT_SSH_BASE = 2220
 LINK_OFFSET = 2000
 DEFAULT_BOOT_TIMEOUT = 300
 SUPPORTED_SIZES = (2, 4)
-QSFP_PORTS = 2
+# QSFP netdevs per node: two ports, two PCIe halves each (lab/cx7.py).
+QSFP_LANES = 4
 
 
 def state_dir() -> Path:
@@ -65,14 +66,14 @@ def ssh_port(index: int) -> int:
     return ssh_base() + index
 
 
-def nic_port(index: int, nic: int) -> int:
-    """The UDP port on which node `index` receives frames for QSFP port `nic`."""
-    return link_base() + 10 * index + nic
+def nic_port(index: int, lane: int) -> int:
+    """The UDP port on which node `index` receives frames for QSFP netdev `lane` (lab/cx7.py)."""
+    return link_base() + 10 * index + lane
 
 
-def switch_port(nic: int) -> int:
-    """The UDP port of the switch that joins every node's QSFP port `nic`."""
-    return link_base() + nic
+def switch_port() -> int:
+    """The UDP port of the one switch (one L2 domain) that joins every cabled QSFP netdev."""
+    return link_base()
 
 
 def lab_nodes(count: int) -> list[dict]:

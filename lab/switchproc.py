@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from . import processes, state, topology
+from . import cx7, processes, state, topology
 from .errors import LabError
 from .ports import require_free
 
@@ -21,11 +21,11 @@ def running_pid() -> int | None:
     return processes.alive(pid_file(), MARKER)
 
 
-def ensure_running(count: int) -> bool:
-    """Starts the switches for `count` nodes unless they run; True when it started them."""
+def ensure_running(count: int, cables: str = cx7.DEFAULT_CABLES) -> bool:
+    """Starts the switch for `count` nodes unless it runs; True when it started it."""
     if running_pid() is not None:
         return False
-    specs = topology.switch_specs(count)
+    specs = topology.switch_specs(count, cables)
     for port, _ in specs:
         require_free(port, "the lab's QSFP switch", udp=True)
     argv = [sys.executable, "-m", MARKER, "--pid-file", str(pid_file())]

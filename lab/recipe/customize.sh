@@ -20,7 +20,10 @@ install -m 0600 "$pubkey" "$root/home/spark/.ssh/authorized_keys"
 chroot "$root" chown -R spark:spark /home/spark/.ssh
 chroot "$root" passwd --lock root
 
-chroot "$root" systemctl enable systemd-networkd systemd-resolved ssh docker \
+# NetworkManager owns the QSFP ports (its automatic "Wired connection N" DHCP profiles, as on
+# DGX OS); systemd-networkd keeps the management NIC, which NetworkManager leaves alone
+# (etc/NetworkManager/conf.d/10-lab-mgmt-unmanaged.conf).
+chroot "$root" systemctl enable systemd-networkd systemd-resolved NetworkManager ssh docker \
     lab-ssh-hostkeys.service lab-rxe.service lab-rxe-follow.service lab-boot-log.service
 # The initrd must carry the .link files so NICs get their Spark names from the first uevent.
 chroot "$root" update-initramfs -u -k all

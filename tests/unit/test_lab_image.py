@@ -2,7 +2,7 @@
 
 import shutil
 
-from lab import image
+from lab import cx7, image
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample spark-lab"
 
@@ -42,10 +42,18 @@ def test_recipe_keeps_what_makes_a_node_look_like_a_fresh_spark():
     files = image.RECIPE_DIR / "files"
     links = {p.name: p.read_text() for p in (files / "etc/systemd/network").glob("*.link")}
     assert any("Path=pci-0000:00:03.0" in t and "Name=enP7s7" in t for t in links.values())
-    assert any("Path=pci-0000:00:04.0" in t and "Name=enp1s0f0np0" in t for t in links.values())
-    assert any("Path=pci-0000:00:05.0" in t and "Name=enp1s0f1np1" in t for t in links.values())
+    for lane in cx7.LANES:
+        assert sum(f"Path=pci-0000:00:{lane.slot:02x}.0" in t and f"Name={lane.netdev}\n" in t
+                   for t in links.values()) == 1, lane
+    assert len(links) == 1 + len(cx7.LANES)
     netplan = "".join(p.read_text() for p in (files / "etc/netplan").glob("*.yaml"))
-    assert "enP7s7" in netplan and "enp1s0f" not in netplan
+    assert "enP7s7" in netplan and "enp1s0f" not in netplan and "enP2p1s0f" not in netplan
+    # NetworkManager owns the QSFP ports (installed, enabled), never the management NIC.
+    assert "network-manager" in image.PACKAGES
+    nm_conf = "".join(p.read_text() for p in (files / "etc/NetworkManager/conf.d").glob("*.conf"))
+    assert "unmanaged-devices+=interface-name:enP7s7\n" in nm_conf and "enp1s0f" not in nm_conf
+    enabled = (image.RECIPE_DIR / "customize.sh").read_text().split("systemctl enable", 1)[1].split("\n", 1)[0]
+    assert "NetworkManager" in enabled and "systemd-networkd" in enabled
     assert "nvidia-drm" in (files / "etc/modprobe.d/zz-nvidia-drm-override.conf").read_text()
     assert not list((files / "etc/ssh").glob("ssh_host_*"))
     script = (image.RECIPE_DIR / "customize.sh").read_text()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import lab_nodes, qemu, state, topology
+from lab import image, lab_nodes, qemu, state, topology
 from lab.image import Image
 
 IMAGE = Image(Path("/cache/abc"))
@@ -51,38 +51,68 @@ def test_every_node_uses_tcg_restricted_user_net_and_loopback_only(count):
 
 
 @pytest.mark.parametrize("count", [2, 4])
-def test_nics_sit_at_the_pci_slots_the_image_names(count):
+def test_four_qsfp_nics_sit_at_the_pci_slots_the_image_names(count):
     argv = qemu.qemu_argv(1, count, IMAGE)
     devices = option_values(argv, "-device")
     assert any("netdev=mgmt,addr=0x3" in d for d in devices)
-    assert any("netdev=qsfp0,addr=0x4" in d and "host_mtu=9000" in d for d in devices)
-    assert any("netdev=qsfp1,addr=0x5" in d and "host_mtu=9000" in d for d in devices)
+    nics = {re.search(r"netdev=(qsfp\d)", d)[1]: d for d in devices if "netdev=qsfp" in d}
+    assert sorted(nics) == ["qsfp0", "qsfp1", "qsfp2", "qsfp3"]
+    slots = {netdev: re.search(r"addr=(0x[0-9a-f]+)", d)[1] for netdev, d in nics.items()}
+    assert slots == {"qsfp0": "0x4", "qsfp1": "0x5", "qsfp2": "0x6", "qsfp3": "0x7"}
+    assert all("host_mtu=9000" in d for d in nics.values())
+    every_slot = re.findall(r"addr=(0x[0-9a-f]+)", " ".join(devices))
+    assert len(every_slot) == len(set(every_slot))  # disk and rng moved out of the QSFP range
     macs = re.findall(r"mac=([0-9a-f:]+)", " ".join(devices))
-    assert len(macs) == len(set(macs)) == 3
+    assert len(macs) == len(set(macs)) == 5
+    assert qemu.mac(1, 0) in devices[[i for i, d in enumerate(devices) if "netdev=mgmt" in d][0]]
 
 
-def test_two_nodes_are_cabled_port_to_port():
+def test_the_qsfp_slots_carry_the_sparks_names_through_the_images_link_files():
+    links = {}
+    for path in (image.RECIPE_DIR / "files/etc/systemd/network").glob("*.link"):
+        text = path.read_text()
+        links[re.search(r"^Path=pci-0000:00:(..)\.0$", text, re.M)[1]] = re.search(r"^Name=(\S+)$", text, re.M)[1]
+    devices = option_values(qemu.qemu_argv(1, 2, IMAGE), "-device")
+    named = {}
+    for device in devices:
+        match = re.search(r"netdev=(qsfp\d),addr=0x([0-9a-f]+)", device)
+        if match:
+            named[match[1]] = links[f"{int(match[2], 16):02x}"]
+    assert named == {"qsfp0": "enp1s0f0np0", "qsfp1": "enP2p1s0f0np0",
+                     "qsfp2": "enp1s0f1np1", "qsfp3": "enP2p1s0f1np1"}
+    assert links["03"] == "enP7s7"
+
+
+def test_vms_start_paused_so_a_cable_is_pulled_before_the_guest_runs():
+    assert "-S" in qemu.qemu_argv(1, 2, IMAGE)
+
+
+def test_two_nodes_wire_each_half_to_the_same_half_of_the_same_port():
     one = udp_links(qemu.qemu_argv(1, 2, IMAGE))
     two = udp_links(qemu.qemu_argv(2, 2, IMAGE))
-    for nic in ("qsfp0", "qsfp1"):
+    assert sorted(one) == sorted(two) == ["qsfp0", "qsfp1", "qsfp2", "qsfp3"]
+    for nic in one:
         assert one[nic][1] == two[nic][0] and two[nic][1] == one[nic][0]
-    assert one["qsfp0"] == (4230, 4240) and one["qsfp1"] == (4231, 4241)
+    assert one == {"qsfp0": (4230, 4240), "qsfp1": (4231, 4241), "qsfp2": (4232, 4242), "qsfp3": (4233, 4243)}
 
 
-def test_four_nodes_reach_one_switch_per_port_index():
-    specs = dict(topology.switch_specs(4))
-    assert specs == {4220: [4230, 4240, 4250, 4260], 4221: [4231, 4241, 4251, 4261]}
+@pytest.mark.parametrize("cables, lanes", [("port1", (2, 3)), ("both", (0, 1, 2, 3))])
+def test_four_nodes_put_every_cabled_half_on_one_switch(cables, lanes):
+    specs = topology.switch_specs(4, cables)
+    assert len(specs) == 1  # one L2 domain
+    port, members = specs[0]
+    assert port == 4220
+    assert sorted(members) == sorted(4220 + 10 * i + lane for i in range(1, 5) for lane in lanes)
     for index in range(1, 5):
         links = udp_links(qemu.qemu_argv(index, 4, IMAGE))
-        assert links["qsfp0"] == (state.nic_port(index, 0), 4220)
-        assert links["qsfp1"] == (state.nic_port(index, 1), 4221)
+        assert links == {f"qsfp{lane}": (state.nic_port(index, lane), 4220) for lane in range(4)}
 
 
 def test_all_host_ports_are_distinct_for_four_nodes():
     ports = [state.ssh_port(i) for i in range(1, 5)]
     ports += [p for i in range(1, 5) for p in topology.udp_ports(i)]
-    ports += [p for p, _ in topology.switch_specs(4)]
-    assert len(ports) == len(set(ports))
+    ports += [p for p, _ in topology.switch_specs(4, "both")]
+    assert len(ports) == len(set(ports)) == 4 + 16 + 1
 
 
 def test_ssh_base_moves_every_port(monkeypatch):
@@ -90,6 +120,7 @@ def test_ssh_base_moves_every_port(monkeypatch):
     argv = qemu.qemu_argv(2, 2, IMAGE)
     assert "hostfwd=tcp:127.0.0.1:3002-:22" in " ".join(argv)
     assert udp_links(argv)["qsfp0"] == (5020, 5010)
+    assert udp_links(argv)["qsfp3"] == (5023, 5013)
 
 
 def test_lab_nodes_describe_how_to_reach_each_vm(monkeypatch, tmp_path):
