@@ -51,6 +51,11 @@ preflight_strict = True
 # GiB CUDA must see. A GB10 shows ~119.7 GiB to CUDA without the DRM override,
 # ~62 GiB with it.
 min_gpu_memory_gib = 100
+# Verify setting (tests/verify rdma; no role reads it): each rail's
+# ib_write_bw must reach this share of the link rate sysfs reports (a CX-7
+# hot-plugged after boot sits at ~13 Gb/s and passes every ping); 0 reports
+# the bandwidth without judging it (the lab's soft-RoCE).
+rdma_min_link_fraction = 0.5
 # Every Spark has its GPU and driver, so the verify suite fails a node without
 # a working `nvidia-smi`. Only an inventory of GPU-less machines sets False
 # (the lab's VMs, inventory/lab_common.py); gpu_memory then skips.

@@ -15,7 +15,9 @@ Desired state:
   rails with the node's one address; MTU on all, no DHCP, no gateway (the
   management NIC keeps the default route), renderer networkd per device (so
   netplan tells DGX OS's NetworkManager to leave exactly these ports alone and
-  an NM restart cannot touch them; every other interface keeps NM);
+  an NM restart cannot touch them; every other interface keeps NM); a running
+  NetworkManager lets go of them at once (files/nm_release.sh), not only at
+  the next boot;
 - ARP is answered only on the netdev that holds the address (sysctl file);
 - the live links match that file: netplan is applied only when the file
   changed or the links drifted (address flushed, MTU, slaves, mode, a leftover bond);
@@ -36,7 +38,7 @@ from spark_cluster.cluster_facts import host_fact
 from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.host_ops import PACKAGES_WANT, ensure_packages, fail_host
 
-from .checks import hardware_problem, link_up_commands
+from .checks import hardware_problem, link_up_commands, nm_drift, nm_release_command
 from .facts import QsfpLinks
 from .netplan import mode_role, render_netplan, render_sysctl
 from spark_cluster.qsfp_owners import TAKEOVER_DIR, owners_want, refusal, takeover_command, verdict
@@ -108,11 +110,11 @@ def apply():
 
     mode = mode_role(s)
     # netplan generate validates every netplan file before a link is touched.
-    apply_commands = ["netplan generate", *mode.before_apply(s, links), "netplan apply"]
+    apply_commands = ["netplan generate", *mode.before_apply(s, links), "netplan apply", nm_release_command(s)]
     # An unchanged file cannot notice live links that drifted (address
     # flushed, MTU, slaves): then netplan is applied regardless. A file moved
     # aside changes what netplan merges, so it is applied then too.
-    drift = mode.drift(s, links)
+    drift = mode.drift(s, links) + nm_drift(s, links)
     applied = server.shell(
         name="Apply netplan (validated first)",
         commands=apply_commands,

@@ -9,6 +9,25 @@ from spark_cluster.shipped import shipped_command
 
 # Shipped with the role and run by the unit tests against a fake sysfs, ip and ping.
 LINK_UP_WAIT = Path(__file__).parent / "files" / "link_up_wait.sh"
+NM_RELEASE = Path(__file__).parent / "files" / "nm_release.sh"
+
+
+def our_netdevs(s: SimpleNamespace) -> list[str]:
+    """Every netdev our netplan file renders: the rails, and a bond over them."""
+    return list(dict.fromkeys([*s.fabric.netdevs, *(link.netdev for link in s.fabric.links)]))
+
+
+def nm_drift(s: SimpleNamespace, fact: dict) -> list[str]:
+    """Our netdevs that a running NetworkManager still manages (its default
+    DHCP profile would flush their addresses)."""
+    links = fact.get("links", {})
+    return [f"{name} is managed by NetworkManager ({links[name]['nm']})" for name in our_netdevs(s)
+            if links.get(name, {}).get("nm") not in (None, "unmanaged")]
+
+
+def nm_release_command(s: SimpleNamespace) -> str:
+    """files/nm_release.sh for our netdevs: NetworkManager lets go of them now."""
+    return shipped_command(NM_RELEASE, *our_netdevs(s))
 
 
 def hardware_problem(host_name: str, s: SimpleNamespace, fact: dict) -> str | None:

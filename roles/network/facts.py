@@ -16,7 +16,8 @@ for name in {names}; do
   master=$(basename "$(readlink "$d/master" 2>/dev/null)" 2>/dev/null)
   slaves=$(cat "$d/bonding/slaves" 2>/dev/null | tr ' ' ',')
   mode=$(cut -d' ' -f1 "$d/bonding/mode" 2>/dev/null)
-  echo "link=$name present=1 carrier=$carrier operstate=$(cat "$d/operstate") mtu=$(cat "$d/mtu") master=$master slaves=$slaves mode=$mode"
+  nm=$(nmcli -g GENERAL.STATE device show "$name" 2>/dev/null | sed 's/.*(//; s/).*//; s/ /-/g')
+  echo "link=$name present=1 carrier=$carrier operstate=$(cat "$d/operstate") mtu=$(cat "$d/mtu") master=$master slaves=$slaves mode=$mode nm=$nm"
   ip -o -4 address show dev "$name" 2>/dev/null | while read -r _ _ _ address _; do echo "address=$address on=$name"; done
 done
 true
@@ -44,13 +45,16 @@ def parse_links(lines: list[str]) -> dict:
             "slaves": [s for s in fields.get("slaves", "").split(",") if s],
             "mode": fields.get("mode") or None,
             "addresses": [],
+            # NetworkManager's state of the device ("unmanaged", "connected",
+            # "connecting"...), None without NM or when NM does not know it.
+            "nm": fields.get("nm") or None,
         }
     return {"links": links}
 
 
 class QsfpLinks(FactBase):
     """Each named netdev (present, carrier, operstate, mtu, master, bond
-    slaves and mode, IPv4 addresses), so the role knows both whether the
+    slaves and mode, IPv4 addresses, NetworkManager's state), so the role knows both whether the
     hardware is there and whether its links are already in place."""
 
     def command(self, names):

@@ -1,6 +1,8 @@
-"""End to end on the 2-node lab, in order: converge, no-op, verify, reboot,
-break and repair, and a node with missing hardware. Each test builds on the
-state the previous one left, as a user's session would."""
+"""End to end on the 2-node lab, in order: converge (the shipped default,
+dual_subnet on one cable in port 1), no-op, verify, reboot, break and repair, a
+node with missing hardware, a rebuilt node, a node whose QSFP ports another
+configuration already claims (NVIDIA's playbook), and the switch to bond mode.
+Each test builds on the state the previous one left, as a user's session would."""
 
 import pytest
 
@@ -26,6 +28,13 @@ from spark_cluster.engine_image import standin_tag
 
 NODES = ["spark-1", "spark-2"]
 HEAD, WORKER = NODES
+BOND_INVENTORY = "inventory/lab2_bond.py"
+# One cable in port 1: its two PCIe halves are the rails, each with its HCA.
+RAILS = {"enp1s0f1np1": "rocep1s0f1", "enP2p1s0f1np1": "roceP2p1s0f1"}
+# The verify check of the links that carry our addresses, and its words about
+# the worker's second rail losing its address.
+LINKS_CHECK = "links"
+LINKS_WORDS = "enP2p1s0f1np1 IPv4: expected 192.168.101.11/24, found no address"
 # Shaped like the Hugging Face cache: blobs, a snapshot of absolute-free relative
 # links, refs. Small, so the copy is quick under emulation; the role does not care.
 MODEL_DIR = model_cache_dir(hf_home("/home/spark"), "deepseek-ai/DeepSeek-V4-Flash")
@@ -75,9 +84,14 @@ def test_verification_suite_is_green_on_the_converged_lab(lab2, tmp_path):
     code, entries, output = verify(lab2, tmp_path / "verify.json")
     assert code == 0, output[-6000:]
     checks = {entry["check"] for entry in entries if entry["outcome"] == "passed"}
-    for check in ("bond", "roce_gid", "memlock", "infiniband", "drm_override", "env_file",
+    for check in (LINKS_CHECK, "network_manager", "roce_gid", "memlock", "infiniband", "drm_override", "env_file",
                   "serving_unit", "ping_mtu", "ssh_mesh", "rdma", "openai_endpoint"):
         assert check in checks, (check, sorted(checks))
+    # Both halves of the cabled port, in the engine's own environment: the
+    # detector found both rails' HCAs at serving start.
+    for node in NODES:
+        roce = as_root(node, "cat /run/spark-cluster/roce.env").stdout
+        assert f"NCCL_IB_HCA={','.join(RAILS.values())}" in roce.splitlines(), (node, roce)
 
 
 def test_serving_comes_back_after_a_reboot_without_any_command(lab2, tmp_path):
@@ -94,7 +108,7 @@ def test_serving_comes_back_after_a_reboot_without_any_command(lab2, tmp_path):
 # How a user (or an upgrade) breaks each check on the worker, and the words of
 # that check's own message about it. Applied one at a time, each followed by its
 # own check, in an order where no breakage touches a later check's subject (the
-# bond goes last: without it the QSFP side, and so ssh_mesh, is gone), so every
+# QSFP link goes last: without it the QSFP side, and so ssh_mesh, is gone), so every
 # check is shown to catch its own breakage, not a neighbour's.
 BREAKAGES = [
     ("ssh_mesh", "sed -i '/spark-cluster/d' /home/spark/.ssh/authorized_keys", "authorized_keys"),
@@ -104,7 +118,7 @@ BREAKAGES = [
     ("memlock", "rm -f /etc/systemd/system/docker.service.d/90-spark-cluster-memlock.conf && "
                 "systemctl daemon-reload && systemctl restart docker", "docker.service drop-in"),
     ("serving_unit", "systemctl stop spark-serving", "spark-serving.service: expected active, found"),
-    ("bond", "ip address flush dev bond0", "bond0 IPv4: expected 10.0.0.2/24, found no address"),
+    (LINKS_CHECK, "ip address flush dev enP2p1s0f1np1", LINKS_WORDS),
 ]
 
 
@@ -133,7 +147,7 @@ def test_missing_roce_device_stops_only_that_host(lab2):
     # Something only the last role repairs, on the head: if the run went on
     # there after the worker was stopped, the head's env file is 0600 again.
     as_root(HEAD, "chmod 0644 /etc/spark-cluster/serving.env")
-    as_root(WORKER, "rdma link delete rocep1s0f0; rdma link delete rocep1s0f1")
+    as_root(WORKER, "; ".join(f"rdma link delete {device}" for device in RAILS.values()))
     try:
         result = deploy(lab2)
         assert result.returncode != 0
@@ -146,8 +160,8 @@ def test_missing_roce_device_stops_only_that_host(lab2):
         assert as_root(HEAD, "stat -c %a /etc/spark-cluster/serving.env").stdout.strip() == "600"
         assert not result.changed_operations(WORKER), result.changed_operations(WORKER)
     finally:
-        as_root(WORKER, "rdma link add rocep1s0f0 type rxe netdev enp1s0f0np0; "
-                        "rdma link add rocep1s0f1 type rxe netdev enp1s0f1np1", check=False)
+        as_root(WORKER, "; ".join(f"rdma link add {device} type rxe netdev {netdev}"
+                                  for netdev, device in RAILS.items()), check=False)
 
 
 def test_a_rebuilt_node_rejoins_with_one_command_and_receives_model_and_image_over_qsfp(lab2, tmp_path):
@@ -178,3 +192,58 @@ def test_a_rebuilt_node_rejoins_with_one_command_and_receives_model_and_image_ov
 
     again = deploy(lab2)
     assert again.returncode == 0 and again.grand_total()["changed"] == 0, again.output[-6000:]
+
+
+NVIDIA_FILE = "/etc/netplan/40-cx7.yaml"
+
+
+def test_ports_another_configuration_claims_stop_that_node_until_takeover_moves_them_aside(lab2):
+    """A user who followed NVIDIA's playbook first: its netplan file and
+    NetworkManager profiles own the worker's QSFP ports."""
+    lab("plant-nvidia", WORKER)
+    planted = as_root(WORKER, f"ls {NVIDIA_FILE} /etc/NetworkManager/system-connections/").stdout.split()
+    profiles = [name for name in planted if name.endswith(".nmconnection")]
+    assert profiles, planted
+    digest = f"sha256sum {NVIDIA_FILE} /etc/NetworkManager/system-connections/*.nmconnection | cut -d' ' -f1 | sort"
+    before = as_root(WORKER, digest).stdout.split()
+
+    stopped = deploy(lab2)
+    assert stopped.returncode != 0
+    worker_text = "\n".join(stopped.host_lines(WORKER)) or stopped.output
+    for name in (NVIDIA_FILE, *profiles, "qsfp_takeover = True"):
+        assert name in worker_text, (name, stopped.output[-6000:])
+    assert not stopped.changed_operations(WORKER), stopped.changed_operations(WORKER)
+    assert not any("Error" in line for line in stopped.host_lines(HEAD)), stopped.host_lines(HEAD)
+
+    taken = deploy(lab2, "--data", "qsfp_takeover=true")
+    assert taken.returncode == 0, taken.output[-6000:]
+    assert any("Move other QSFP configurations aside" in op for op in taken.changed_operations(WORKER))
+    # Nothing deleted: every planted file sits, unchanged, in the backup, with its way back.
+    assert as_root(WORKER, f"test ! -e {NVIDIA_FILE}", check=False).returncode == 0
+    backup = as_root(WORKER, "ls -d /etc/spark-cluster/takeover/*/").stdout.split()
+    assert len(backup) == 1, backup
+    kept = as_root(WORKER, f"cd {backup[0]} && sha256sum .{NVIDIA_FILE} "
+                           "./etc/NetworkManager/system-connections/*.nmconnection | cut -d' ' -f1 | sort").stdout.split()
+    assert kept == before
+    assert as_root(WORKER, f"stat -c %a {backup[0]} {backup[0]}restore.sh").stdout.split() == ["700", "700"]
+
+    again = deploy(lab2)
+    assert again.returncode == 0 and again.grand_total()["changed"] == 0, again.output[-6000:]
+
+
+def test_bond_mode_is_one_line_away_and_converges_reruns_and_verifies(tmp_path):
+    """inventory/lab2_bond.py: the same lab with network_mode = "bond"."""
+    before = {node: boot_count(node) for node in NODES}
+    result = deploy(BOND_INVENTORY)
+    assert result.returncode == 0, result.output[-6000:]
+    assert result.grand_total()["changed"] > 0
+    again = deploy(BOND_INVENTORY, "-v")
+    assert again.returncode == 0 and again.grand_total()["changed"] == 0, again.output[-6000:]
+    assert {node: boot_count(node) for node in NODES} == before
+    for node in NODES:
+        slaves = on_node(node, "cat /sys/class/net/bond0/bonding/slaves").stdout.split()
+        assert sorted(slaves) == sorted(RAILS), (node, slaves)
+    wait_serving_healthy()
+    code, entries, output = verify(BOND_INVENTORY, tmp_path / "bond.json")
+    assert code == 0, output[-6000:]
+    assert (WORKER, LINKS_CHECK) in {(e["node"], e["check"]) for e in entries if e["outcome"] == "passed"}

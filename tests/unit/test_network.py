@@ -13,7 +13,7 @@ from pyinfra.facts.deb import DebPackages
 
 import roles.network as network
 from roles.network import bond, dual_subnet
-from roles.network.checks import LINK_UP_WAIT, hardware_problem, link_up_commands
+from roles.network.checks import LINK_UP_WAIT, NM_RELEASE, hardware_problem, link_up_commands, nm_drift, nm_release_command
 from roles.network.facts import QsfpLinks, parse_links
 from roles.network.netplan import render_netplan, render_sysctl
 from spark_cluster.qsfp_owners import Claim, QsfpOwners
@@ -424,7 +424,7 @@ def test_fresh_node_writes_applies_and_checks_once(data):
     put = op(ops, DESCRIBE)[1]
     assert "chmod 600 /etc/netplan/40-spark-cluster.yaml" in put
     assert "chown root:root /etc/netplan/40-spark-cluster.yaml" in put
-    assert op(ops, APPLY)[1] == ["netplan generate", "netplan apply"]
+    assert op(ops, APPLY)[1] == ["netplan generate", "netplan apply", nm_release_command(network_settings(data))]
     assert op(ops, LINK_CHECK)[1] == link_up_commands(network_settings(data))
     assert op(ops, LINK_CHECK)[2], "the link check only runs when netplan was applied in this run"
 
@@ -443,12 +443,12 @@ def test_flushed_rail_address_is_repaired_without_a_file_change():
     flushed = links(link(RAILS[0], addresses=["192.168.100.10/24"]), link(RAILS[1]))
     ops = build_operations(network.apply, HOST_DATA, {QsfpLinks: flushed, **INSTALLED}, converged_files(settings()))
     apply_op = op(ops, APPLY)
-    assert apply_op[1] == ["netplan generate", "netplan apply"] and not apply_op[2]
+    assert apply_op[1] == ["netplan generate", "netplan apply", nm_release_command(settings())] and not apply_op[2]
 
 
 def test_switching_bond_to_dual_subnet_deletes_the_bond_then_applies():
     ops = build_operations(network.apply, HOST_DATA, {QsfpLinks: BONDED, **INSTALLED})
-    assert op(ops, APPLY)[1] == ["netplan generate", "ip link delete bond0", "netplan apply"]
+    assert op(ops, APPLY)[1] == ["netplan generate", "ip link delete bond0", "netplan apply", nm_release_command(settings())]
 
 
 def test_bond_mode_change_recreates_the_bond_without_a_file_change():
@@ -457,7 +457,7 @@ def test_bond_mode_change_recreates_the_bond_without_a_file_change():
     ops = build_operations(network.apply, BOND_DATA, {QsfpLinks: MODE_DRIFTED, **INSTALLED},
                            converged_files(bond_settings()))
     commands, condition = op(ops, APPLY)[1:]
-    assert commands == ["netplan generate", "ip link delete bond0", "netplan apply"]
+    assert commands == ["netplan generate", "ip link delete bond0", "netplan apply", nm_release_command(bond_settings())]
     assert not condition, "the apply runs unconditionally when the live bond drifted"
     assert op(ops, LINK_CHECK)[2], "the link check follows the apply"
 
@@ -518,8 +518,91 @@ def test_nvidias_file_with_our_addresses_is_adopted_without_the_setting():
     names = [name for name, _, _ in ops]
     assert any(name.startswith(TAKEOVER) and "adopted" in name for name in names), names
     # the live rails already match: netplan is applied because a file moved
-    assert op(ops, APPLY)[1] == ["netplan generate", "netplan apply"] and op(ops, APPLY)[2]
+    assert op(ops, APPLY)[1] == ["netplan generate", "netplan apply", nm_release_command(settings())] and op(ops, APPLY)[2]
     # other addresses, or bond mode, are a foreign layout: refused
     for data in ({**HOST_DATA, "qsfp_ip": "192.168.100.20"}, BOND_DATA):
         ops = build_operations(network.apply, data, {QsfpLinks: DUAL, DebPackages: {}, QsfpOwners: [NVIDIA_FILE]})
         assert [name for name, _, _ in ops] == ["Check for other owners of the QSFP ports"]
+
+
+# --- NetworkManager lets go of our netdevs (files/nm_release.sh) ----------------
+
+def test_a_rail_networkmanager_still_manages_is_drift():
+    managed = links(link(RAILS[0], addresses=["192.168.100.10/24"]),
+                    [*link(RAILS[1], addresses=["192.168.101.10/24"])[:1]])
+    managed["links"][RAILS[1]]["nm"] = "connecting"
+    assert nm_drift(settings(), managed) == ["enP2p1s0f1np1 is managed by NetworkManager (connecting)"]
+    assert nm_drift(settings(), DUAL) == []  # no NM at all
+    # port 0 is no rail: whatever NM does there is not ours
+    DUAL_NM = links(link(RAILS[0], addresses=["192.168.100.10/24"]), link(RAILS[1], addresses=["192.168.101.10/24"]),
+                    link(PORT0[0]))
+    DUAL_NM["links"][PORT0[0]]["nm"] = "connecting"
+    assert nm_drift(settings(), DUAL_NM) == []
+    ops = build_operations(network.apply, HOST_DATA, {QsfpLinks: managed, **INSTALLED}, converged_files(settings()))
+    assert not op(ops, APPLY)[2], "netplan is applied (and NM told) although the file is unchanged"
+
+
+def test_fact_parses_networkmanagers_state():
+    parsed = parse_links(["link=enp1s0f1np1 present=1 carrier=1 operstate=up mtu=9000 master= slaves= mode= nm=unmanaged",
+                          "link=enP2p1s0f1np1 present=1 carrier=1 operstate=up mtu=9000 master= slaves= mode= nm="])
+    assert parsed["links"]["enp1s0f1np1"]["nm"] == "unmanaged" and parsed["links"]["enP2p1s0f1np1"]["nm"] is None
+
+
+FAKE_NMCLI = """#!/bin/sh
+echo "nmcli $*" >> "$STUBS/calls"
+if [ "$1" = -g ]; then cat "$STUBS/state.$5" 2>/dev/null; exit 0; fi
+[ ! -e "$STUBS/nmcli_fails" ]
+"""
+FAKE_TOOL = """#!/bin/sh
+echo "$(basename "$0") $*" >> "$STUBS/calls"
+[ ! -e "$STUBS/$(basename "$0")_fails" ]
+"""
+
+
+def run_release(tmp_path, states, *, nm_active=True, with_nmcli=True, fails=()):
+    stubs = tmp_path / "stubs"
+    (stubs / "bin").mkdir(parents=True)
+    tools = {"systemctl": FAKE_TOOL, "networkctl": FAKE_TOOL, **({"nmcli": FAKE_NMCLI} if with_nmcli else {})}
+    for tool, text in tools.items():
+        (stubs / "bin" / tool).write_text(text)
+        (stubs / "bin" / tool).chmod(0o755)
+    for dev, state in states.items():
+        (stubs / f"state.{dev}").write_text(state + "\n")
+    if not nm_active:
+        (stubs / "systemctl_fails").write_text("")
+    for tool in fails:
+        (stubs / f"{tool}_fails").write_text("")
+    (stubs / "calls").write_text("")
+    env = {"PATH": f"{stubs / 'bin'}:/usr/bin:/bin", "STUBS": str(stubs)}
+    command = nm_release_command(settings())
+    result = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=10, env=env)
+    return result, (stubs / "calls").read_text().splitlines()
+
+
+def test_release_hands_only_the_managed_rails_to_networkd(tmp_path):
+    result, calls = run_release(tmp_path, {"enp1s0f1np1": "10 (unmanaged)", "enP2p1s0f1np1": "70 (connecting)"})
+    assert (result.returncode, result.stderr) == (0, "")
+    assert [c for c in calls if not c.startswith("nmcli -g") and not c.startswith("systemctl")] == [
+        "nmcli device set enP2p1s0f1np1 managed no", "networkctl reconfigure enP2p1s0f1np1"]
+
+
+@pytest.mark.parametrize("case", ["no_nmcli", "nm_inactive"])
+def test_release_does_nothing_without_a_running_networkmanager(tmp_path, case):
+    result, calls = run_release(tmp_path, {"enP2p1s0f1np1": "100 (connected)"},
+                                with_nmcli=case != "no_nmcli", nm_active=case != "nm_inactive")
+    assert result.returncode == 0
+    assert not any("managed no" in c or "networkctl" in c for c in calls)
+
+
+@pytest.mark.parametrize("tool, message", [
+    ("nmcli", "NetworkManager does not let go of enp1s0f1np1 (nmcli device set enp1s0f1np1 managed no failed)"),
+    ("networkctl", "systemd-networkd could not configure enp1s0f1np1 again (networkctl reconfigure enp1s0f1np1)"),
+])
+def test_release_fails_in_one_line(tmp_path, tool, message):
+    result, _ = run_release(tmp_path, {"enp1s0f1np1": "100 (connected)"}, fails=[tool])
+    assert (result.returncode, result.stderr) == (1, message + "\n")
+
+
+def test_release_needs_netdevs(tmp_path):
+    result = subprocess.run(["sh", str(NM_RELEASE)], capture_output=True, text=True, timeout=10)
+    assert result.returncode == 2 and result.stderr == "usage: nm_release.sh NETDEV...\n"

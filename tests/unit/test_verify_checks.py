@@ -32,6 +32,10 @@ from roles.ssh.render import known_hosts_text
 from spark_cluster.caches import engine_cache_dirs, hf_home
 from spark_cluster.cluster_ssh import KEY_NAME, SYSTEM_KNOWN_HOSTS
 from spark_cluster.engine_image import image_of
+from spark_cluster.fabric import PORT_HALVES
+
+# DGX OS's names: the RDMA device of each QSFP netdev (one per PCIe half).
+QSFP_DEVICES = {netdev: device for halves in PORT_HALVES.values() for netdev, device in halves}
 
 REPO = Path(__file__).resolve().parents[2]
 VERIFY = REPO / "tests" / "verify"
@@ -55,10 +59,18 @@ roce_detect = _load(DETECTOR_SOURCE, "roce_detect_for_verify")
 # The kernel's numbering of bonding modes (include/uapi/linux/if_bonding.h):
 # sysfs prints "balance-xor 2".
 KERNEL_BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb", "balance-alb")
-# What roce_detect finds on a CX-7: the RoCE v2 IPv4 GID at index 3.
-HCA, GID_INDEX = "rocep1s0f0", 3
-IB_PORT = f"/sys/class/infiniband/{HCA}/ports/1"
+# A port's GID table as the hardware fills it: (what the entry holds, its type).
+# "ll" is the netdev's IPv6 link-local GID, "ipv4" the IPv4-mapped GID of the
+# address on the netdev the device's GIDs follow (the rail, or the bond over it).
+CX7_GIDS = (("ll", "IB/RoCE v1"), ("ll", "RoCE v2"), ("ipv4", "IB/RoCE v1"), ("ipv4", "RoCE v2"))
+RXE_GIDS = (("ll", "IB/RoCE v1"), ("ipv4", "RoCE v2"))
+# Where each layout has its RoCE v2 IPv4 GID (what roce_detect writes to roce.env).
+GID_INDEX = {CX7_GIDS: 3, RXE_GIDS: 1}
+LINK_LOCAL_GID = "fe80:0000:0000:0000:0a5f:1aff:fe00:0001"
 EMPTY_GID = ":".join(["0000"] * 8)
+# The rails of inventory/spark2.py's worker (qsfp_ports [1]: both halves of port 1).
+RAIL_1, RAIL_2 = "enp1s0f1np1", "enP2p1s0f1np1"
+HCA_1, HCA_2 = "rocep1s0f1", "roceP2p1s0f1"
 # cuDeviceTotalMem on a GB10 without the DRM override (~119.7 GiB), and with it.
 GB10_CUDA_BYTES = int(119.7 * 2**30)
 DRM_CAPPED_CUDA_BYTES = 62 * 2**30
@@ -82,6 +94,15 @@ PLATFORM = {"uname -s": "Linux\n", "uname -m": "aarch64\n"}
 SYSTEMD_RUNTIME_DIR = "/run/systemd/system/"
 
 
+@dataclass
+class FakeLink:
+    """What `ip -j addr show dev X` reports."""
+
+    mtu: int
+    addresses: list = field(default_factory=list)  # (ip, prefix)
+    flags: list = field(default_factory=lambda: ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"])
+
+
 def keypair(comment: str) -> tuple[str, str]:
     """(OpenSSH private key file, public key line) of a fresh ed25519 key."""
     key = ed25519.Ed25519PrivateKey.generate()
@@ -103,10 +124,12 @@ class NodeState:
     admin: str
     home: str
     files: dict = field(default_factory=dict)
-    bond: str = ""
-    bond_flags: list = field(default_factory=lambda: ["BROADCAST", "MULTICAST", "MASTER", "UP", "LOWER_UP"])
-    bond_mtu: int = 0
-    bond_addresses: list = field(default_factory=list)
+    links: dict = field(default_factory=dict)  # netdev -> FakeLink
+    # RDMA device -> the netdev whose address its IPv4 GIDs follow (its rail, or the bond over it).
+    gids_follow: dict = field(default_factory=dict)
+    gid_layout: tuple = CX7_GIDS
+    gid_types: dict = field(default_factory=dict)  # (device, index) -> a type other than the layout's
+    nm_states: dict | None = None  # `nmcli device` DEVICE -> STATE; None: NetworkManager not installed
     host_infiniband: list = field(default_factory=lambda: ["rdma_cm", "uverbs0", "uverbs1"])
     gpu_driver: bool = True
     cuda_total_bytes: int | None = GB10_CUDA_BYTES
@@ -153,9 +176,6 @@ class NodeState:
                 return fail(f"{argv[0]}: {argv[-1]}: Permission denied")
             if argv[0] == "head":
                 return ok(file.content_string[: int(argv[2])])
-            if argv[-1] == f"{IB_PORT}/gids/{GID_INDEX}":
-                # The RoCE v2 IPv4 GID follows the bond's address: flushed, it is gone.
-                return ok((ipv4_gid(self.bond_addresses[0][0]) if self.bond_addresses else EMPTY_GID) + "\n")
             return ok(file.content_string)
         if argv[:2] == ["stat", "-Lc"]:  # testinfra's File: owner (%U) and octal mode (%a)
             file = self.files.get(argv[3], MISSING)
@@ -164,12 +184,21 @@ class NodeState:
             return ok({"%U": file.user, "%a": f"{file.mode:o}"}[argv[2]] + "\n")
         if command in PLATFORM:  # what testinfra asks to pick its Linux modules
             return ok(PLATFORM[command])
-        if command == f"ip -j addr show dev {self.bond}":
-            return ok(json.dumps([{"ifname": self.bond, "flags": self.bond_flags,
-                                   "operstate": "UP" if "LOWER_UP" in self.bond_flags else "DOWN",
-                                   "mtu": self.bond_mtu,
+        if argv[:4] == ["ip", "-j", "addr", "show"]:
+            link = self.links.get(argv[-1])
+            if link is None:
+                return fail(f'Device "{argv[-1]}" does not exist.')
+            return ok(json.dumps([{"ifname": argv[-1], "flags": link.flags,
+                                   "operstate": "UP" if "LOWER_UP" in link.flags else "DOWN",
+                                   "mtu": link.mtu,
                                    "addr_info": [{"family": "inet", "local": a, "prefixlen": p}
-                                                 for a, p in self.bond_addresses]}]))
+                                                 for a, p in link.addresses]}]))
+        if argv[:4] == ["grep", "-s", "-H", "."]:  # a port's whole GID table
+            return ok(self.gid_listing(argv[4].removesuffix("/gids/*")))
+        if command == "command -v nmcli":
+            return ok("/usr/bin/nmcli\n") if self.nm_states is not None else fail()
+        if command == "nmcli -t -f DEVICE,STATE device" and self.nm_states is not None:
+            return ok("".join(f"{device}:{state}\n" for device, state in self.nm_states.items()))
         if command == "ls /dev/infiniband":
             return ok("\n".join(self.host_infiniband) + "\n") if self.host_infiniband else fail(
                 "ls: cannot access '/dev/infiniband': No such file or directory", rc=2)
@@ -192,6 +221,23 @@ class NodeState:
         if argv[0] == "docker":
             return self.docker(command, argv, ok, fail)
         return fail(f"not simulated: {command}", rc=127)
+
+    def gid_listing(self, port_dir: str) -> str:
+        """What `grep -s -H . PORT/gids/* PORT/gid_attrs/types/*` prints: the
+        IPv4 entries follow the address on the netdev the device's GIDs follow
+        (flushed, they read as zeros and their type as EINVAL, which -s hides)."""
+        device = port_dir.split("/")[4]
+        if device not in self.gids_follow:
+            return ""  # the glob matched nothing
+        link = self.links.get(self.gids_follow[device])
+        ip = link.addresses[0][0] if link and link.addresses else None
+        gids, types = [], []
+        for index, (holds, gid_type) in enumerate(self.gid_layout):
+            gid = LINK_LOCAL_GID if holds == "ll" else ipv4_gid(ip) if ip else None
+            gids.append(f"{port_dir}/gids/{index}:{gid or EMPTY_GID}\n")
+            if gid:
+                types.append(f"{port_dir}/gid_attrs/types/{index}:{self.gid_types.get((device, index), gid_type)}\n")
+        return "".join(gids + types)
 
     def systemd_show(self, unit: str) -> dict[str, str]:
         """What `systemctl show UNIT` prints for the units the checks read;
@@ -279,21 +325,34 @@ def rendered_serving(spec, home: str, nvidia_runtime: bool):
 def converged(spec, host_keys: dict[str, str], gpu: bool) -> NodeState:
     admin = spec.admin
     state = NodeState(spec.name, admin, f"/home/{admin}", gpu_driver=gpu,
-                      cuda_total_bytes=GB10_CUDA_BYTES if gpu else None)
+                      cuda_total_bytes=GB10_CUDA_BYTES if gpu else None, gid_layout=CX7_GIDS if gpu else RXE_GIDS)
     files = state.files
     files[SYSTEMD_RUNTIME_DIR] = FakeFile(mode=0o755, is_directory=True)
 
-    # roles/network: the bond as its netplan file describes it.
+    # roles/network: every device as its netplan file describes it (the mode's own template).
     plan = yaml.safe_load(render_netplan(network_settings(spec.data)))["network"]
-    ((state.bond, bond),) = plan["bonds"].items()
-    state.bond_mtu = bond["mtu"]
-    state.bond_addresses = [(a.split("/")[0], int(a.split("/")[1])) for a in bond["addresses"]]
-    mode = bond["parameters"]["mode"]
-    files[f"/sys/class/net/{state.bond}/bonding/mode"] = FakeFile(f"{mode} {KERNEL_BOND_MODES.index(mode)}\n")
-    files[f"/sys/class/net/{state.bond}/bonding/slaves"] = FakeFile(" ".join(bond["interfaces"]) + "\n")
-    for slave in bond["interfaces"]:
-        files[f"/sys/class/net/{slave}/mtu"] = FakeFile(f"{plan['ethernets'][slave]['mtu']}\n")
-        files[f"/sys/class/net/{slave}/carrier"] = FakeFile("1\n")
+
+    def addresses(device):
+        return [(a.split("/")[0], int(a.split("/")[1])) for a in device.get("addresses", [])]
+
+    for name, ethernet in plan["ethernets"].items():
+        state.links[name] = FakeLink(ethernet["mtu"], addresses(ethernet))
+        files[f"/sys/class/net/{name}/mtu"] = FakeFile(f"{ethernet['mtu']}\n")
+        files[f"/sys/class/net/{name}/carrier"] = FakeFile("1\n")
+        state.gids_follow[QSFP_DEVICES[name]] = name
+    for name, bond in plan.get("bonds", {}).items():
+        state.links[name] = FakeLink(bond["mtu"], addresses(bond), ["BROADCAST", "MULTICAST", "MASTER", "UP", "LOWER_UP"])
+        mode = bond["parameters"]["mode"]
+        files[f"/sys/class/net/{name}/bonding/mode"] = FakeFile(f"{mode} {KERNEL_BOND_MODES.index(mode)}\n")
+        files[f"/sys/class/net/{name}/bonding/slaves"] = FakeFile(" ".join(bond["interfaces"]) + "\n")
+        for slave in bond["interfaces"]:
+            state.links[slave].flags.insert(2, "SLAVE")
+            state.gids_follow[QSFP_DEVICES[slave]] = name  # the GID table holds the bond's address
+    # DGX OS's NetworkManager: netplan marks every device it gives to networkd unmanaged.
+    if gpu:
+        state.nm_states = {"enP7s7": "connected", "docker0": "connected (externally)", "lo": "connected (externally)",
+                           **{name: "unmanaged" if device.get("renderer") == "networkd" else "connected"
+                              for kind in ("ethernets", "bonds") for name, device in plan.get(kind, {}).items()}}
 
     # roles/rdma: its memlock files as shipped; roce.env as its detector writes it.
     for dest, source in MEMLOCK_FILES.items():
@@ -301,10 +360,11 @@ def converged(spec, host_keys: dict[str, str], gpu: bool) -> NodeState:
     files[DOCKER_MEMLOCK_DROPIN] = FakeFile((RDMA_FILES / "90-spark-cluster-memlock-docker.conf").read_text())
     state.docker_show = {"LimitMEMLOCK": "infinity", "DropInPaths": DOCKER_MEMLOCK_DROPIN, "MainPID": DOCKERD_PID}
     files[f"/proc/{DOCKERD_PID}/limits"] = FakeFile(UNLIMITED_PROC_LIMITS, 0o444)
-    files[serving_defaults.ROCE_ENV_FILE] = FakeFile(roce_detect.env_lines({"hcas": [HCA], "gid_index": GID_INDEX}), 0o600)
-    files[f"{IB_PORT}/state"] = FakeFile("4: ACTIVE\n")
-    files[f"{IB_PORT}/gid_attrs/types/{GID_INDEX}"] = FakeFile("RoCE v2\n")
-    files[f"{IB_PORT}/gids/{GID_INDEX}"] = FakeFile()  # content follows the bond: see answer()
+    hcas = list(state.gids_follow)
+    files[serving_defaults.ROCE_ENV_FILE] = FakeFile(
+        roce_detect.env_lines({"hcas": hcas, "gid_index": GID_INDEX[state.gid_layout]}), 0o600)
+    for hca in hcas:
+        files[f"/sys/class/infiniband/{hca}/ports/1/state"] = FakeFile("4: ACTIVE\n")
 
     # roles/serving: the env file, and a container started from the unit's docker run.
     serving = rendered_serving(spec, state.home, nvidia_runtime=gpu)
@@ -390,8 +450,11 @@ class FakeCluster:
         return self._nodes[self.specs[0].name]
 
 
-def simulated(inventory: str, gpu: bool) -> FakeCluster:
+def simulated(inventory: str, gpu: bool, **settings) -> FakeCluster:
+    """The inventory's nodes, converged; `settings` change group_data (e.g. network_mode)."""
     specs = load_cluster(inventory, REPO)
+    for spec in specs:
+        spec.data.update(settings)
     host_keys = {s.name: (s.qsfp_ip, keypair(f"root@{s.name}")[1]) for s in specs}
     return FakeCluster({s.name: FakeNode(s, converged(s, host_keys, gpu)) for s in specs})
 
@@ -403,8 +466,14 @@ def read_only_inventories(monkeypatch):
 
 @pytest.fixture
 def spark(read_only_inventories):
-    """Two converged Sparks (inventory/spark2.py): GPU and driver present."""
+    """Two converged Sparks (inventory/spark2.py, dual_subnet): GPU and driver present."""
     return simulated("inventory/spark2.py", gpu=True)
+
+
+@pytest.fixture
+def spark_bond(read_only_inventories):
+    """The same two Sparks with network_mode = "bond" in group_data."""
+    return simulated("inventory/spark2.py", gpu=True, network_mode="bond")
 
 
 @pytest.fixture
@@ -413,16 +482,25 @@ def lab_vms(read_only_inventories):
     return simulated("inventory/lab2.py", gpu=False)
 
 
-NODE_CHECKS = ["bond", "roce_gid", "memlock", "infiniband", "drm_override", "gpu_memory", "caches", "hf_cache",
-               "env_file", "container_env", "serving_unit", "ssh_key", "known_hosts"]
+@pytest.fixture
+def lab_bond(read_only_inventories):
+    """The 2-node lab in bond mode (inventory/lab2_bond.py)."""
+    return simulated("inventory/lab2_bond.py", gpu=False)
 
 
-def run_check(name, cluster, node_name="spark-2"):
+NODE_CHECKS = ["links", "network_manager", "roce_gid", "memlock", "infiniband", "drm_override", "gpu_memory", "caches",
+               "hf_cache", "env_file", "container_env", "serving_unit", "ssh_key", "known_hosts"]
+
+
+def run_check(name, cluster, node_name="spark-2") -> dict[str, str]:
+    """Runs one check as pytest would; returns what it recorded (record_property)."""
     function = getattr(checks, f"test_{name}")
     node = cluster.node(node_name)
-    args = {"node": node, "cluster": cluster}
+    recorded = {}
+    args = {"node": node, "cluster": cluster, "record_property": recorded.__setitem__}
     wanted = function.__code__.co_varnames[: function.__code__.co_argcount]
     function(**{k: args[k] for k in wanted})
+    return recorded
 
 
 def failures(cluster, node_name="spark-2", names=NODE_CHECKS) -> dict[str, str]:
@@ -451,17 +529,36 @@ def test_every_per_node_check_of_the_suite_is_listed():
 
 
 @pytest.mark.parametrize("node_name", ["spark-1", "spark-2"])
-def test_converged_sparks_run_and_pass_every_check(spark, node_name):
+@pytest.mark.parametrize("fixture", ["spark", "spark_bond"])
+def test_converged_sparks_run_and_pass_every_check_in_either_mode(request, fixture, node_name):
+    cluster = request.getfixturevalue(fixture)
     # failures() records a skip too: an empty result means every check ran to the end and passed.
-    assert failures(spark, node_name) == {}
+    assert failures(cluster, node_name) == {}
+    recorded = run_check("network_manager", cluster, node_name)
+    assert "NetworkManager leaves enp1s0f1np1, enP2p1s0f1np1" in recorded["detail"]
 
 
 @pytest.mark.parametrize("node_name", ["spark-1", "spark-2"])
-def test_converged_lab_passes_every_check_and_skips_gpu_memory_only(lab_vms, node_name):
-    assert lab_vms.node(node_name).spec.get("gpu_expected") is False
-    assert failures(lab_vms, node_name, [name for name in NODE_CHECKS if name != "gpu_memory"]) == {}
+@pytest.mark.parametrize("fixture", ["lab_vms", "lab_bond"])
+def test_converged_lab_passes_every_check_and_skips_gpu_memory_only(request, fixture, node_name):
+    cluster = request.getfixturevalue(fixture)
+    assert cluster.node(node_name).spec.get("gpu_expected") is False
+    assert failures(cluster, node_name, [name for name in NODE_CHECKS if name != "gpu_memory"]) == {}
     with pytest.raises(Skipped, match="gpu_expected is False"):
-        run_check("gpu_memory", lab_vms, node_name)
+        run_check("gpu_memory", cluster, node_name)
+    # No NetworkManager on the lab's VMs: a pass, and the report says why.
+    assert run_check("network_manager", cluster, node_name) == {
+        "detail": "nmcli not installed: no NetworkManager to take the rails"}
+
+
+def test_the_fake_nodes_are_the_two_layouts(spark, spark_bond):
+    # What the checks walk: two rails with an address each, or one bond over both.
+    assert {n: link.addresses for n, link in worker(spark).links.items()} == {
+        RAIL_1: [("192.168.100.11", 24)], RAIL_2: [("192.168.101.11", 24)]}
+    assert {n: link.addresses for n, link in worker(spark_bond).links.items()} == {
+        RAIL_1: [], RAIL_2: [], "bond0": [("192.168.100.11", 24)]}
+    for cluster in (spark, spark_bond):
+        assert f"NCCL_IB_HCA={HCA_1},{HCA_2}\n" in worker(cluster).files[serving_defaults.ROCE_ENV_FILE].content_string
 
 
 # --- breakages: each fails exactly the checks named, with its own message ----
@@ -485,14 +582,48 @@ def assign(**values):
     return breakage
 
 
-def require_carrier_on_all_ports(n):
-    n.spec.data["qsfp_carrier_required"] = "all"
-    n.state.files["/sys/class/net/enp1s0f1np1/carrier"] = FakeFile("0\n")
+def flush(netdev):
+    def breakage(n):
+        n.state.links[netdev].addresses.clear()
+    return breakage
 
 
-def no_carrier(n):
-    for port in ("enp1s0f0np0", "enp1s0f1np1"):
-        n.state.files.pop(f"/sys/class/net/{port}/carrier")  # sysfs: "Invalid argument" on a down port
+def link_down(netdev):
+    def breakage(n):
+        flags = n.state.links[netdev].flags
+        flags[flags.index("LOWER_UP")] = "NO-CARRIER"
+    return breakage
+
+
+def link_mtu(netdev, mtu):
+    def breakage(n):
+        n.state.links[netdev].mtu = mtu
+    return breakage
+
+
+def link_gone(netdev):
+    def breakage(n):
+        del n.state.links[netdev]
+    return breakage
+
+
+def network_manager(netdev, state):
+    def breakage(n):
+        n.state.nm_states[netdev] = state
+    return breakage
+
+
+def engine_started_with_one_hca(n):
+    # The detector left the second rail out at serving start, and the engine runs with it.
+    roce = n.state.files[serving_defaults.ROCE_ENV_FILE]
+    roce.content_string = roce.content_string.replace(f"NCCL_IB_HCA={HCA_1},{HCA_2}", f"NCCL_IB_HCA={HCA_1}")
+    n.state.container_env["NCCL_IB_HCA"] = HCA_1
+
+
+def no_carrier_while_any_suffices(n):
+    n.spec.data["qsfp_carrier_required"] = "any"
+    for rail in (RAIL_1, RAIL_2):
+        n.state.files.pop(f"/sys/class/net/{rail}/carrier")  # sysfs: "Invalid argument" on a down port
 
 
 def dropin_removed_as_the_lab_does(n):
@@ -526,20 +657,20 @@ ROOT_ONLY = 0o600
 DRM_LINE = "options nvidia-drm modeset=1 fbdev=1\n"
 # (case, breakage of spark-2, the checks it fails, words of the first one's message)
 BREAKAGES = [
-    # A flushed address also empties the RoCE v2 IPv4 GID entry, which follows it:
-    # roce_gid rightly fails too (the lab's `ip address flush dev bond0`).
-    ("bond_address_flushed", lambda n: n.state.bond_addresses.clear(), {"bond", "roce_gid"},
-     "bond0 IPv4: expected 10.0.0.2/24, found no address"),
-    ("bond_link_down", assign(bond_flags=["BROADCAST", "MULTICAST", "MASTER", "UP", "NO-CARRIER"]), {"bond"},
-     "bond0 state: expected UP,LOWER_UP, found operstate DOWN"),
-    ("bond_mtu", assign(bond_mtu=1500), {"bond"}, "bond0 MTU: expected 9000, found 1500"),
-    ("slave_mtu", put("/sys/class/net/enp1s0f1np1/mtu", "1500\n"), {"bond"},
-     "enp1s0f1np1 MTU: expected 9000, found 1500"),
-    ("bond_mode", put("/sys/class/net/bond0/bonding/mode", "active-backup 1\n"), {"bond"},
-     "bond0 mode: expected balance-xor, found active-backup"),
-    ("no_carrier_at_all", no_carrier, {"bond"}, "QSFP carrier: expected 1 on at least one port"),
-    ("one_carrier_missing_with_all_required", require_carrier_on_all_ports, {"bond"},
-     "enp1s0f1np1 carrier: expected 1 (qsfp_carrier_required = all), found 0"),
+    # A flushed address also empties the RoCE v2 IPv4 GID entries, which follow it:
+    # roce_gid rightly fails too (the lab's `ip address flush dev enP2p1s0f1np1`).
+    ("rail_address_flushed", flush(RAIL_2), {"links", "roce_gid"},
+     f"{RAIL_2} IPv4: expected 192.168.101.11/24, found no address"),
+    ("rail_link_down", link_down(RAIL_1), {"links"}, f"{RAIL_1} state: expected UP,LOWER_UP, found operstate DOWN"),
+    ("rail_mtu", link_mtu(RAIL_2, 1500), {"links"}, f"{RAIL_2} MTU: expected 9000, found 1500"),
+    ("rail_netdev_gone", link_gone(RAIL_2), {"links", "roce_gid"},
+     f'{RAIL_2}: expected present, found Device "{RAIL_2}" does not exist.'),
+    ("network_manager_manages_a_rail", network_manager(RAIL_2, "connected"), {"network_manager"},
+     f"NetworkManager on {RAIL_2}: expected unmanaged, found connected"),
+    ("nccl_ib_hca_lists_one_hca_of_two", engine_started_with_one_hca, {"roce_gid"},
+     f"NCCL_IB_HCA in {expect.ROCE_ENV}: expected {HCA_1},{HCA_2} (every rail's HCA), found {HCA_1}; fix: the detector"),
+    ("rail_port_down", put(f"/sys/class/infiniband/{HCA_2}/ports/1/state", "1: DOWN\n"), {"roce_gid"},
+     f"{HCA_2} port 1 state (rail {RAIL_2}): expected ACTIVE, found 1: DOWN"),
     ("drm_override_planted", put(DRM_OVERRIDE, DRM_LINE), {"drm_override"},
      f"{DRM_OVERRIDE}: expected absent, found present ('options nvidia-drm"),
     ("drm_override_readable_by_root_only", put(DRM_OVERRIDE, DRM_LINE, ROOT_ONLY), {"drm_override"},
@@ -580,17 +711,47 @@ BREAKAGES = [
 ]
 
 
-@pytest.mark.parametrize("case, breakage, failed, words", BREAKAGES, ids=[b[0] for b in BREAKAGES])
-def test_each_breakage_fails_exactly_its_checks_with_expected_found_and_fix(spark, case, breakage, failed, words):
-    assert failures(spark) == {}
-    breakage(spark.node("spark-2"))
-    found = failures(spark)
+# The same in bond mode, where the checks find a bond in the fabric.
+BOND_BREAKAGES = [
+    ("bond_address_flushed", flush("bond0"), {"links", "roce_gid"}, "bond0 IPv4: expected 192.168.100.11/24, found no address"),
+    ("bond_link_down", link_down("bond0"), {"links"}, "bond0 state: expected UP,LOWER_UP, found operstate DOWN"),
+    ("bond_mtu", link_mtu("bond0", 1500), {"links"}, "bond0 MTU: expected 9000, found 1500"),
+    ("slave_mtu", put(f"/sys/class/net/{RAIL_2}/mtu", "1500\n"), {"links"}, f"{RAIL_2} MTU: expected 9000, found 1500"),
+    ("bond_mode", put("/sys/class/net/bond0/bonding/mode", "active-backup 1\n"), {"links"},
+     "bond0 mode: expected balance-xor, found active-backup"),
+    ("bond_over_one_rail", put("/sys/class/net/bond0/bonding/slaves", f"{RAIL_1}\n"), {"links"},
+     f"bond0 slaves: expected {RAIL_1} {RAIL_2}, found {RAIL_1}"),
+    ("one_carrier_missing", put(f"/sys/class/net/{RAIL_2}/carrier", "0\n"), {"links"},
+     f"{RAIL_2} carrier: expected 1 (qsfp_carrier_required = all), found 0"),
+    ("no_carrier_while_any_suffices", no_carrier_while_any_suffices, {"links"},
+     "QSFP carrier: expected 1 on at least one rail (qsfp_carrier_required = any)"),
+    ("network_manager_manages_the_bond", network_manager("bond0", "connecting"), {"network_manager"},
+     "NetworkManager on bond0: expected unmanaged, found connecting"),
+    ("nccl_ib_hca_lists_one_hca_of_two", engine_started_with_one_hca, {"roce_gid"},
+     f"NCCL_IB_HCA in {expect.ROCE_ENV}: expected {HCA_1},{HCA_2} (every rail's HCA), found {HCA_1}"),
+]
+
+
+def assert_breakage_fails_exactly(cluster, breakage, failed, words):
+    assert failures(cluster) == {}
+    breakage(cluster.node("spark-2"))
+    found = failures(cluster)
     assert set(found) == failed, found
     for message in found.values():
         assert message.startswith("spark-2: ") and "fix:" in message, message
     first = next(name for name in NODE_CHECKS if name in failed)
     assert words in found[first], found[first]
-    assert failures(spark, "spark-1") == {}
+    assert failures(cluster, "spark-1") == {}
+
+
+@pytest.mark.parametrize("case, breakage, failed, words", BREAKAGES, ids=[b[0] for b in BREAKAGES])
+def test_each_breakage_fails_exactly_its_checks_with_expected_found_and_fix(spark, case, breakage, failed, words):
+    assert_breakage_fails_exactly(spark, breakage, failed, words)
+
+
+@pytest.mark.parametrize("case, breakage, failed, words", BOND_BREAKAGES, ids=[b[0] for b in BOND_BREAKAGES])
+def test_each_bond_breakage_fails_exactly_its_checks(spark_bond, case, breakage, failed, words):
+    assert_breakage_fails_exactly(spark_bond, breakage, failed, words)
 
 
 def test_a_revoked_current_host_key_fails_known_hosts(spark):
@@ -601,10 +762,51 @@ def test_a_revoked_current_host_key_fails_known_hosts(spark):
     assert "not revoked, found revoked; fix:" in found["known_hosts"]
 
 
-def test_one_port_without_carrier_is_fine_when_any_suffices(spark):
-    worker(spark).files["/sys/class/net/enp1s0f1np1/carrier"] = FakeFile("0\n")
-    assert spark.node("spark-2").spec.get("qsfp_carrier_required", "any") == "any"
+def test_one_rail_without_carrier_is_fine_in_a_bond_when_any_suffices(spark_bond):
+    worker(spark_bond).files[f"/sys/class/net/{RAIL_2}/carrier"] = FakeFile("0\n")
+    assert "one_carrier_missing" in [b[0] for b in BOND_BREAKAGES]  # with the default, "all"
+    spark_bond.node("spark-2").spec.data["qsfp_carrier_required"] = "any"
+    assert failures(spark_bond) == {}
+
+
+def test_network_manager_not_running_passes_and_says_so(spark):
+    state = worker(spark)
+    state.nm_states = None
+    assert run_check("network_manager", spark) == {"detail": "nmcli not installed: no NetworkManager to take the rails"}
+    original = state.answer
+
+    def stopped(command, root):
+        if command == "command -v nmcli":
+            return Result(command, 0, "/usr/bin/nmcli\n", "")
+        if command.startswith("nmcli "):
+            return Result(command, 8, "", "Error: NetworkManager is not running.\n")
+        return original(command, root)
+    state.answer = stopped
+    assert run_check("network_manager", spark) == {"detail": "NetworkManager is not running: it manages no device"}
+
+
+def test_roce_gid_per_rail_holds_each_rails_own_address(spark):
+    # Each rail's device must carry the GID of its own rail's address, not the control address.
+    state = worker(spark)
+    state.gids_follow[HCA_2] = RAIL_1
+    found = failures(spark)
+    assert set(found) == {"roce_gid"}, found
+    assert (f"{HCA_2} GID 3 (rail {RAIL_2}): expected {ipv4_gid('192.168.101.11')} (192.168.101.11), "
+            f"found {ipv4_gid('192.168.100.11')} (192.168.100.11)") in found["roce_gid"]
+
+
+def test_roce_gid_without_a_common_index_accepts_each_rails_own(spark):
+    # The detector leaves NCCL_IB_GID_INDEX out when the rails disagree; NCCL then picks per HCA.
+    state = worker(spark)
+    roce = state.files[serving_defaults.ROCE_ENV_FILE]
+    roce.content_string = "".join(line + "\n" for line in roce.content_string.splitlines()
+                                  if not line.startswith("NCCL_IB_GID_INDEX="))
+    del state.container_env["NCCL_IB_GID_INDEX"]
     assert failures(spark) == {}
+    state.links[RAIL_2].addresses.clear()
+    found = failures(spark)
+    assert f"{HCA_2} RoCE v2 GID of 192.168.101.11 (rail {RAIL_2}): expected " in found["roce_gid"]
+    assert "at some index, found no entry holds it" in found["roce_gid"]
 
 
 def test_gpu_memory_takes_a_number_from_nvidia_smi_when_cuda_fails(spark):
@@ -675,17 +877,17 @@ def test_stopped_serving_fails_the_unit_and_the_container_checks(spark):
 
 
 def test_a_gid_index_that_is_not_roce_v2(spark):
-    worker(spark).files[f"{IB_PORT}/gid_attrs/types/{GID_INDEX}"] = FakeFile("IB/RoCE v1\n")
+    worker(spark).gid_types[(HCA_1, 3)] = "IB/RoCE v1"
     found = failures(spark)
     assert set(found) == {"roce_gid"}
-    assert "expected RoCE v2, found IB/RoCE v1" in found["roce_gid"]
+    assert f"{HCA_1} GID 3 type (rail {RAIL_1}): expected RoCE v2, found IB/RoCE v1" in found["roce_gid"]
 
 
 def test_stale_container_values_are_caught(spark):
     worker(spark).container_env["NCCL_IB_GID_INDEX"] = "1"
     found = failures(spark)
     assert set(found) == {"roce_gid"}
-    assert f"container NCCL_IB_GID_INDEX: expected {GID_INDEX}" in found["roce_gid"]
+    assert f"container NCCL_IB_GID_INDEX: expected {GID_INDEX[CX7_GIDS]}" in found["roce_gid"]
 
 
 def test_hf_cache_mounted_elsewhere_says_invalid_repository_id(spark):
@@ -711,16 +913,28 @@ def test_a_reinstalled_peer_makes_known_hosts_stale(spark):
     found = failures(spark)
     assert set(found) == {"known_hosts"}
     message = found["known_hosts"]
-    assert "entry for spark-1" in message and "entry for 10.0.0.1" in message and "stale key" in message
+    assert "entry for spark-1" in message and "entry for 192.168.100.10" in message and "stale key" in message
 
 
-def test_interface_variables_pinned_in_the_env_file(spark):
-    env_file = worker(spark).files[serving_defaults.ENV_FILE]
-    assert "GLOO_SOCKET_IFNAME=bond0\n" in env_file.content_string
-    env_file.content_string = env_file.content_string.replace("GLOO_SOCKET_IFNAME=bond0", "GLOO_SOCKET_IFNAME=lo")
-    found = failures(spark)
+@pytest.mark.parametrize("fixture, control", [("spark", RAIL_1), ("spark_bond", "bond0")])
+def test_interface_variables_pinned_to_the_control_interface_in_the_env_file(request, fixture, control):
+    cluster = request.getfixturevalue(fixture)
+    env_file = worker(cluster).files[serving_defaults.ENV_FILE]
+    assert f"GLOO_SOCKET_IFNAME={control}\n" in env_file.content_string
+    env_file.content_string = env_file.content_string.replace(f"GLOO_SOCKET_IFNAME={control}", "GLOO_SOCKET_IFNAME=lo")
+    found = failures(cluster)
     assert set(found) == {"env_file"}
-    assert "GLOO_SOCKET_IFNAME: expected bond0, found lo" in found["env_file"]
+    assert f"GLOO_SOCKET_IFNAME: expected {control}, found lo" in found["env_file"]
+
+
+def test_vllm_host_ip_is_the_control_address_and_only_vllm_needs_it(spark):
+    state = worker(spark)
+    state.container_env["VLLM_HOST_IP"] = "192.168.101.11"  # the second rail's: not the control address
+    found = failures(spark)
+    assert set(found) == {"container_env"}, found
+    assert "VLLM_HOST_IP: expected 192.168.100.11, found 192.168.101.11" in found["container_env"]
+    spark.node("spark-2").spec.data["serving_engine"] = "sglang"
+    assert "container_env" not in failures(spark)
 
 
 # endpoint_problems is tested with the other cross-node checks, in test_verify_peers.py.

@@ -255,3 +255,80 @@ def test_ping_counts_from_the_statistics_line():
     assert parse.ping_counts(PING_SAMPLES["partial"][1]) == (3, 2)
     assert parse.ping_counts(PING_SAMPLES["busybox"][1]) == (3, 1)
     assert parse.ping_counts("ping: SO_BINDTODEVICE bond0: No such device") is None
+
+
+CX7_PORT = "/sys/class/infiniband/rocep1s0f1/ports/1"
+
+
+def test_gid_table_from_one_grep_of_the_port():
+    # grep -s -H . PORT/gids/* PORT/gid_attrs/types/*: unset entries read as zeros and have no type line.
+    text = (f"{CX7_PORT}/gids/0:fe80:0000:0000:0000:0a5f:1aff:fe00:0001\n"
+            f"{CX7_PORT}/gids/1:fe80:0000:0000:0000:0a5f:1aff:fe00:0001\n"
+            f"{CX7_PORT}/gids/2:0000:0000:0000:0000:0000:ffff:c0a8:640b\n"
+            f"{CX7_PORT}/gids/3:0000:0000:0000:0000:0000:ffff:c0a8:640b\n"
+            f"{CX7_PORT}/gids/4:0000:0000:0000:0000:0000:0000:0000:0000\n"
+            f"{CX7_PORT}/gid_attrs/types/0:IB/RoCE v1\n{CX7_PORT}/gid_attrs/types/1:RoCE v2\n"
+            f"{CX7_PORT}/gid_attrs/types/2:IB/RoCE v1\n{CX7_PORT}/gid_attrs/types/3:RoCE v2\n")
+    table = parse.parse_gid_table(text)
+    assert table[3] == ("0000:0000:0000:0000:0000:ffff:c0a8:640b", "RoCE v2")
+    assert table[4] == ("0000:0000:0000:0000:0000:0000:0000:0000", "")
+    # The RoCE v2 entry of that IPv4, not the v1 entry before it, nor another address's.
+    assert parse.roce_v2_index(table, "192.168.100.11") == 3
+    assert parse.roce_v2_index(table, "192.168.101.11") is None
+    assert parse.parse_gid_table("") == {}
+
+
+@pytest.mark.parametrize("text, gbits", [
+    ("100 Gb/sec (2X HDR)\n", 100.0), ("200 Gb/sec (4X HDR)", 200.0), ("2.5 Gb/sec (1X SDR)", 2.5),
+    ("invalid", None), ("", None),
+])
+def test_link_rate_as_sysfs_reports_it(text, gbits):
+    assert parse.parse_link_rate(text) == gbits
+
+
+WRITE_BW_CLIENT = """\
+---------------------------------------------------------------------------------------
+                    RDMA_Write BW Test
+ Dual-port       : OFF\t\tDevice         : rocep1s0f1
+ Number of qps   : 1\t\tTransport type : IB
+ Connection type : RC\t\tUsing SRQ      : OFF
+ TX depth        : 128
+ CQ Moderation   : 1
+ Mtu             : 4096[B]
+ Link type       : Ethernet
+ GID index       : 3
+ Max inline data : 0[B]
+ rdma_cm QPs\t : OFF
+ Data ex. method : Ethernet
+---------------------------------------------------------------------------------------
+ local address: LID 0000 QPN 0x0107 PSN 0x4b2f1a RKey 0x1fffbd VAddr 0x00ffff8c1a0000
+ GID: 00:00:00:00:00:00:00:00:00:00:255:255:192:168:100:10
+ remote address: LID 0000 QPN 0x0107 PSN 0x9c2d11 RKey 0x1fffbd VAddr 0x00ffff9a3c0000
+ GID: 00:00:00:00:00:00:00:00:00:00:255:255:192:168:100:11
+---------------------------------------------------------------------------------------
+ #bytes     #iterations    BW peak[Gb/sec]    BW average[Gb/sec]   MsgRate[Mpps]
+ 65536      639123           0.00               111.70\t\t   0.213047
+---------------------------------------------------------------------------------------
+"""
+
+
+def test_write_bw_average_in_gbits_from_perftests_table():
+    assert parse.parse_write_bw(WRITE_BW_CLIENT) == 111.70
+    # perftest may print a warning between the header and the row (seen in the field without -F).
+    warned = WRITE_BW_CLIENT.replace(" 65536 ", "Conflicting CPU frequency values detected: 1500.000000 != 3300.016000. "
+                                     "CPU Frequency is not max.\n 65536 ")
+    assert parse.parse_write_bw(warned) == 111.70
+    # Without --report_gbits perftest prints MB/sec (2**20 bytes).
+    mebibytes = WRITE_BW_CLIENT.replace("[Gb/sec]", "[MB/sec]").replace("111.70", "1000.00")
+    assert parse.parse_write_bw(mebibytes) == pytest.approx(8.388608)
+    # A run that failed after the banner printed no table.
+    failed = WRITE_BW_CLIENT.split(" #bytes")[0] + " Completion with error at client\n Failed status 12\n"
+    assert parse.parse_write_bw(failed) is None
+    assert parse.parse_write_bw(" #bytes     #iterations    BW peak[Gb/sec]    BW average[Gb/sec]   MsgRate[Mpps]\n") is None
+
+
+def test_nmcli_device_states_in_terse_mode():
+    text = "enP7s7:connected\nenp1s0f1np1:unmanaged\nbond0:unmanaged\ndocker0:connected (externally)\nweird\\:name:unavailable\n"
+    assert parse.parse_nmcli_devices(text) == {
+        "enP7s7": "connected", "enp1s0f1np1": "unmanaged", "bond0": "unmanaged",
+        "docker0": "connected (externally)", "weird:name": "unavailable"}

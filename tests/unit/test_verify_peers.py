@@ -1,12 +1,15 @@
 """The cross-node checks (tests/verify/test_peers.py) against simulated nodes on
-a simulated QSFP fabric: every ping must come back, every HCA pair must carry
-RDMA in both directions, and the API must generate, not only list its model.
-The endpoint probe itself runs for real, against HTTP servers on 127.0.0.1."""
+a simulated QSFP fabric, in both network layouts: every link's full-MTU ping
+must come back, every rail must carry RDMA (ib_write_bw) in both directions
+and all rails at once, at a bandwidth the link rate allows on real hardware,
+and the API must generate, not only list its model. The endpoint probe itself
+runs for real, against HTTP servers on 127.0.0.1."""
 
 from __future__ import annotations
 
 import importlib.util
 import inspect
+import ipaddress
 import json
 import re
 import shlex
@@ -29,9 +32,11 @@ VERIFY = REPO / "tests" / "verify"
 STANDIN = REPO / "roles" / "standin" / "files" / "standin" / "server.py"
 sys.path.insert(0, str(VERIFY))
 
-from sparkverify.expect import ROCE_ENV  # noqa: E402
-from sparkverify.inventory import NodeSpec  # noqa: E402
-from sparkverify.remote import Result  # noqa: E402
+from sparkverify.expect import RDMA_MIN_LINK_FRACTION, ROCE_ENV  # noqa: E402
+from sparkverify.inventory import load_cluster  # noqa: E402
+from sparkverify.parse import ipv4_mapped_gid, parse_write_bw  # noqa: E402
+from sparkverify.rails import node_fabric  # noqa: E402
+from sparkverify.remote import Result, VerifyEnvironmentError  # noqa: E402
 from sparkverify.report import ResultBook, write_json  # noqa: E402
 
 
@@ -44,61 +49,82 @@ def _load(name):
 
 peers = _load("test_peers")
 SERVED = "deepseek-v4-flash"
+RAIL_1, RAIL_2 = "enp1s0f1np1", "enP2p1s0f1np1"
+HCA_1, HCA_2 = "rocep1s0f1", "roceP2p1s0f1"
+EMPTY_GID = ":".join(["0000"] * 8)
+# One PCIe half of a CX-7 (ib_write_bw, field report), one hot-plugged after boot,
+# and the link rate sysfs reports for a half.
+HALF_GBITS, DEGRADED_GBITS, HALF_RATE = 111.7, 13.1, "100 Gb/sec (2X HDR)"
 
 
 # --- a simulated cluster --------------------------------------------------------
 
 @dataclass
 class Server:
-    """An ibv_rc_pingpong server one run started."""
+    """An ib_write_bw server one run started."""
 
     node: str
     hca: str
-    gid: str
-    exchanged: bool = False
-    failed: bool = False
+    gid: int
+    port: int
+    outcome: Result | None = None  # set once its client ran
 
 
 @dataclass
-class Fabric:
+class Wire:
     """The QSFP side as the checks see it through the nodes' commands."""
 
     nodes: dict = field(default_factory=dict)
     servers: dict = field(default_factory=dict)  # TCP port -> Server
-    down_hcas: set = field(default_factory=set)  # (node, hca) whose link carries no RoCE
+    events: list = field(default_factory=list)  # ("server"|"client"|"waited", node, hca, TCP port) in order
+    down_hcas: set = field(default_factory=set)  # (node, hca) whose RDMA fails
+    gbits: dict = field(default_factory=dict)  # (node, hca) -> Gb/s it moves (else HALF_GBITS)
     refuses_tcp: set = field(default_factory=set)  # nodes that drop incoming TCP (a firewall)
-    ping_answers: dict = field(default_factory=dict)  # (source, target) -> replies out of each count
-    ping_mode: dict = field(default_factory=dict)  # (source, target) -> "too_big"
-    pinged: list = field(default_factory=list)  # (source, target, payload bytes, count) of every ping sent
+    ping_answers: dict = field(default_factory=dict)  # (source, netdev) -> replies out of each count
+    ping_mode: dict = field(default_factory=dict)  # (source, netdev) -> "too_big"
+    pinged: list = field(default_factory=list)  # (source, netdev, target ip, payload bytes, count)
     api: int | None = None  # the local port standing in for the head's API
 
-    def node_at(self, ip):
-        return next(n for n in self.nodes.values() if n.spec.qsfp_ip == ip)
+    def holder(self, ip):
+        """(node, netdev) that holds `ip` on the QSFP side, or (None, None)."""
+        for peer in self.nodes.values():
+            for link in node_fabric(peer.spec).links:
+                if link.ip == ip:
+                    return peer, link
+        return None, None
 
 
 class FakeBackground:
-    def __init__(self, command, server):
-        self.command, self.server = command, server
+    def __init__(self, wire, command, result=None, server=None):
+        self.wire, self.command, self.result, self.server = wire, command, result, server
 
     def wait(self, timeout):
-        if self.server.exchanged and not self.server.failed:
-            return Result(self.command, 0, "8192000 bytes in 0.01 seconds = 6553.60 Mbit/sec\n", "")
-        if self.server.failed:
-            return Result(self.command, 1, "", "Failed status transport retry counter exceeded (12) for wr_id 2\n")
-        return Result(self.command, 124, "", "")
+        if self.server is None:
+            self.wire.events.append(("waited", *self.result_key))
+            return self.result
+        if self.server.outcome is None:  # no client ever came: killed by its timeout
+            return Result(self.command, 124, "", "")
+        return self.server.outcome
 
 
-PINGPONG = re.compile(r"ibv_rc_pingpong -d (\S+)(?: -i (\d+))? -g (\d+) -n \d+ -p (\d+)(?: (\d+\.\d+\.\d+\.\d+))?")
+WRITE_BW = re.compile(r"ib_write_bw -d (\S+) -i (\d+) -x (\d+) -p (\d+) -D (\d+) -F --report_gbits(?: (\S+))?")
+
+
+def perftest_table(gbits):
+    """A client's result table as perftest prints it with --report_gbits."""
+    return ("-" * 87 + "\n"
+            " #bytes     #iterations    BW peak[Gb/sec]    BW average[Gb/sec]   MsgRate[Mpps]\n"
+            f" 65536      639123           0.00               {gbits:.2f}\t\t   0.213047\n" + "-" * 87 + "\n")
 
 
 @dataclass
 class FakePeer:
-    spec: NodeSpec
-    fabric: Fabric
-    hcas: dict  # device -> the GID index its RoCE v2 IPv4 entry really has
-    roce_env: str | None
-    tools: set = field(default_factory=lambda: {"ibv_rc_pingpong", "ping", "python3"})
-    started: list = field(default_factory=list)
+    spec: object
+    wire: Wire
+    gid_index: int = 3  # where its devices hold the RoCE v2 IPv4 GID (3 on a CX-7)
+    roce_env: str | None = None
+    rates: dict = field(default_factory=dict)  # device -> what sysfs says (default HALF_RATE)
+    tools: set = field(default_factory=lambda: {"ib_write_bw", "ping", "python3"})
 
     @property
     def name(self):
@@ -107,33 +133,55 @@ class FakePeer:
     def read_root_file(self, path):
         return self.roce_env if path == ROCE_ENV else None
 
+    def device_ip(self, device):
+        """The address this device's GIDs follow: its rail's, or the bond's over it."""
+        fab = node_fabric(self.spec)
+        rail = next((rail for rail in fab.rails if rail.rdma_device == device), None)
+        return None if rail is None else rail.ip or fab.control_ip
+
     def run(self, command, timeout=60):
+        argv = shlex.split(command)
         if command.startswith("command -v "):
-            found = command.split()[-1] in self.tools
-            return Result(command, 0 if found else 1, "", "")
+            return Result(command, 0 if argv[-1] in self.tools else 1, "", "")
         if command.startswith("timeout 20 ping "):
-            return self.ping(command)
-        if "ibv_rc_pingpong" in command:
-            return self.pingpong_client(command)
+            return self.ping(command, argv)
+        if argv[:4] == ["grep", "-s", "-H", "."]:
+            return Result(command, 0, self.gid_listing(argv[4].removesuffix("/gids/*")), "")
+        if argv[0] == "cat" and argv[1].endswith("/rate"):
+            device = argv[1].split("/")[4]
+            if device in self.rates and self.rates[device] is None:
+                return Result(command, 1, "", f"cat: {argv[1]}: No such file or directory")
+            return Result(command, 0, self.rates.get(device, HALF_RATE) + "\n", "")
         if command.startswith("python3 -c "):
             return self.probe(command, timeout)
         return Result(command, 127, "", f"not simulated: {command}")
 
     run_root = run
 
-    # ping -M do -s SIZE -c COUNT -W 2 -I bond0 TARGET, as iputils prints it
-    def ping(self, command):
-        argv = shlex.split(command)
-        count, size, target = int(argv[argv.index("-c") + 1]), int(argv[argv.index("-s") + 1]), argv[-1]
-        pair = (self.name, self.fabric.node_at(target).name)
-        self.fabric.pinged.append((*pair, size, count))
-        lines = [f"PING {target} ({target}) from {self.spec.qsfp_ip} bond0: {size}({size + 28}) bytes of data."]
-        if self.fabric.ping_mode.get(pair) == "too_big":
+    def gid_listing(self, port_dir):
+        ip = self.device_ip(port_dir.split("/")[4])
+        if ip is None:
+            return ""
+        return "".join([f"{port_dir}/gids/{i}:{ipv4_mapped_gid(ip) if i == self.gid_index else EMPTY_GID}\n"
+                        for i in range(self.gid_index + 1)] + [f"{port_dir}/gid_attrs/types/{self.gid_index}:RoCE v2\n"])
+
+    # ping -M do -s SIZE -c COUNT -W 2 -I NETDEV TARGET, as iputils prints it
+    def ping(self, command, argv):
+        count, size, netdev, target = (int(argv[argv.index("-c") + 1]), int(argv[argv.index("-s") + 1]),
+                                       argv[argv.index("-I") + 1], argv[-1])
+        self.wire.pinged.append((self.name, netdev, target, size, count))
+        own = next(link for link in node_fabric(self.spec).links if link.netdev == netdev)
+        peer, link = self.wire.holder(target)
+        # Reached only over a link on the target's own subnet (one wire per rail).
+        reachable = peer is not None and ipaddress.ip_interface(link.address).network == \
+            ipaddress.ip_interface(own.address).network
+        lines = [f"PING {target} ({target}) from {own.ip} {netdev}: {size}({size + 28}) bytes of data."]
+        if self.wire.ping_mode.get((self.name, netdev)) == "too_big":
             lines += ["ping: local error: message too long, mtu=1500"] * count
             lines += ["", f"--- {target} ping statistics ---",
                       f"{count} packets transmitted, 0 received, +{count} errors, 100% packet loss, time 2046ms", ""]
             return Result(command, 1, "\n".join(lines), "")
-        answered = min(count, self.fabric.ping_answers.get(pair, count))
+        answered = min(count, self.wire.ping_answers.get((self.name, netdev), count)) if reachable else 0
         lines += [f"{size + 8} bytes from {target}: icmp_seq={seq} ttl=64 time=0.41{seq} ms"
                   for seq in range(1, answered + 1)]
         lines += ["", f"--- {target} ping statistics ---",
@@ -145,43 +193,51 @@ class FakePeer:
         return Result(command, 0 if answered else 1, "\n".join(lines) + "\n", "")
 
     def start(self, command):
-        hca, _, gid, port, _ = PINGPONG.search(command).groups()
-        server = Server(self.name, hca, gid)
-        self.fabric.servers[int(port)] = server
-        self.started.append(command)
-        return FakeBackground(command, server)
+        hca, _, gid, port, _, target = WRITE_BW.search(command).groups()
+        if target is None:  # a server: it listens on -p
+            server = self.wire.servers[int(port)] = Server(self.name, hca, int(gid), int(port))
+            self.wire.events.append(("server", self.name, hca, int(port)))
+            return FakeBackground(self.wire, command, server=server)
+        self.wire.events.append(("client", self.name, hca, int(port)))
+        background = FakeBackground(self.wire, command, result=self.write_bw_client(command, hca, int(gid), int(port), target))
+        background.result_key = (self.name, hca, int(port))
+        return background
 
     def rdma_ok(self, hca, gid):
-        return hca in self.hcas and self.hcas[hca] == int(gid) and (self.name, hca) not in self.fabric.down_hcas
+        return self.device_ip(hca) is not None and gid == self.gid_index and (self.name, hca) not in self.wire.down_hcas
 
-    def pingpong_client(self, command):
-        if "ibv_rc_pingpong" not in self.tools:
-            return Result(command, 127, "", "bash: ibv_rc_pingpong: command not found")
-        hca, _, gid, port, target = PINGPONG.search(command).groups()
-        server = self.fabric.servers.get(int(port))
-        peer = self.fabric.node_at(target)
-        if server is None or server.node != peer.name or peer.name in self.fabric.refuses_tcp:
-            return Result(command, 1, "", f"Couldn't connect to {target}:{port}")
+    def write_bw_client(self, command, hca, gid, port, target):
+        if "ib_write_bw" not in self.tools:
+            return Result(command, 127, "bash: ib_write_bw: command not found\n", "")
+        server = self.wire.servers.get(port)
+        peer, _ = self.wire.holder(target)
+        if server is None or peer is None or server.node != peer.name or peer.name in self.wire.refuses_tcp:
+            # the client's retry loop gave up: what it printed the last time
+            return Result(command, 1, f" Couldn't connect to {target}:{port}\n"
+                                      " Unable to open file descriptor for socket connection Unable to init the socket"
+                                      " connection\n", "")
         if not (self.rdma_ok(hca, gid) and peer.rdma_ok(server.hca, server.gid)):
-            server.exchanged = server.failed = True
-            return Result(command, 1, "", "Failed status transport retry counter exceeded (12) for wr_id 2")
-        server.exchanged = True
-        return Result(command, 0, "8192000 bytes in 0.01 seconds = 6553.60 Mbit/sec\n", "")
+            server.outcome = Result(command, 1, "", " Failed to complete run\n")
+            return Result(command, 1, " Completion with error at client\n Failed status 12: wr_id 0 syndrom 0x81\n"
+                                      "scnt=128, ccnt=0\n", "")
+        gbits = min(self.wire.gbits.get((self.name, hca), HALF_GBITS), self.wire.gbits.get((peer.name, server.hca), HALF_GBITS))
+        server.outcome = Result(command, 0, perftest_table(gbits), "")
+        return Result(command, 0, perftest_table(gbits), "")
 
     def probe(self, command, timeout):
         """The real probe script, run here against the local stand-in of the head's API."""
-        head = self.fabric.nodes[next(iter(self.fabric.nodes))]
+        head = self.wire.nodes[next(iter(self.wire.nodes))]
         local = command.replace(f"http://{head.spec.qsfp_ip}:{head.spec.get('api_port')}",
-                                f"http://127.0.0.1:{self.fabric.api}")
+                                f"http://127.0.0.1:{self.wire.api}")
         local = shlex.quote(sys.executable) + local[len("python3"):]
         done = subprocess.run(["bash", "-c", local], capture_output=True, text=True, timeout=timeout)
         return Result(command, done.returncode, done.stdout, done.stderr)
 
 
 class FakeCluster:
-    def __init__(self, fabric):
-        self.fabric = fabric
-        self._nodes = fabric.nodes
+    def __init__(self, wire):
+        self.wire = wire
+        self._nodes = wire.nodes
 
     def node(self, name):
         return self._nodes[name]
@@ -202,18 +258,34 @@ def roce_env(hcas, gid):
     return f"NCCL_IB_HCA={','.join(hcas)}\nNCCL_IB_GID_INDEX={gid}\n"
 
 
+def converged(monkeypatch, inventory, **settings):
+    """The inventory's nodes on a working QSFP wire; `settings` change group_data."""
+    monkeypatch.setenv("SPARK_CLUSTER_READ_ONLY_INVENTORY", "1")
+    monkeypatch.setattr(peers, "time", SimpleNamespace(sleep=lambda seconds: None))
+    wire = Wire()
+    for spec in load_cluster(inventory, REPO):
+        spec.data.update(settings)
+        hcas = node_fabric(spec).rdma_devices
+        wire.nodes[spec.name] = FakePeer(spec, wire, roce_env=roce_env(hcas, 3))
+    return FakeCluster(wire)
+
+
+@pytest.fixture
+def spark(monkeypatch):
+    """Two converged Sparks (inventory/spark2.py): dual_subnet, one cable in port 1, two rails."""
+    return converged(monkeypatch, "inventory/spark2.py")
+
+
+@pytest.fixture
+def spark_bond(monkeypatch):
+    """The same Sparks with network_mode = "bond": one link (bond0) over both rails."""
+    return converged(monkeypatch, "inventory/spark2.py", network_mode="bond")
+
+
 @pytest.fixture
 def lab(monkeypatch):
-    """Two converged nodes, two HCAs each; the worker's RoCE v2 GID sits at another index."""
-    monkeypatch.setattr(peers, "time", SimpleNamespace(sleep=lambda seconds: None))
-    fabric = Fabric()
-    for rank, gid in ((0, 1), (1, 3)):
-        name = f"spark-{rank + 1}"
-        spec = NodeSpec(name, {"qsfp_ip": f"10.0.0.{rank + 1}", "node_rank": rank, "mtu": 9000,
-                               "bond_name": "bond0", "api_port": 8000, "serving_served_model_name": SERVED})
-        hcas = {"rocep1s0f0": gid, "rocep1s0f1": gid}
-        fabric.nodes[name] = FakePeer(spec, fabric, hcas, roce_env(hcas, gid))
-    return FakeCluster(fabric)
+    """The 2-node lab (inventory/lab2.py): soft-RoCE, rdma_min_link_fraction = 0."""
+    return converged(monkeypatch, "inventory/lab2.py")
 
 
 def call(check, cluster, **given):
@@ -232,126 +304,246 @@ def failure(check, cluster, **given) -> str:
 
 # --- ping_mtu ---------------------------------------------------------------------
 
-def test_converged_links_pass_ping_mtu_from_every_peer(lab):
+def test_converged_rails_pass_ping_mtu_over_every_link(spark):
     for name in ("spark-1", "spark-2"):
-        call(peers.test_ping_mtu, lab, node=lab.node(name))
-    # Each node was reached from its peer with full-size frames (9000 - 28 header bytes).
-    assert lab.fabric.pinged == [("spark-2", "spark-1", 8972, peers.PING_COUNT),
-                                 ("spark-1", "spark-2", 8972, peers.PING_COUNT)]
+        call(peers.test_ping_mtu, spark, node=spark.node(name))
+    # Each node reached from its peer on every rail, at its address on that rail, with
+    # full-size frames (9000 - 28 header bytes).
+    assert spark.wire.pinged == [
+        ("spark-2", RAIL_1, "192.168.100.10", 8972, peers.PING_COUNT),
+        ("spark-2", RAIL_2, "192.168.101.10", 8972, peers.PING_COUNT),
+        ("spark-1", RAIL_1, "192.168.100.11", 8972, peers.PING_COUNT),
+        ("spark-1", RAIL_2, "192.168.101.11", 8972, peers.PING_COUNT)]
 
 
-def test_one_lost_jumbo_frame_fails_ping_mtu_as_lossy(lab):
+def test_a_bond_is_pinged_over_the_bond(spark_bond):
+    call(peers.test_ping_mtu, spark_bond, node=spark_bond.node("spark-2"))
+    assert spark_bond.wire.pinged == [("spark-1", "bond0", "192.168.100.11", 8972, peers.PING_COUNT)]
+
+
+def test_a_peers_rail_that_drops_full_mtu_frames_fails_ping_mtu_for_that_rail(spark):
+    spark.wire.ping_mode[("spark-1", RAIL_2)] = "too_big"
+    message = failure(peers.test_ping_mtu, spark, node=spark.node("spark-2"))
+    assert len(message.split("\n")) == 1, message  # the first rail is fine
+    assert message.startswith(f"spark-2: ping from spark-1 over {RAIL_2} to 192.168.101.11 "
+                              "(9000-byte frames, do-not-fragment): expected 3 of 3 answered, found too_big: 0 of 3 "
+                              "answered (ping: local error: message too long, mtu=1500)")
+    assert f"fix: a device on the path has MTU below 9000 ({RAIL_2} or a switch port)" in message
+
+
+def test_one_lost_jumbo_frame_fails_ping_mtu_as_lossy(spark):
     # ping exits 0 here: one reply is enough for it, not for a link NCCL relies on.
-    lab.fabric.ping_answers[("spark-1", "spark-2")] = 1
-    message = failure(peers.test_ping_mtu, lab, node=lab.node("spark-2"))
-    assert message.startswith("spark-2: ping from spark-1 (9000-byte frames, do-not-fragment)")
+    spark.wire.ping_answers[("spark-1", RAIL_1)] = 1
+    message = failure(peers.test_ping_mtu, spark, node=spark.node("spark-2"))
     assert f"expected {peers.PING_COUNT} of {peers.PING_COUNT} answered, found lossy: 1 of 3 answered" in message
-    assert "ip -s link" in message and "cable" in message
-    call(peers.test_ping_mtu, lab, node=lab.node("spark-1"))  # the other direction is fine
+    assert f"ip -s link show {RAIL_1}" in message and "cable" in message
+    call(peers.test_ping_mtu, spark, node=spark.node("spark-1"))  # the other direction is fine
 
 
-def test_a_small_mtu_on_the_path_fails_ping_mtu_as_too_big(lab):
-    lab.fabric.ping_mode[("spark-2", "spark-1")] = "too_big"
-    message = failure(peers.test_ping_mtu, lab, node=lab.node("spark-1"))
-    assert "found too_big: 0 of 3 answered (ping: local error: message too long, mtu=1500)" in message
-    assert "MTU below 9000" in message
-
-
-def test_no_reply_fails_ping_mtu(lab):
-    lab.fabric.ping_answers[("spark-1", "spark-2")] = 0
-    assert "found no_reply: 0 of 3 answered" in failure(peers.test_ping_mtu, lab, node=lab.node("spark-2"))
+def test_no_reply_fails_ping_mtu(spark):
+    spark.wire.ping_answers[("spark-1", RAIL_2)] = 0
+    message = failure(peers.test_ping_mtu, spark, node=spark.node("spark-2"))
+    assert f"over {RAIL_2} to 192.168.101.11" in message and "found no_reply: 0 of 3 answered" in message
+    assert f"no route or no link over {RAIL_2}" in message
 
 
 # --- rdma: the plan -----------------------------------------------------------------
 
-def settings(hcas, gid):
-    return peers.RoceSettings(tuple(hcas), gid)
+def end(node, hca, gid=3, ip="192.168.100.10"):
+    return peers.RdmaEnd(node, hca, 1, gid, ip)
 
 
-def test_rdma_plan_pairs_each_hca_with_its_namesake_in_both_directions():
-    runs, problems = peers.rdma_plan("spark-1", settings([("rocep1s0f0", 1), ("rocep1s0f1", 1)], "1"),
-                                     "spark-2", settings([("roceP2p1s0f0", 1), ("roceP2p1s0f1", 2)], "3"), 18700)
-    assert problems == []
-    assert [(r.client.node, r.client.hca, r.server.node, r.server.hca) for r in runs] == [
-        ("spark-1", "rocep1s0f0", "spark-2", "roceP2p1s0f0"),
-        ("spark-2", "roceP2p1s0f0", "spark-1", "rocep1s0f0"),
-        ("spark-1", "rocep1s0f1", "spark-2", "roceP2p1s0f1"),
-        ("spark-2", "roceP2p1s0f1", "spark-1", "rocep1s0f1"),
-    ]
-    # each end keeps its own node's GID index and port
-    assert {(r.server.node, r.server.hca, r.server.ib_port, r.server.gid_index) for r in runs} == {
-        ("spark-2", "roceP2p1s0f0", 1, "3"), ("spark-1", "rocep1s0f0", 1, "1"),
-        ("spark-2", "roceP2p1s0f1", 2, "3"), ("spark-1", "rocep1s0f1", 1, "1")}
-    assert [r.tcp_port for r in runs] == [18700, 18701, 18702, 18703]
-
-
-def test_rdma_plan_reports_different_hca_counts_and_still_runs_the_pairs_it_has():
-    runs, problems = peers.rdma_plan("spark-1", settings([("a", 1), ("b", 1)], "1"),
-                                     "spark-2", settings([("c", 1)], "1"), 18700)
-    assert [(r.client.hca, r.server.hca) for r in runs] == [("a", "c"), ("c", "a")]
-    ((what, expected, found),) = problems
-    assert what == f"HCAs in {ROCE_ENV}" and "as many on spark-2 as on spark-1" in expected
-    assert found == "spark-1: a,b; spark-2: c"
+def test_rdma_plan_runs_each_rail_both_ways_then_all_rails_head_to_worker():
+    head = [end("spark-1", HCA_1, 3, "192.168.100.10"), end("spark-1", HCA_2, 3, "192.168.101.10")]
+    worker = [end("spark-2", HCA_1, 1, "192.168.100.11"), end("spark-2", HCA_2, 1, "192.168.101.11")]
+    alone, together = peers.rdma_plan([RAIL_1, RAIL_2], head, worker, 18700)
+    assert [[(r.rail, r.client.node, r.server.node) for r in runs] for runs in alone] == [
+        [(RAIL_1, "spark-1", "spark-2")], [(RAIL_1, "spark-2", "spark-1")],
+        [(RAIL_2, "spark-1", "spark-2")], [(RAIL_2, "spark-2", "spark-1")]]
+    assert [(r.rail, r.client, r.server) for r in together] == [(RAIL_1, head[0], worker[0]), (RAIL_2, head[1], worker[1])]
+    assert [r.tcp_port for runs in alone for r in runs] + [r.tcp_port for r in together] == list(range(18700, 18706))
 
 
 def test_rdma_ports_never_collide_across_runs_or_workers():
-    four = settings([(f"hca{i}", 1) for i in range(4)], "1")
+    four = [end("n", f"hca{i}") for i in range(4)]
     ports = []
     for rank in (1, 2, 3):
         first = peers.RDMA_BASE_PORT + rank * peers.RDMA_PORTS_PER_WORKER
-        runs, _ = peers.rdma_plan("spark-1", four, f"spark-{rank + 1}", four, first)
-        ports += [r.tcp_port for r in runs]
-    assert len(ports) == 24 and len(set(ports)) == 24
+        alone, together = peers.rdma_plan([f"rail{i}" for i in range(4)], four, four, first)
+        ports += [r.tcp_port for runs in alone for r in runs] + [r.tcp_port for r in together]
+    assert len(ports) == 36 and len(set(ports)) == 36
+
+
+def test_both_sides_of_a_run_use_the_same_perftest_options_and_the_client_names_the_server():
+    run = peers.RdmaRun(RAIL_2, end("spark-2", HCA_2, 3, "192.168.101.11"), end("spark-1", HCA_2, 1), 18640)
+    server, client = peers.server_command(run), peers.client_command(run)
+    assert f"ib_write_bw -d {HCA_2} -i 1 -x 3 -p 18640 -D {peers.RDMA_DURATION_S} -F --report_gbits" in server
+    assert f"ib_write_bw -d {HCA_2} -i 1 -x 1 -p 18640 -D {peers.RDMA_DURATION_S} -F --report_gbits 192.168.101.11" in client
+    # One line, and valid sh: the client retries only a refused connect.
+    assert "\n" not in client
+    subprocess.run(["sh", "-n", "-c", client], check=True)
+
+
+def test_the_client_retries_a_refused_connect_and_nothing_else(tmp_path):
+    # The client's own shell, run here with a stand-in ib_write_bw.
+    counter = tmp_path / "calls"
+    stub = tmp_path / "ib_write_bw"
+    stub.write_text("#!/bin/sh\necho x >> " + str(counter) + "\n"
+                    "n=$(wc -l < " + str(counter) + ")\n"
+                    "if [ \"$n\" -lt 3 ]; then echo \" Couldn't connect to 192.168.101.11:18640\"; exit 1; fi\n"
+                    "if [ \"$STUB_FAIL\" = 1 ]; then echo ' Completion with error at client'; exit 1; fi\n"
+                    "echo ' #bytes     #iterations    BW peak[Gb/sec]    BW average[Gb/sec]   MsgRate[Mpps]'\n"
+                    "echo ' 65536      1000           0.00               98.50               0.187'\n")
+    stub.chmod(0o755)
+    run = peers.RdmaRun(RAIL_2, end("spark-2", HCA_2), end("spark-1", HCA_2), 18640)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    done = subprocess.run(["sh", "-c", peers.client_command(run).replace("sleep 1", "true")], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and parse_write_bw(done.stdout) == 98.5
+    assert len(counter.read_text().split()) == 3
+    counter.write_text("x\nx\n")  # connects at once, then the run fails: no retry
+    done = subprocess.run(["sh", "-c", peers.client_command(run)], env={**env, "STUB_FAIL": "1"},
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "Completion with error" in done.stdout
+    assert len(counter.read_text().split()) == 3
 
 
 # --- rdma: the check ----------------------------------------------------------------
 
-def test_converged_rdma_runs_every_hca_both_ways_on_its_own_port(lab):
-    call(peers.test_rdma, lab, worker_name="spark-2")
-    started = lab.node("spark-1").started + lab.node("spark-2").started
-    assert len(started) == 4 and len(lab.fabric.servers) == 4
-    assert {(s.node, s.hca, s.gid) for s in lab.fabric.servers.values()} == {
-        ("spark-1", "rocep1s0f0", "1"), ("spark-1", "rocep1s0f1", "1"),
-        ("spark-2", "rocep1s0f0", "3"), ("spark-2", "rocep1s0f1", "3")}
-    assert all(s.exchanged and not s.failed for s in lab.fabric.servers.values())
+def rdma_detail(cluster, worker="spark-2"):
+    properties = []
+    call(peers.test_rdma, cluster, worker_name=worker, properties=properties)
+    ((key, detail),) = properties
+    assert key == "detail"
+    return detail
 
 
-def test_a_dead_second_hca_fails_rdma_for_that_pair_in_both_directions(lab):
-    lab.fabric.down_hcas.add(("spark-2", "rocep1s0f1"))
-    message = failure(peers.test_rdma, lab, worker_name="spark-2")
+def test_converged_rails_carry_rdma_alone_both_ways_and_all_at_once(spark):
+    detail = rdma_detail(spark)
+    assert detail == (f"rail {RAIL_1}: spark-1 -> spark-2 111.7 Gb/s, spark-2 -> spark-1 111.7 Gb/s; "
+                      f"rail {RAIL_2}: spark-1 -> spark-2 111.7 Gb/s, spark-2 -> spark-1 111.7 Gb/s; "
+                      "all rails at once spark-1 -> spark-2: 111.7 + 111.7 = 223.4 Gb/s")
+    events = spark.wire.events
+    servers = {(s.node, s.hca, s.gid) for s in spark.wire.servers.values()}
+    assert servers == {(node, hca, 3) for node in ("spark-1", "spark-2") for hca in (HCA_1, HCA_2)}
+    assert len(spark.wire.servers) == 6  # 2 rails x 2 directions, then 2 rails at once, each on its own port
+    # All rails at once: both servers, then both clients, before any client is waited for.
+    assert [kind for kind, *_ in events[-6:]] == ["server", "server", "client", "client", "waited", "waited"]
+
+
+def test_each_rail_talks_to_the_peers_address_on_that_rail(spark):
+    rdma_detail(spark)
+    clients = [(e[1], e[2]) for e in spark.wire.events if e[0] == "client"]
+    assert clients[:4] == [("spark-1", HCA_1), ("spark-2", HCA_1), ("spark-1", HCA_2), ("spark-2", HCA_2)]
+
+
+def test_a_bond_carries_rdma_on_both_rails_to_the_control_address(spark_bond):
+    detail = rdma_detail(spark_bond)
+    assert detail.startswith(f"rail {RAIL_1}: spark-1 -> spark-2 111.7 Gb/s") and "= 223.4 Gb/s" in detail
+
+
+def test_one_rails_rdma_failing_fails_that_rail_alone_and_at_once_while_the_other_works(spark):
+    spark.wire.down_hcas.add(("spark-2", HCA_2))
+    properties = []
+    with pytest.raises(Failed) as caught:
+        call(peers.test_rdma, spark, worker_name="spark-2", properties=properties)
+    lines = str(caught.value).split("\n")
+    assert len(lines) == 3, lines
+    assert lines[0].startswith(f"spark-2: RDMA on rail {RAIL_2} spark-1 -> spark-2 (client spark-1 {HCA_2} port 1 gid 3, "
+                               f"server spark-2 {HCA_2} port 1 gid 3): expected an ib_write_bw result "
+                               f"({peers.RDMA_DURATION_S} s), found client: Completion with error at client / Failed status 12: wr_id 0 "
+                               "syndrom 0x81; server: Failed to complete run; fix:")
+    assert lines[1].strip().startswith(f"RDMA on rail {RAIL_2} spark-2 -> spark-1")
+    assert lines[2].strip().startswith(f"RDMA on rail {RAIL_2} spark-1 -> spark-2") and "all rails at once" in lines[2]
+    assert all("fix: check 'roce_gid' on both nodes" in line for line in lines)
+    assert RAIL_1 not in str(caught.value)
+    # What worked is still measured and reported.
+    ((_, detail),) = properties
+    assert detail == (f"rail {RAIL_1}: spark-1 -> spark-2 111.7 Gb/s, spark-2 -> spark-1 111.7 Gb/s; "
+                      f"rail {RAIL_2}: spark-1 -> spark-2 failed, spark-2 -> spark-1 failed; "
+                      "all rails at once spark-1 -> spark-2: 111.7 + failed = 111.7 Gb/s")
+
+
+def test_a_degraded_rail_fails_on_real_hardware_by_its_link_rate(spark):
+    assert spark.node("spark-2").spec.get("rdma_min_link_fraction") == 0.5  # group_data's value, as shipped
+    spark.wire.gbits[("spark-2", HCA_2)] = DEGRADED_GBITS
+    message = failure(peers.test_rdma, spark, worker_name="spark-2")
     lines = message.split("\n")
-    assert len(lines) == 2, message
-    assert lines[0].startswith("spark-2: RDMA spark-1 -> spark-2 (client spark-1 rocep1s0f1 port 1 gid 1, "
-                               "server spark-2 rocep1s0f1 port 1 gid 3): expected 5 round trips, found client: "
-                               "Failed status transport retry counter exceeded")
-    assert lines[1].strip().startswith("RDMA spark-2 -> spark-1 (client spark-2 rocep1s0f1 port 1 gid 3, "
-                                       "server spark-1 rocep1s0f1 port 1 gid 1)")
-    assert all("fix: check 'roce_gid'" in line for line in lines)
+    assert len(lines) == 2, lines  # both directions of that rail; the total still clears one rail's rate
+    threshold = RDMA_MIN_LINK_FRACTION * 100
+    assert lines[0].startswith(f"spark-2: RDMA on rail {RAIL_2} spark-1 -> spark-2 (client spark-1 {HCA_2} port 1 gid 3, "
+                               f"server spark-2 {HCA_2} port 1 gid 3) bandwidth: expected >= {threshold:.1f} Gb/s "
+                               f"({RDMA_MIN_LINK_FRACTION:g} of the 100 Gb/s link rate sysfs reports), found 13.1 Gb/s; "
+                               "fix: a CX-7 hot-plugged after boot stays at ~13 Gb/s")
+    assert f"`ethtool {RAIL_2}`" in lines[0]
 
 
-def test_a_head_that_cannot_serve_fails_rdma_worker_to_head_only(lab):
-    lab.fabric.refuses_tcp.add("spark-1")
-    message = failure(peers.test_rdma, lab, worker_name="spark-2")
-    failing = re.findall(r"RDMA (\S+ -> \S+) \(client \S+ (\S+)", message)
-    assert failing == [("spark-2 -> spark-1", "rocep1s0f0"), ("spark-2 -> spark-1", "rocep1s0f1")]
-    assert "found client: Couldn't connect to 10.0.0.1:" in message
+def test_all_rails_at_once_below_one_rails_share_fails(spark):
+    for hca in (HCA_1, HCA_2):
+        spark.wire.gbits[("spark-1", hca)] = 40.0  # each rail alone is also below 50
+    message = failure(peers.test_rdma, spark, worker_name="spark-2")
+    assert "RDMA spark-1 -> spark-2 on all rails at once: expected >= 50.0 Gb/s in total" not in message
+    spark.wire.gbits.clear()
+    for hca in (HCA_1, HCA_2):
+        spark.wire.gbits[("spark-1", hca)] = 24.0
+    message = failure(peers.test_rdma, spark, worker_name="spark-2")
+    assert ("RDMA spark-1 -> spark-2 on all rails at once: expected >= 50.0 Gb/s in total (0.5 of the 100 Gb/s link "
+            "rate), found 48.0 Gb/s") in message
 
 
-def test_different_hca_counts_fail_rdma(lab):
-    lab.node("spark-2").roce_env = roce_env(["rocep1s0f0"], 3)
-    message = failure(peers.test_rdma, lab, worker_name="spark-2")
-    assert f"HCAs in {ROCE_ENV}: expected as many on spark-2 as on spark-1" in message
-    assert "found spark-1: rocep1s0f0,rocep1s0f1; spark-2: rocep1s0f0" in message
-    assert "RDMA" not in message  # the pair both nodes list works
+def test_the_lab_reports_bandwidth_without_judging_it(lab):
+    assert lab.node("spark-2").spec.get("rdma_min_link_fraction") == 0
+    for hca in (HCA_1, HCA_2):
+        lab.wire.gbits[("spark-2", hca)] = 0.3  # soft-RoCE under emulation
+        lab.node("spark-1").rates[hca] = None  # never read where nothing is judged
+    detail = rdma_detail(lab)
+    assert "spark-1 -> spark-2 0.3 Gb/s" in detail and detail.endswith("0.3 + 0.3 = 0.6 Gb/s")
 
 
-def test_missing_roce_env_or_pingpong_tool_fails_rdma_before_any_run(lab):
-    lab.node("spark-1").roce_env = None
-    lab.node("spark-2").tools.discard("ibv_rc_pingpong")
-    message = failure(peers.test_rdma, lab, worker_name="spark-2")
-    assert f"{ROCE_ENV} on spark-1: expected NCCL_IB_HCA and NCCL_IB_GID_INDEX, found missing or empty" in message
-    assert "ibv_rc_pingpong on spark-2: expected installed, found missing; fix: install ibverbs-utils" in message
-    assert lab.fabric.servers == {}
+def test_an_unreadable_link_rate_fails_on_real_hardware(spark):
+    spark.node("spark-1").rates[HCA_1] = None
+    message = failure(peers.test_rdma, spark, worker_name="spark-2")
+    lines = message.split("\n")
+    assert len(lines) == 1, lines  # named once, though two runs of that rail needed it
+    assert lines[0].startswith(f"spark-2: link rate on rail {RAIL_1}: expected a rate in Gb/s from sysfs (ports/N/rate), "
+                               f"found spark-1 {HCA_1} port 1: unreadable (cat: /sys/class/infiniband/{HCA_1}/ports/1/rate: "
+                               "No such file or directory)")
+
+
+def test_a_fraction_outside_0_to_1_is_named(spark):
+    spark.node("spark-2").spec.data["rdma_min_link_fraction"] = 50
+    with pytest.raises(VerifyEnvironmentError, match="rdma_min_link_fraction must be a number from 0 to 1, got 50"):
+        call(peers.test_rdma, spark, worker_name="spark-2")
+
+
+def test_a_rail_without_its_gid_is_named_and_the_other_rail_still_runs(spark):
+    worker = spark.node("spark-2")
+    worker.gid_index = 1  # the worker's GIDs sit at another index: detected per device, not assumed
+    rdma_detail(spark)
+    assert {(s.node, s.gid) for s in spark.wire.servers.values()} == {("spark-1", 3), ("spark-2", 1)}
+    original = worker.gid_listing
+    worker.gid_listing = lambda port_dir: "" if HCA_2 in port_dir else original(port_dir)
+    spark.wire.servers.clear()
+    message = failure(peers.test_rdma, spark, worker_name="spark-2")
+    assert message.startswith(f"spark-2: {HCA_2} on spark-2 (rail {RAIL_2}): expected a RoCE v2 GID of 192.168.101.11, "
+                              "found none in its GID table; fix: see check 'roce_gid' on spark-2")
+    assert {s.hca for s in spark.wire.servers.values()} == {HCA_1}
+
+
+def test_a_head_that_cannot_serve_fails_rdma_worker_to_head_only(spark):
+    spark.wire.refuses_tcp.add("spark-1")
+    message = failure(peers.test_rdma, spark, worker_name="spark-2")
+    failing = re.findall(r"RDMA on rail (\S+) (\S+ -> \S+)", message)
+    assert failing == [(RAIL_1, "spark-2 -> spark-1"), (RAIL_2, "spark-2 -> spark-1")]
+    assert "found client: Couldn't connect to 192.168.100.10:" in message  # the rail's own address
+    assert "found client: Couldn't connect to 192.168.101.10:" in message
+
+
+def test_missing_perftest_fails_rdma_before_any_run(spark):
+    spark.node("spark-2").tools.discard("ib_write_bw")
+    message = failure(peers.test_rdma, spark, worker_name="spark-2")
+    assert message == "spark-2: ib_write_bw on spark-2: expected installed, found missing; fix: install perftest (roles/rdma)"
+    assert spark.wire.servers == {}
 
 
 # --- openai_endpoint ----------------------------------------------------------------
@@ -396,7 +588,7 @@ def standin(tmp_path):
 
 
 def test_the_lab_stand_in_passes_openai_endpoint_and_reports_tokens_per_second(lab, standin):
-    lab.fabric.api = standin
+    lab.wire.api = standin
     properties = []
     call(peers.test_openai_endpoint, lab, head_name="spark-1", properties=properties)
     ((key, detail),) = properties
@@ -455,7 +647,7 @@ def test_an_engine_that_lists_its_model_but_cannot_generate_fails_openai_endpoin
     server = ThreadingHTTPServer(("127.0.0.1", 0), fake_engine(fault))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    lab.fabric.api = server.server_address[1]
+    lab.wire.api = server.server_address[1]
     try:
         message = failure(peers.test_openai_endpoint, lab, head_name="spark-1")
     finally:
@@ -463,7 +655,7 @@ def test_an_engine_that_lists_its_model_but_cannot_generate_fails_openai_endpoin
         server.server_close()
     lines = message.split("\n")
     assert len(lines) == 1, message  # /health and /v1/models are fine
-    assert message.startswith(f"spark-1: http://10.0.0.1:8000/v1/chat/completions (model {SERVED}, max_tokens 8) "
+    assert message.startswith(f"spark-1: http://192.168.100.10:8000/v1/chat/completions (model {SERVED}, max_tokens 8) "
                               "from spark-2: ")
     assert ENGINE_FAULTS[fault] in message and "fix: the engine answers but does not generate" in message
 

@@ -12,14 +12,14 @@ from sparkverify.report import CheckResult, ResultBook, format_summary, message_
 
 def test_summary_is_checks_by_nodes_with_dash_where_not_applicable():
     results = [
-        CheckResult("spark-1", "bond", "passed"),
-        CheckResult("spark-2", "bond", "failed", "spark-2: bond0 IPv4: expected 10.0.0.2/24, found no address"),
+        CheckResult("spark-1", "links", "passed"),
+        CheckResult("spark-2", "links", "failed", "spark-2: enP2p1s0f1np1 IPv4: expected 192.168.101.11/24, found no address"),
         CheckResult("spark-1", "gpu_memory", "skipped", "no NVIDIA driver on this host"),
         CheckResult("spark-2", "rdma", "passed"),
     ]
     table = format_summary(results, ["spark-1", "spark-2"]).splitlines()
     assert table[0].split() == ["check", "spark-1", "spark-2"]
-    assert table[1].split() == ["bond", "PASS", "FAIL"]
+    assert table[1].split() == ["links", "PASS", "FAIL"]
     assert table[2].split() == ["gpu_memory", "SKIP", "-"]
     assert table[3].split() == ["rdma", "-", "PASS"]
     assert table[-1] == "2 passed, 1 failed, 1 skipped"
@@ -27,15 +27,15 @@ def test_summary_is_checks_by_nodes_with_dash_where_not_applicable():
 
 def test_a_failure_in_any_phase_wins(tmp_path):
     book = ResultBook()
-    book.record("spark-1", "bond", "passed", "", 0.5)
-    book.record("spark-1", "bond", "failed", "teardown broke", 0.1)
-    book.record("spark-1", "bond", "passed", "", 0.1)
+    book.record("spark-1", "links", "passed", "", 0.5)
+    book.record("spark-1", "links", "failed", "teardown broke", 0.1)
+    book.record("spark-1", "links", "passed", "", 0.1)
     (result,) = book.results()
     assert (result.outcome, result.message) == ("failed", "teardown broke")
     write_json(tmp_path / "out" / "verify.json", book.results(), "inventory/lab2.py")
     document = json.loads((tmp_path / "out" / "verify.json").read_text())
     assert document["summary"] == {"passed": 0, "failed": 1, "skipped": 0}
-    assert document["results"][0] == {"node": "spark-1", "check": "bond", "outcome": "failed",
+    assert document["results"][0] == {"node": "spark-1", "check": "links", "outcome": "failed",
                                       "message": "teardown broke", "duration_s": 0.7}
 
 

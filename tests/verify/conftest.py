@@ -17,6 +17,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The checks derive each node's fabric as the roles do (spark_cluster.fabric)
+# and read the network role's defaults (roles/network/defaults.py).
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(1, str(REPO_ROOT))
 
 from sparkverify.inventory import load_cluster  # noqa: E402
 from sparkverify.remote import Node, VerifyEnvironmentError  # noqa: E402

@@ -33,13 +33,16 @@ from sparkverify.parse import (
     parse_hca_list,
     parse_ip_addr_json,
     parse_mountinfo,
+    parse_nmcli_devices,
     parse_pubkey,
     parse_rlimit,
     parse_unit_file,
     proc_limit,
     revoked_keys,
     rlimit_unlimited,
+    roce_v2_index,
 )
+from sparkverify.rails import gid_table, hca_ports, network_setting, node_fabric, port_dir, rail_ip
 
 CONTAINER_DOWN_FIX = f"the container is not running: see check 'serving_unit' (`journalctl -u {SERVING_UNIT}`)"
 # What CUDA itself reports (cuDeviceTotalMem), the number the DRM override halves.
@@ -50,8 +53,8 @@ CUDA_TOTAL_MEMORY = (
 )
 
 
-def bond_name(node) -> str:
-    return node.spec.get("bond_name", "bond0")
+def is_vllm(node) -> bool:
+    return node.spec.get("serving_engine", "vllm") == "vllm"
 
 
 def roce_env(node) -> dict[str, str] | None:
@@ -71,106 +74,173 @@ def container_mounts(node, problems: Problems):
     return parse_docker_mounts(inspect.stdout), parse_mountinfo(mountinfo.stdout)
 
 
-def test_bond(node):
-    if node.spec.get("network_mode", "bond") != "bond":
-        pytest.skip(f"network_mode is {node.spec.get('network_mode')!r}: no bond to check")
-    bond, mtu = bond_name(node), int(node.spec.get("mtu", 9000))
-    expected_ip = f"{node.spec.qsfp_ip}/{node.spec.get('qsfp_prefixlen')}"
+def test_links(node):
+    """Every netdev that carries an address of ours has it, is up, at the MTU;
+    a bond (where the fabric has one) also has its mode, its rails as slaves,
+    and carrier as qsfp_carrier_required asks."""
+    fab, mtu = node_fabric(node.spec), int(network_setting(node.spec, "mtu"))
     problems = Problems(node.name)
-    shown = node.run(f"ip -j addr show dev {shlex.quote(bond)}")
-    if not shown.ok:
-        problems.add(bond, "present", shown.brief, f"{REDEPLOY} (roles/network writes /etc/netplan/40-spark-cluster.yaml)")
-        problems.check()
-    link = parse_ip_addr_json(shown.stdout)
-    if not link.up:
-        problems.add(f"{bond} state", "UP,LOWER_UP", f"operstate {link.operstate}, flags {','.join(link.flags)}",
-                     "check the QSFP cable(s) and the peer; then `sudo netplan apply`")
-    addresses = [f"{ip}/{prefix}" for ip, prefix in link.ipv4]
-    if expected_ip not in addresses:
-        problems.add(f"{bond} IPv4", expected_ip, addresses or "no address",
-                     f"`sudo netplan apply` or {REDEPLOY} (an address flushed by hand is not restored until then)")
-    if link.mtu != mtu:
-        problems.add(f"{bond} MTU", mtu, link.mtu, f"{REDEPLOY}; every device on the path needs MTU {mtu}")
+    netplan = f"{REDEPLOY} (roles/network writes the rails' netplan file)"
+    for link in fab.links:
+        shown = node.run(f"ip -j addr show dev {shlex.quote(link.netdev)}")
+        if not shown.ok:
+            problems.add(link.netdev, "present", shown.brief, netplan)
+            continue
+        state = parse_ip_addr_json(shown.stdout)
+        if not state.up:
+            problems.add(f"{link.netdev} state", "UP,LOWER_UP", f"operstate {state.operstate}, flags {','.join(state.flags)}",
+                         "check the QSFP cable and the peer's port (`ip link`, `ethtool`); then `sudo netplan apply`")
+        addresses = [f"{ip}/{prefix}" for ip, prefix in state.ipv4]
+        if link.address not in addresses:
+            problems.add(f"{link.netdev} IPv4", link.address, addresses or "no address",
+                         f"`sudo netplan apply` or {REDEPLOY} (an address flushed by hand is not restored until then)")
+        if state.mtu != mtu:
+            problems.add(f"{link.netdev} MTU", mtu, state.mtu, f"{REDEPLOY}; every device on the path needs MTU {mtu}")
+    if fab.bond_name:
+        bond_problems(node, fab, mtu, problems)
+    problems.check()
+
+
+def bond_problems(node, fab, mtu: int, problems: Problems) -> None:
+    bond = fab.bond_name
     slaves_read = node.run(f"cat /sys/class/net/{bond}/bonding/slaves")
     slaves = slaves_read.stdout.split() if slaves_read.ok else []
-    expected_slaves = list(node.spec.get("qsfp_interfaces", []))
-    if sorted(slaves) != sorted(expected_slaves):
-        problems.add(f"{bond} slaves", " ".join(expected_slaves), " ".join(slaves) or "none",
-                     "check qsfp_interfaces in group_data against `ip link` on the node, then re-deploy")
-    for slave in slaves:
-        slave_mtu = node.run(f"cat /sys/class/net/{slave}/mtu").stdout.strip()
-        if slave_mtu != str(mtu):
-            problems.add(f"{slave} MTU", mtu, slave_mtu or "unreadable", f"{REDEPLOY}; a slave below {mtu} drops jumbo frames")
+    if sorted(slaves) != sorted(fab.netdevs):
+        problems.add(f"{bond} slaves", " ".join(fab.netdevs), " ".join(slaves) or "none",
+                     "check qsfp_ports in group_data against the cabled port (`ip link`), then re-deploy")
+    for rail in fab.netdevs:
+        rail_mtu = node.run(f"cat /sys/class/net/{rail}/mtu").stdout.strip()
+        if rail_mtu != str(mtu):
+            problems.add(f"{rail} MTU", mtu, rail_mtu or "unreadable", f"{REDEPLOY}; a slave below {mtu} drops jumbo frames")
     # sysfs prints the mode's name and number, e.g. "balance-xor 2".
     mode_read = node.run(f"cat /sys/class/net/{bond}/bonding/mode")
     mode = (mode_read.stdout.split() or [""])[0] if mode_read.ok else ""
-    want_mode = node.spec.get("bond_mode", "balance-xor")
+    want_mode = network_setting(node.spec, "bond_mode")
     if mode != want_mode:
         problems.add(f"{bond} mode", want_mode, mode or f"unreadable ({mode_read.brief})",
                      f"{REDEPLOY} (roles/network deletes and recreates a bond whose mode differs: networkd cannot change "
                      "the mode of an existing bond)")
-    carrier_problems(node, problems, expected_slaves)
-    problems.check()
+    carrier_problems(node, problems, fab.netdevs)
 
 
 def carrier_problems(node, problems: Problems, ports: list[str]) -> None:
-    """qsfp_carrier_required: "all" needs a carrier on every QSFP port, "any"
-    (one cable is a supported setup) on at least one."""
-    required = node.spec.get("qsfp_carrier_required", "any")
+    """qsfp_carrier_required: "all" needs a carrier on every rail of the bond,
+    "any" (one half with link is a supported bond) on at least one."""
+    required = network_setting(node.spec, "qsfp_carrier_required")
     carriers = {}
     for port in ports:
         # sysfs refuses to read the carrier of an interface that is down.
         read = node.run(f"cat /sys/class/net/{port}/carrier")
         carriers[port] = read.stdout.strip() if read.ok else f"unreadable ({read.brief})"
-    found = ", ".join(f"{port} {value}" for port, value in carriers.items()) or "no QSFP ports listed"
-    cable_fix = "check the QSFP cable(s) and the peer's ports (`ip link`, `ethtool PORT`)"
+    found = ", ".join(f"{port} {value}" for port, value in carriers.items()) or "no rails"
+    cable_fix = "check the QSFP cable and the peer's ports (`ip link`, `ethtool PORT`)"
     if required == "all":
         for port, value in carriers.items():
             if value != "1":
                 problems.add(f"{port} carrier", "1 (qsfp_carrier_required = all)", value, cable_fix)
     elif not any(value == "1" for value in carriers.values()):
-        problems.add("QSFP carrier", "1 on at least one port (qsfp_carrier_required = any)", found, cable_fix)
+        problems.add("QSFP carrier", "1 on at least one rail (qsfp_carrier_required = any)", found, cable_fix)
+
+
+def test_network_manager(node, record_property):
+    """NetworkManager (DGX OS runs it) leaves every rail, and the bond, alone:
+    netplan's per-device `renderer: networkd` marks them unmanaged. A node
+    without NetworkManager passes, and the report says so."""
+    fab = node_fabric(node.spec)
+    problems = Problems(node.name)
+    ours = list(dict.fromkeys([*fab.netdevs, *(link.netdev for link in fab.links)]))
+    if not node.run("command -v nmcli").ok:
+        record_property("detail", "nmcli not installed: no NetworkManager to take the rails")
+        return
+    shown = node.run("nmcli -t -f DEVICE,STATE device")
+    if not shown.ok:
+        if "not running" in shown.stdout + shown.stderr:
+            record_property("detail", "NetworkManager is not running: it manages no device")
+            return
+        problems.add("`nmcli device`", "NetworkManager's device list", shown.brief,
+                     "check `systemctl status NetworkManager`")
+        problems.check()
+    states = parse_nmcli_devices(shown.stdout)
+    for netdev in ours:
+        state = states.get(netdev)
+        if state is not None and state != "unmanaged":
+            problems.add(f"NetworkManager on {netdev}", "unmanaged", state,
+                         f"netplan's `renderer: networkd` on {netdev} tells NetworkManager to leave it alone: "
+                         f"`sudo netplan apply` or {REDEPLOY}; a NetworkManager profile for the port "
+                         "(`nmcli connection show`) is named by the deploy and moved aside with qsfp_takeover = True")
+    problems.check()
+    unlisted = [netdev for netdev in ours if netdev not in states]
+    record_property("detail", f"NetworkManager leaves {', '.join(n for n in ours if n in states) or 'nothing of ours'} "
+                    "unmanaged" + (f"; does not list {', '.join(unlisted)}" if unlisted else ""))
 
 
 def test_roce_gid(node):
+    """roce.env names every rail's RDMA device; each device's port is ACTIVE and
+    holds the RoCE v2 GID of its rail's address (of the control address where a
+    bond holds the one address) at NCCL_IB_GID_INDEX, or at some index when the
+    rails disagree and roce.env leaves the pick to NCCL."""
+    fab = node_fabric(node.spec)
     problems = Problems(node.name)
     env = roce_env(node)
     if env is None:
         problems.add(ROCE_ENV, "present (written at each serving start)", "missing",
                      f"`sudo systemctl restart {SERVING_UNIT}` and read its journal (roce_detect.py)")
         problems.check()
-    hcas = parse_hca_list(env.get("NCCL_IB_HCA", ""))
+    listed = hca_ports(env.get("NCCL_IB_HCA", ""))
     gid_index = env.get("NCCL_IB_GID_INDEX", "")
-    if not hcas or not gid_index.isdigit():
-        problems.add(ROCE_ENV, "NCCL_IB_HCA=<device> and NCCL_IB_GID_INDEX=<n>",
+    if not listed or (gid_index and not gid_index.isdigit()):
+        problems.add(ROCE_ENV, "NCCL_IB_HCA=<device>[,<device>...] and NCCL_IB_GID_INDEX=<n> (or none)",
                      f"NCCL_IB_HCA={env.get('NCCL_IB_HCA')!r} NCCL_IB_GID_INDEX={gid_index!r}",
                      "no RoCE device detected: check `rdma link` / `ibdev2netdev`, then restart spark-serving")
         problems.check()
-    want_gid = ipv4_mapped_gid(node.spec.qsfp_ip)
-    for hca, port in hcas:
-        base = f"/sys/class/infiniband/{hca}/ports/{port}"
+    pinned = node.spec.get("nccl_ib_hca", "auto")
+    if pinned == "auto":
+        expected = fab.rdma_devices
+        hca_fix = (f"the detector leaves out a rail whose device had no ACTIVE port or no RoCE v2 GID at serving "
+                   f"start (see the rail's lines here and check 'links'); then `sudo systemctl restart {SERVING_UNIT}`")
+        what = "every rail's HCA"
+    else:
+        expected = [name for name, _ in parse_hca_list(pinned if isinstance(pinned, str) else ",".join(pinned))]
+        hca_fix = f"{REDEPLOY} (roles/rdma passes the pinned value to the detector)"
+        what = "nccl_ib_hca as pinned"
+    if set(listed) != set(expected):
+        problems.add(f"NCCL_IB_HCA in {ROCE_ENV}", f"{','.join(expected)} ({what})", ",".join(listed), hca_fix)
+    for rail in fab.rails:
+        device, port = rail.rdma_device, listed.get(rail.rdma_device, 1)
+        base = port_dir(device, port)
         state = node.run(f"cat {base}/state")
         if "ACTIVE" not in state.stdout:
-            problems.add(f"{hca} port {port} state", "ACTIVE", state.stdout.strip() or state.brief,
+            problems.add(f"{device} port {port} state (rail {rail.netdev})", "ACTIVE", state.stdout.strip() or state.brief,
                          "check the QSFP link and the peer (`rdma link`); a DOWN port means no carrier")
-        gid_type = node.run(f"cat {base}/gid_attrs/types/{gid_index}")
-        if gid_type.stdout.strip() != "RoCE v2":
-            problems.add(f"{hca} GID {gid_index} type", "RoCE v2", gid_type.stdout.strip() or "empty entry",
+        ip = rail_ip(fab, rail)
+        want_gid, table = ipv4_mapped_gid(ip), gid_table(node, device, port)
+        found_at = roce_v2_index(table, ip)
+        follows = (f"the GID table follows the address on {rail.netdev}: fix check 'links' first, then "
+                   f"`sudo systemctl restart {SERVING_UNIT}` to re-detect")
+        if not gid_index:
+            if found_at is None:
+                problems.add(f"{device} RoCE v2 GID of {ip} (rail {rail.netdev})", f"{want_gid} at some index",
+                             "no entry holds it", follows)
+            continue
+        gid, gid_type = table.get(int(gid_index), ("", ""))
+        if not gid_type:  # an unset entry: no address, so no GID
+            problems.add(f"{device} GID {gid_index} (rail {rail.netdev})", f"{want_gid} ({ip})", "an empty entry", follows)
+        elif gid_type != "RoCE v2":
+            problems.add(f"{device} GID {gid_index} type (rail {rail.netdev})", "RoCE v2", gid_type,
                          "the detected index is wrong (index 0 stalls NCCL on RoCE v2): pin "
                          "nccl_ib_gid_index in group_data or restart spark-serving to re-detect")
-        gid = node.run(f"cat {base}/gids/{gid_index}").stdout.strip()
-        if gid != want_gid:
-            held = gid_ipv4(gid)
-            problems.add(f"{hca} GID {gid_index}", f"{want_gid} ({node.spec.qsfp_ip})",
-                         f"{gid} ({held or 'not this IPv4'})",
-                         "the GID table follows the address on the bond: fix check 'bond' first, then restart spark-serving")
+        elif gid != want_gid:
+            held = gid_ipv4(gid) if gid else None
+            elsewhere = f"; this device holds it at index {found_at}" if found_at is not None else ""
+            problems.add(f"{device} GID {gid_index} (rail {rail.netdev})", f"{want_gid} ({ip})",
+                         f"{gid or 'no entry'} ({held or 'not this IPv4'}){elsewhere}", follows)
     container = node.container_env()
     if container is None:
-        problems.add("container NCCL_IB_GID_INDEX", gid_index, "container not running", CONTAINER_DOWN_FIX)
+        problems.add("container NCCL_IB_HCA", env.get("NCCL_IB_HCA"), "container not running", CONTAINER_DOWN_FIX)
     else:
         for key in ("NCCL_IB_GID_INDEX", "NCCL_IB_HCA"):
             if container.get(key) != env.get(key):
-                problems.add(f"container {key}", f"{env.get(key)} (from {ROCE_ENV})", container.get(key),
+                problems.add(f"container {key}", f"{env.get(key, 'unset')} (from {ROCE_ENV})", container.get(key, "unset"),
                              f"the engine started with stale RoCE values: `sudo systemctl restart {SERVING_UNIT}`")
     problems.check()
 
@@ -352,14 +422,15 @@ def test_env_file(node):
         problems.add(SERVING_ENV, "mode 0600 owner root", f"mode {env_file.mode:04o} owner {env_file.user}",
                      f"{REDEPLOY}, or `sudo chown root {SERVING_ENV} && sudo chmod 0600 {SERVING_ENV}`")
     env = parse_env_file(node.read_root_file(SERVING_ENV) or "")
-    bond = bond_name(node)
+    fab = node_fabric(node.spec)
     for key in INTERFACE_VARIABLES:
-        if env.get(key) != bond:
-            problems.add(key, bond, env.get(key, "unset"),
-                         "pin every interface variable to the QSFP bond (else Gloo/NCCL pick loopback or the management NIC); re-deploy roles/serving")
-    if env.get("VLLM_HOST_IP") != node.spec.qsfp_ip:
-        problems.add("VLLM_HOST_IP", node.spec.qsfp_ip, env.get("VLLM_HOST_IP", "unset"),
-                     "this node's QSFP address, never the management one; re-deploy roles/serving")
+        if env.get(key) != fab.control_interface:
+            problems.add(key, fab.control_interface, env.get(key, "unset"),
+                         "pin every interface variable to the QSFP control interface (else Gloo/NCCL pick loopback "
+                         "or the management NIC); re-deploy roles/serving")
+    if is_vllm(node) and env.get("VLLM_HOST_IP") != fab.control_ip:
+        problems.add("VLLM_HOST_IP", fab.control_ip, env.get("VLLM_HOST_IP", "unset"),
+                     "this node's QSFP control address, never the management one; re-deploy roles/serving")
     problems.check()
 
 
@@ -369,21 +440,22 @@ def test_container_env(node):
     if env is None:
         problems.add(f"container {CONTAINER}", "running", "not running", CONTAINER_DOWN_FIX)
         problems.check()
-    bond = bond_name(node)
+    fab = node_fabric(node.spec)
     for key in INTERFACE_VARIABLES:
-        if env.get(key) != bond:
-            problems.add(key, bond, env.get(key, "unset"),
+        if env.get(key) != fab.control_interface:
+            problems.add(key, fab.control_interface, env.get(key, "unset"),
                          f"the container predates serving.env: `sudo systemctl restart {SERVING_UNIT}`")
     if env.get("NCCL_IB_DISABLE") != "0":
         problems.add("NCCL_IB_DISABLE", "0", env.get("NCCL_IB_DISABLE", "unset"),
                      "NCCL falls back to TCP sockets: re-deploy roles/serving")
     roce = roce_env(node) or {}
-    for key in ("NCCL_IB_HCA", "NCCL_IB_GID_INDEX"):
+    # roce.env leaves NCCL_IB_GID_INDEX out when the rails' indexes differ (NCCL then picks per HCA).
+    for key in ("NCCL_IB_HCA", *(("NCCL_IB_GID_INDEX",) if "NCCL_IB_GID_INDEX" in roce or not roce else ())):
         if not env.get(key):
             problems.add(key, roce.get(key, "a detected value"), "unset",
                          f"the unit passes {ROCE_ENV} to docker: re-deploy roles/serving")
-    if node.spec.get("serving_engine", "vllm") == "vllm" and env.get("VLLM_HOST_IP") != node.spec.qsfp_ip:
-        problems.add("VLLM_HOST_IP", node.spec.qsfp_ip, env.get("VLLM_HOST_IP", "unset"),
+    if is_vllm(node) and env.get("VLLM_HOST_IP") != fab.control_ip:
+        problems.add("VLLM_HOST_IP", fab.control_ip, env.get("VLLM_HOST_IP", "unset"),
                      f"`sudo systemctl restart {SERVING_UNIT}` after fixing serving.env")
     problems.check()
 

@@ -14,17 +14,32 @@ import time
 from typing import NamedTuple
 
 from sparkverify.expect import CLUSTER_KEY, REDEPLOY, ROCE_ENV, SERVING_UNIT, Problems
-from sparkverify.parse import parse_env_file, parse_hca_list, parse_ping, ping_counts
+from sparkverify.parse import parse_env_file, parse_ping, parse_write_bw, ping_counts, roce_v2_index
+from sparkverify.rails import (
+    gid_table,
+    hca_ports,
+    link_rate,
+    min_link_fraction,
+    network_setting,
+    node_fabric,
+    rail_ip,
+)
+from sparkverify.result import Result
 
 # Packets per jumbo ping: every one must come back (a link that drops one in
 # three still lets ping exit 0).
 PING_COUNT = 3
 RDMA_BASE_PORT = 18600
-# TCP ports (ibv_rc_pingpong's out-of-band exchange) each worker's runs may use:
-# one per (HCA pair, direction), so a server left over from a failed run never
-# answers a later run's client.
+# TCP ports (ib_write_bw's out-of-band exchange, -p) each worker's runs may
+# use: one per run (rail, direction, and the all-rails run), so pairs running
+# together never meet and a server left over from a failed run never answers
+# a later run's client.
 RDMA_PORTS_PER_WORKER = 32
-RDMA_ITERATIONS = 5
+# Seconds each ib_write_bw runs (-D): long enough for a steady average on a
+# CX-7, short enough for soft-RoCE under emulation.
+RDMA_DURATION_S = 3
+# How long the servers get to listen before their clients connect.
+SERVER_SETTLE_S = 1.5
 # One short completion: enough to prove the engine generates, cheap on a real model.
 CHAT_MAX_TOKENS = 8
 CHAT_TIMEOUT_S = 60
@@ -82,13 +97,13 @@ print(json.dumps(out))
 """
 
 
-def ping_fix(verdict: str, mtu: int) -> str:
+def ping_fix(verdict: str, mtu: int, netdev: str) -> str:
     return {
-        "too_big": f"a device on the path has MTU below {mtu} (bond, slaves, switch port): see check 'bond'",
-        "no_reply": "no route or no link over the QSFP side: check 'bond' on both nodes and the cable",
-        "lossy": "a flapping link or errors on the path: compare the error and drop counters of "
-                 "`ip -s link` for the bond and its slaves on both nodes, and reseat or swap the cable",
-    }.get(verdict, "check that `ping` and the bond exist on the source node")
+        "too_big": f"a device on the path has MTU below {mtu} ({netdev} or a switch port): see check 'links' on both nodes",
+        "no_reply": f"no route or no link over {netdev}: see check 'links' on both nodes, and the cable",
+        "lossy": f"a flapping link or errors on the path: compare the error and drop counters of "
+                 f"`ip -s link show {netdev}` on both nodes, and reseat or swap the cable",
+    }.get(verdict, f"check that `ping` and {netdev} exist on the source node")
 
 
 def ping_found(verdict: str, output: str, brief: str) -> str:
@@ -102,22 +117,34 @@ def ping_found(verdict: str, output: str, brief: str) -> str:
     return f"{verdict}: {counts[1]} of {counts[0]} answered" + (f" ({errors[0]})" if errors else "")
 
 
+def peer_addresses(spec, target: str) -> list[tuple[str, str | None]]:
+    """(netdev, the target's address on it) for each link of the node `spec`:
+    the fabric lists the peers' addresses per link in the inventory's peer order."""
+    names = [peer["name"] for peer in spec.get("peers", [])]
+    return [(link.netdev, dict(zip(names, link.peer_ips)).get(target)) for link in node_fabric(spec).links]
+
+
 def test_ping_mtu(node, cluster):
-    """Jumbo frames get through unfragmented from every peer."""
+    """Full-MTU frames get through unfragmented from every peer, over each of
+    its links, to this node's address on that link."""
     problems = Problems(node.name)
-    mtu = int(node.spec.get("mtu", 9000))
-    bond = node.spec.get("bond_name", "bond0")
     for source in cluster.others(node.name):
-        ping = source.run(
-            f"timeout 20 ping -M do -s {mtu - 28} -c {PING_COUNT} -W 2 -I {shlex.quote(bond)} {node.spec.qsfp_ip}",
-            timeout=30,
-        )
-        output = ping.stdout + ping.stderr
-        verdict = parse_ping(output)
-        if not ping.ok or verdict != "ok":
-            problems.add(f"ping from {source.name} ({mtu}-byte frames, do-not-fragment)",
-                         f"{PING_COUNT} of {PING_COUNT} answered", ping_found(verdict, output, ping.brief),
-                         ping_fix(verdict, mtu))
+        mtu = int(network_setting(source.spec, "mtu"))
+        for netdev, address in peer_addresses(source.spec, node.name):
+            what = f"ping from {source.name} over {netdev} to {address} ({mtu}-byte frames, do-not-fragment)"
+            if address is None:
+                problems.add(what, f"an address of {node.name} on {netdev}", "none in the inventory",
+                             f"{node.name} is not among {source.name}'s peers: check the inventory")
+                continue
+            ping = source.run(
+                f"timeout 20 ping -M do -s {mtu - 28} -c {PING_COUNT} -W 2 -I {shlex.quote(netdev)} {address}",
+                timeout=30,
+            )
+            output = ping.stdout + ping.stderr
+            verdict = parse_ping(output)
+            if not ping.ok or verdict != "ok":
+                problems.add(what, f"{PING_COUNT} of {PING_COUNT} answered", ping_found(verdict, output, ping.brief),
+                             ping_fix(verdict, mtu, netdev))
     problems.check()
 
 
@@ -129,7 +156,7 @@ def ssh_diagnosis(stderr: str) -> str:
     if "Could not resolve hostname" in stderr:
         return "the peer name is not in the managed ~/.ssh/config block"
     if "timed out" in stderr or "No route" in stderr or "no answer within" in stderr:
-        return "the QSFP link is down: see checks 'bond' and 'ping_mtu'"
+        return "the QSFP link is down: see checks 'links' and 'ping_mtu'"
     return "read the error above"
 
 
@@ -164,26 +191,24 @@ def test_ssh_mesh(node, cluster):
     problems.check()
 
 
-class RoceSettings(NamedTuple):
-    """What roles/rdma wrote to a node's roce.env: the HCAs NCCL uses, one GID index for all."""
-
-    hcas: tuple[tuple[str, int], ...]  # (device, port)
-    gid_index: str
-
-
 class RdmaEnd(NamedTuple):
+    """One rail's RDMA device on one node, with the GID index of the rail's address."""
+
     node: str
     hca: str
     ib_port: int
-    gid_index: str
+    gid_index: int
+    ip: str  # the address whose RoCE v2 GID it uses; a server listens on it
 
     def __str__(self) -> str:
         return f"{self.node} {self.hca} port {self.ib_port} gid {self.gid_index}"
 
 
 class RdmaRun(NamedTuple):
-    """One ibv_rc_pingpong: a server, a client that connects to it, their own TCP port."""
+    """One ib_write_bw pair on one rail: a server, a client that connects to
+    its address, their own TCP port (-p)."""
 
+    rail: str
     server: RdmaEnd
     client: RdmaEnd
     tcp_port: int
@@ -193,95 +218,186 @@ class RdmaRun(NamedTuple):
         return f"{self.client.node} -> {self.server.node}"
 
     def describe(self) -> str:
-        return f"RDMA {self.direction} (client {self.client}, server {self.server})"
+        return f"RDMA on rail {self.rail} {self.direction} (client {self.client}, server {self.server})"
 
 
-def rdma_plan(head: str, head_roce: RoceSettings, worker: str, worker_roce: RoceSettings,
-              first_port: int) -> tuple[list[RdmaRun], list[tuple[str, str, str]]]:
-    """Every HCA pair (the i-th of the head with the i-th of the worker), each in
-    both directions, on ports from first_port up; and (what, expected, found)
-    when the two nodes list a different number of HCAs (NCCL would pair a rail
-    with nothing)."""
-    problems = []
-    if len(head_roce.hcas) != len(worker_roce.hcas):
-        problems.append((
-            f"HCAs in {ROCE_ENV}", f"as many on {worker} as on {head} (HCA i talks to HCA i)",
-            f"{head}: {','.join(h for h, _ in head_roce.hcas)}; {worker}: {','.join(h for h, _ in worker_roce.hcas)}",
-        ))
-    runs = []
-    for (head_hca, head_port), (worker_hca, worker_port) in zip(head_roce.hcas, worker_roce.hcas):
-        head_end = RdmaEnd(head, head_hca, head_port, head_roce.gid_index)
-        worker_end = RdmaEnd(worker, worker_hca, worker_port, worker_roce.gid_index)
-        runs.append(RdmaRun(server=worker_end, client=head_end, tcp_port=first_port + len(runs)))
-        runs.append(RdmaRun(server=head_end, client=worker_end, tcp_port=first_port + len(runs)))
-    if len(runs) > RDMA_PORTS_PER_WORKER:
-        raise ValueError(f"{len(runs)} RDMA runs need more than the {RDMA_PORTS_PER_WORKER} ports of one worker")
-    return runs, problems
+def rdma_plan(rails: list[str], head: list[RdmaEnd], worker: list[RdmaEnd],
+              first_port: int) -> tuple[list[list[RdmaRun]], list[RdmaRun]]:
+    """(each rail alone, one direction at a time; every rail at once, head to
+    worker): rail i of the head talks to rail i of the worker, every pair on a
+    TCP port of its own from first_port up, so pairs that run together (and a
+    server left over from a failed run) never meet."""
+    alone, ports = [], iter(range(first_port, first_port + RDMA_PORTS_PER_WORKER))
+    for rail, head_end, worker_end in zip(rails, head, worker):
+        alone.append([RdmaRun(rail, worker_end, head_end, next(ports))])
+        alone.append([RdmaRun(rail, head_end, worker_end, next(ports))])
+    together = [RdmaRun(rail, worker_end, head_end, next(ports)) for rail, head_end, worker_end in zip(rails, head, worker)]
+    return alone, together
 
 
-def rdma_settings(peer) -> RoceSettings | None:
-    text = peer.read_root_file(ROCE_ENV)
-    if text is None:
-        return None
-    env = parse_env_file(text)
-    hcas = parse_hca_list(env.get("NCCL_IB_HCA", ""))
-    gid = env.get("NCCL_IB_GID_INDEX", "")
-    return RoceSettings(tuple(hcas), gid) if hcas and gid.isdigit() else None
+def write_bw_command(end: RdmaEnd, tcp_port: int) -> str:
+    """ib_write_bw's own options, the same on both sides (perftest compares them)."""
+    return (f"ib_write_bw -d {shlex.quote(end.hca)} -i {end.ib_port} -x {end.gid_index} -p {tcp_port} "
+            f"-D {RDMA_DURATION_S} -F --report_gbits")
 
 
-def pingpong_command(end: RdmaEnd, tcp_port: int) -> str:
-    return (f"ibv_rc_pingpong -d {shlex.quote(end.hca)} -i {end.ib_port} -g {end.gid_index} "
-            f"-n {RDMA_ITERATIONS} -p {tcp_port}")
+def client_command(run: RdmaRun) -> str:
+    # The server may need a moment to listen: retry the connect, never a run that connected.
+    return (f"for i in 1 2 3 4 5; do out=$(timeout {RDMA_DURATION_S + 30} {write_bw_command(run.client, run.tcp_port)} "
+            f"{run.server.ip} 2>&1); rc=$?; case \"$out\" in *\"Couldn't connect\"*) sleep 1;; *) break;; esac; done; "
+            "printf '%s\\n' \"$out\"; exit $rc")
 
 
-def rdma_pingpong(run: RdmaRun, server, client, server_ip: str):
-    """(client result, server result) of one run; `server`/`client` are the nodes."""
-    started = server.start(f"timeout 30 {pingpong_command(run.server, run.tcp_port)}")
-    try:
-        time.sleep(1.5)
-        # The server may need a moment to listen: retry the connect, not the exchange.
-        answer = client.run(
-            f"for i in 1 2 3 4 5; do timeout 20 {pingpong_command(run.client, run.tcp_port)} {server_ip} "
-            "&& exit 0; rc=$?; [ $rc -eq 124 ] && exit $rc; sleep 1; done; exit 1",
-            timeout=60,
-        )
-    finally:
-        served = started.wait(timeout=40)
-    return answer, served
+def server_command(run: RdmaRun) -> str:
+    return f"timeout {RDMA_DURATION_S + 60} {write_bw_command(run.server, run.tcp_port)}"
 
 
-def test_rdma(cluster, worker_name):
-    """RC ping-pongs between the head and this worker: every HCA pair of roce.env, both directions."""
+class RdmaOutcome(NamedTuple):
+    run: RdmaRun
+    client: Result
+    server: Result
+
+    @property
+    def gbits(self) -> float | None:
+        return parse_write_bw(self.client.stdout) if self.client.ok and self.server.ok else None
+
+
+def run_pairs(runs: list[RdmaRun], nodes: dict) -> list[RdmaOutcome]:
+    """Every run's server, then every run's client, all at once (one run: that rail alone)."""
+    servers = [nodes[run.server.node].start(server_command(run)) for run in runs]
+    time.sleep(SERVER_SETTLE_S)
+    clients = [nodes[run.client.node].start(client_command(run)) for run in runs]
+    answers = [client.wait(timeout=RDMA_DURATION_S + 45) for client in clients]
+    # A server whose client failed may wait for it until its own timeout: not this long.
+    served = [server.wait(timeout=RDMA_DURATION_S + 65 if answer.ok else 10) for server, answer in zip(servers, answers)]
+    return [RdmaOutcome(run, answer, serve) for run, answer, serve in zip(runs, answers, served)]
+
+
+def rdma_ends(peer, problems: Problems) -> list[RdmaEnd | None]:
+    """Each rail's end on `peer`, None where its device holds no RoCE v2 GID of the rail's address."""
+    fab = node_fabric(peer.spec)
+    roce = peer.read_root_file(ROCE_ENV)
+    ports = hca_ports(parse_env_file(roce).get("NCCL_IB_HCA", "")) if roce else {}
+    ends = []
+    for rail in fab.rails:
+        port, ip = ports.get(rail.rdma_device, 1), rail_ip(fab, rail)
+        index = roce_v2_index(gid_table(peer, rail.rdma_device, port), ip)
+        if index is None:
+            problems.add(f"{rail.rdma_device} on {peer.name} (rail {rail.netdev})", f"a RoCE v2 GID of {ip}",
+                         "none in its GID table", f"see check 'roce_gid' on {peer.name}")
+        ends.append(None if index is None else RdmaEnd(peer.name, rail.rdma_device, port, index, ip))
+    return ends
+
+
+class LinkRates:
+    """The link rate sysfs reports per (node, device, port), read once."""
+
+    def __init__(self, nodes: dict):
+        self.nodes, self.read = nodes, {}
+
+    def of(self, end: RdmaEnd) -> tuple[float | None, str]:
+        key = (end.node, end.hca, end.ib_port)
+        if key not in self.read:
+            self.read[key] = link_rate(self.nodes[end.node], end.hca, end.ib_port)
+        return self.read[key]
+
+    def of_run(self, run: RdmaRun) -> tuple[float | None, str]:
+        """(the slower end's rate: no rail carries more than it, ""), or (None,
+        what sysfs said instead at the end(s) without one)."""
+        read = [(end, *self.of(end)) for end in (run.client, run.server)]
+        missing = [f"{end.node} {end.hca} port {end.ib_port}: {said}" for end, rate, said in read if rate is None]
+        return (None, "; ".join(missing)) if missing else (min(rate for _, rate, _ in read), "")
+
+
+def test_rdma(cluster, worker_name, record_property):
+    """ib_write_bw between the head and this worker on every rail, each
+    direction alone, then on all rails at once; each rail's Gb/s and the total
+    go to the report. With rdma_min_link_fraction above 0 (real Sparks) a rail
+    below that share of the link rate sysfs reports fails."""
     worker, head = cluster.node(worker_name), cluster.head
     problems = Problems(worker.name)
-    settings = {peer.name: rdma_settings(peer) for peer in (head, worker)}
-    for name, found in settings.items():
-        if found is None:
-            problems.add(f"{ROCE_ENV} on {name}", "NCCL_IB_HCA and NCCL_IB_GID_INDEX", "missing or empty",
-                         f"see check 'roce_gid' on {name}")
-    for peer in (head, worker):
-        if not peer.run("command -v ibv_rc_pingpong").ok:
-            problems.add(f"ibv_rc_pingpong on {peer.name}", "installed", "missing",
-                         "install ibverbs-utils (roles/rdma)")
-    problems.check()
-    first_port = RDMA_BASE_PORT + int(worker.spec.get("node_rank", 1)) * RDMA_PORTS_PER_WORKER
-    runs, mismatches = rdma_plan(head.name, settings[head.name], worker.name, settings[worker.name], first_port)
-    for what, expected, found in mismatches:
-        problems.add(what, expected, found,
-                     "a RoCE port down or missing on one node (cable, `rdma link`) or a pinned NCCL_IB_HCA "
-                     f"that differs between nodes: see check 'roce_gid' on both; {REDEPLOY} (roles/rdma)")
-    fix = ("check 'roce_gid' on both nodes (a wrong GID index stalls RoCE v2), "
-           "'memlock' (registration needs unlimited memlock) and the link of that HCA")
     nodes = {head.name: head, worker.name: worker}
-    for run in runs:
-        server_node = nodes[run.server.node]
-        client, served = rdma_pingpong(run, server_node, nodes[run.client.node], server_node.spec.qsfp_ip)
-        if not (client.ok and served.ok):
-            outcome = {side: "ok" if result.ok else result.brief for side, result in
-                       (("client", client), ("server", served))}
-            problems.add(run.describe(), f"{RDMA_ITERATIONS} round trips",
-                         f"client: {outcome['client']}; server: {outcome['server']}", fix)
+    for peer in (head, worker):
+        if not peer.run("command -v ib_write_bw").ok:
+            problems.add(f"ib_write_bw on {peer.name}", "installed", "missing", "install perftest (roles/rdma)")
     problems.check()
+    fraction = min_link_fraction(worker.spec)
+    head_rails, worker_rails = node_fabric(head.spec).rails, node_fabric(worker.spec).rails
+    if len(head_rails) != len(worker_rails):
+        problems.add("rails", f"as many on {worker.name} as on {head.name} (rail i talks to rail i)",
+                     f"{head.name}: {','.join(r.netdev for r in head_rails)}; "
+                     f"{worker.name}: {','.join(r.netdev for r in worker_rails)}",
+                     "give every node the same qsfp_ports (group_data), then re-deploy")
+    head_ends, worker_ends = rdma_ends(head, problems), rdma_ends(worker, problems)
+    usable = [(rail.netdev, h, w) for rail, h, w in zip(head_rails, head_ends, worker_ends) if h and w]
+    first_port = RDMA_BASE_PORT + int(worker.spec.get("node_rank", 1)) * RDMA_PORTS_PER_WORKER
+    alone, together = rdma_plan([u[0] for u in usable], [u[1] for u in usable], [u[2] for u in usable], first_port)
+    rates = LinkRates(nodes)
+    failed_fix = ("check 'roce_gid' on both nodes (the rail's GID), 'memlock' (registration needs unlimited memlock) "
+                  "and check 'links' for that rail")
+    slow_fix = ("a CX-7 hot-plugged after boot stays at ~13 Gb/s until a reboot with the cable in: reboot the node; "
+                "else check `ethtool RAIL` (speed) and reseat or swap the cable")
+    measured: dict[str, list[str]] = {}
+    unrated: set[str] = set()  # each unreadable rate named once
+    for runs in alone:
+        (outcome,) = run_pairs(runs, nodes)
+        run, gbits = outcome.run, outcome.gbits
+        if gbits is None:
+            problems.add(outcome.run.describe(), f"an ib_write_bw result ({RDMA_DURATION_S} s)",
+                         rdma_found(outcome), failed_fix)
+            measured.setdefault(run.rail, []).append(f"{run.direction} failed")
+            continue
+        measured.setdefault(run.rail, []).append(f"{run.direction} {gbits:.1f} Gb/s")
+        if fraction > 0:
+            rate, said = rates.of_run(run)
+            if rate is None:
+                if said not in unrated:
+                    unrated.add(said)
+                    problems.add(f"link rate on rail {run.rail}", "a rate in Gb/s from sysfs (ports/N/rate)", said,
+                                 "check `rdma link` and the port's state; set rdma_min_link_fraction = 0 only where "
+                                 "no link rate means anything (emulated RoCE)")
+            elif gbits < fraction * rate:
+                problems.add(f"{run.describe()} bandwidth",
+                             f">= {fraction * rate:.1f} Gb/s ({fraction:g} of the {rate:g} Gb/s link rate sysfs reports)",
+                             f"{gbits:.1f} Gb/s", slow_fix.replace("RAIL", run.rail))
+    detail = [f"rail {rail}: {', '.join(figures)}" for rail, figures in measured.items()]
+    if together:
+        outcomes = run_pairs(together, nodes)
+        figures = [outcome.gbits for outcome in outcomes]
+        for outcome, gbits in zip(outcomes, figures):
+            if gbits is None:
+                problems.add(f"{outcome.run.describe()}, all rails at once", f"an ib_write_bw result ({RDMA_DURATION_S} s)",
+                             rdma_found(outcome), failed_fix)
+        total = sum(gbits for gbits in figures if gbits is not None)
+        detail.append(f"all rails at once {together[0].direction}: "
+                      + " + ".join(f"{gbits:.1f}" if gbits is not None else "failed" for gbits in figures)
+                      + f" = {total:.1f} Gb/s")
+        known = [rate for rate, _ in (rates.of_run(run) for run in together) if rate is not None] if fraction > 0 else []
+        # The rails of one port share its cable: together they must carry at least
+        # what one rail's link rate asks, however sysfs splits the port's rate.
+        if known and None not in figures and total < fraction * max(known):
+            problems.add(f"RDMA {together[0].direction} on all rails at once",
+                         f">= {fraction * max(known):.1f} Gb/s in total ({fraction:g} of the {max(known):g} Gb/s link rate)",
+                         f"{total:.1f} Gb/s", slow_fix.replace("RAIL", "each rail"))
+    # Shown next to the check in the suite's summary and JSON report (conftest.py).
+    record_property("detail", "; ".join(detail))
+    problems.check()
+
+
+# perftest prints its banner, then the error: these words mark the lines that say what went wrong.
+_PERFTEST_ERROR = re.compile(r"couldn't|unable|fail|error|refused|timed out|no such|not found|no answer", re.I)
+
+
+def rdma_found(outcome: RdmaOutcome) -> str:
+    def side(result: Result) -> str:
+        if result.ok:
+            return "ok"
+        errors = [line.strip() for line in (result.stdout + "\n" + result.stderr).splitlines()
+                  if _PERFTEST_ERROR.search(line)]
+        return " / ".join(errors[:2]) if errors else result.brief
+    if outcome.client.ok and outcome.server.ok:
+        return "no result line in the client's output"
+    return f"client: {side(outcome.client)}; server: {side(outcome.server)}"
 
 
 CHAT = "/v1/chat/completions"

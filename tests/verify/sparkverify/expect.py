@@ -1,6 +1,8 @@
 """What a converged node looks like, written down independently of the roles
 (docs/design.md and what owners of these machines reported), so a role's mistake is not copied
-into its own check."""
+into its own check. Only which netdevs, devices and addresses the node's QSFP side has is
+taken from the deploy's own derivation (spark_cluster.fabric, through rails.py): those are
+the inventory's facts, not a role's behaviour."""
 
 from __future__ import annotations
 
@@ -39,6 +41,13 @@ INTERFACE_VARIABLES = (
 )
 
 REDEPLOY = "re-run `pyinfra INVENTORY deploy.py`"
+
+# group_data's rdma_min_link_fraction when the inventory leaves it out: the
+# least share of the link rate sysfs reports that each rail's ib_write_bw must
+# reach. One PCIe half of a CX-7 carries ~100-112 Gb/s; a degraded one sits at
+# ~13 Gb/s and still answers every ping. 0 (the lab's soft-RoCE) reports the
+# bandwidth without judging it.
+RDMA_MIN_LINK_FRACTION = 0.5
 
 
 def host_cache_dirs(home: str) -> dict[str, str]:

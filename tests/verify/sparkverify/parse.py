@@ -306,3 +306,75 @@ def parse_ping(text: str) -> str:
     if received > 0:
         return "lossy"
     return "no_reply"
+
+
+def parse_gid_table(text: str) -> dict[int, tuple[str, str]]:
+    """`grep -s -H . PORT/gids/* PORT/gid_attrs/types/*` -> index -> (GID, type).
+
+    An unset entry has no type (sysfs answers EINVAL, which grep -s hides);
+    its GID reads as all zeros."""
+    gids: dict[int, str] = {}
+    types: dict[int, str] = {}
+    for line in text.splitlines():
+        path, sep, value = line.partition(":")
+        directory, _, index = path.rpartition("/")
+        if not sep or not index.isdigit():
+            continue
+        if directory.endswith("/gid_attrs/types"):
+            types[int(index)] = value.strip()
+        elif directory.endswith("/gids"):
+            gids[int(index)] = value.strip()
+    return {index: (gid, types.get(index, "")) for index, gid in sorted(gids.items())}
+
+
+def roce_v2_index(table: dict[int, tuple[str, str]], ip: str) -> int | None:
+    """The lowest index holding the RoCE v2 GID of IPv4 `ip` (what roce_detect and NCCL pick)."""
+    want = ipv4_mapped_gid(ip)
+    for index, (gid, gid_type) in sorted(table.items()):
+        if gid == want and gid_type == "RoCE v2":
+            return index
+    return None
+
+
+# "100 Gb/sec (2X HDR)", "2.5 Gb/sec (1X SDR)": what sysfs says a port runs at.
+_LINK_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*Gb/sec")
+
+
+def parse_link_rate(text: str) -> float | None:
+    """Gb/s from /sys/class/infiniband/DEV/ports/N/rate, None when it says no number."""
+    match = _LINK_RATE.match(text)
+    return float(match.group(1)) if match else None
+
+
+# perftest's units -> Gb/s (its MB is 2**20 bytes).
+_BW_UNITS = {"Gb/sec": 1.0, "MB/sec": 8 * 2**20 / 1e9}
+
+
+def parse_write_bw(text: str) -> float | None:
+    """The average bandwidth in Gb/s of an ib_write_bw run (perftest's result
+    table: `BW average[Gb/sec]` with --report_gbits, `[MB/sec]` (MiB) without),
+    None when the run printed no result line."""
+    lines = text.splitlines()
+    for number, line in enumerate(lines):
+        columns = re.split(r"\s{2,}|\t+", line.strip())
+        column = next((i for i, name in enumerate(columns) if name.startswith("BW average[")), None)
+        if column is None:
+            continue
+        unit = columns[column][len("BW average["):].rstrip("]")
+        for row in lines[number + 1:]:
+            fields = row.split()
+            if len(fields) > column and all(re.fullmatch(r"\d+(?:\.\d+)?", f) for f in fields[:column + 1]):
+                return float(fields[column]) * _BW_UNITS[unit] if unit in _BW_UNITS else None
+        return None
+    return None
+
+
+def parse_nmcli_devices(text: str) -> dict[str, str]:
+    """`nmcli -t -f DEVICE,STATE device` -> device -> state (terse mode escapes
+    a ':' inside a value as '\\:')."""
+    states = {}
+    for line in text.splitlines():
+        fields = re.split(r"(?<!\\):", line.strip())
+        if len(fields) >= 2 and fields[0]:
+            states[fields[0].replace("\\:", ":")] = fields[1].replace("\\:", ":")
+    return states
