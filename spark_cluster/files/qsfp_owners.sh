@@ -24,12 +24,15 @@
 #   the glob of a `name:` (a `match:` block). Not read: flow mappings
 #   (`match: {name: x}`), YAML anchors/aliases, matches by macaddress or driver.
 # - NetworkManager keyfiles (*.nmconnection and extensionless files in
-#   /etc/NetworkManager/system-connections and /run/NetworkManager/system-connections,
-#   except netplan's own netplan-* there): [connection] interface-name= equal to
+#   /etc/NetworkManager/system-connections, except netplan's own netplan-*):
+#   [connection] interface-name= equal to
 #   the NETDEV, [ethernet] mac-address= equal to its MAC, [match] interface-name=
 #   globs; every condition present must hold. A profile bound to no device at
 #   all (a generic DHCP profile) is not a claim: netplan's networkd renderer
-#   marks the ports unmanaged for NetworkManager.
+#   marks the ports unmanaged for NetworkManager. /run/NetworkManager is not
+#   read: what lives there is NM's own (the "Wired connection N" DHCP profiles
+#   it makes for every port of a fresh DGX OS, bound to that port) or
+#   netplan's, gone at the next boot, and released by the role (nm_release.sh).
 # - networkd (*.network in /etc/systemd/network): [Match] Name= (shell globs, a
 #   leading ! inverts the list), MACAddress=/PermanentMACAddress=; other match
 #   keys (Path=, Driver=, Type=, ...) cannot be evaluated here and count as
@@ -195,7 +198,7 @@ for dir in /etc/netplan /run/netplan /lib/netplan; do
     done
 done
 
-for dir in /etc/NetworkManager/system-connections /run/NetworkManager/system-connections; do
+for dir in /etc/NetworkManager/system-connections; do
     for file in "$root$dir"/*; do
         [ -f "$file" ] || continue
         base=${file##*/}

@@ -91,6 +91,9 @@ def test_nvidia_playbook_nm_and_networkd_owners_are_found_and_nothing_else(tmp_p
     put(root, "/etc/systemd/network/20-mgmt.network", MGMT_NETWORK, 0o644)
     put(root, "/etc/NetworkManager/system-connections/Wired connection 1.nmconnection", GENERIC_PROFILE)
     put(root, "/run/NetworkManager/system-connections/netplan-enp1s0f0np0.nmconnection", NETPLAN_GENERATED)
+    # NM's own default DHCP profile of a fresh DGX OS, bound to the port, in memory only
+    put(root, "/run/NetworkManager/system-connections/Wired connection 4.nmconnection",
+        "[connection]\nid=Wired connection 4\ntype=ethernet\ninterface-name=enp1s0f1np1\n[ipv4]\nmethod=auto\n")
     put(root, "/run/systemd/network/10-netplan-enp1s0f0np0.network", "[Match]\nName=enp1s0f0np0\n")
     put(root, "/etc/netplan/40-cx7.yaml.bak", CX7)  # netplan reads *.yaml only
 
