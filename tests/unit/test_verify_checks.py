@@ -728,7 +728,7 @@ BOND_BREAKAGES = [
     ("network_manager_manages_the_bond", network_manager("bond0", "connecting"), {"network_manager"},
      "NetworkManager on bond0: expected unmanaged, found connecting"),
     ("nccl_ib_hca_lists_one_hca_of_two", engine_started_with_one_hca, {"roce_gid"},
-     f"NCCL_IB_HCA in {expect.ROCE_ENV}: expected {HCA_1},{HCA_2} (every rail's HCA), found {HCA_1}"),
+     f"NCCL_IB_HCA in {expect.ROCE_ENV}: expected {HCA_1},{HCA_2} (the bond's HCAs), found {HCA_1}"),
 ]
 
 
