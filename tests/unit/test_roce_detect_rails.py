@@ -393,3 +393,20 @@ def test_the_bond_rule_is_for_bonds_only_not_a_physical_port(tmp_path):
 def test_a_physical_netdev_in_the_bond_form_gives_its_own_device(port1):
     result = detector.detect(str(port1), "enP2p1s0f1np1", ip="192.168.101.10")
     assert result["problem"] is None and result["hcas"] == ["roceP2p1s0f1"] and result["gid_index"] == 3
+
+
+def test_switching_from_bond_to_rails_finds_the_device_still_on_the_bond(tmp_path):
+    """The run that goes from bond to dual_subnet reads the node before the
+    network role deletes the bond: in the lab, one soft-RoCE device still
+    sits on bond0. The rail has a device then, only no GID for its address
+    yet, which the rdma role checks again after the network role."""
+    tree = lab_rxe_bond(tmp_path / "sys", ip="192.168.100.10")
+    for slave in ("enp1s0f1np1", "enP2p1s0f1np1"):
+        os.symlink("../bond0", str(tree.net(slave) / "master"))
+    result = detector.detect_rails(str(tree), [("enp1s0f1np1", "192.168.100.10"), ("enP2p1s0f1np1", "192.168.101.10")])
+    assert [rail["device"] for rail in result["rails"]] == ["rocep1s0f1", "roceP2p1s0f1"]
+    assert result["problem"] == "no_ipv4_gid", result["message"]
+    # a port no bond holds still has no device to borrow
+    lone = SparkSysfs(tmp_path / "lone")
+    lone.netdev("enp1s0f1np1")
+    assert detector.detect_rails(str(lone), [("enp1s0f1np1", "192.168.100.10")])["problem"] == "no_device"

@@ -286,6 +286,15 @@ def _gid_owners(sysfs, device):
     return _device_netdevs(sysfs, device) - _attached_netdevs(sysfs, device)
 
 
+def _master_of(sysfs, netdev):
+    """The bond (or other master) a netdev is enslaved to, else None."""
+    link = os.path.join(sysfs, "class", "net", netdev, "master")
+    try:
+        return os.path.basename(os.readlink(link))
+    except OSError:
+        return None
+
+
 def rail_device(sysfs, netdev, ip=None):
     """The RDMA device of one rail: the one bound to its netdev (mlx5: the PCI
     function's net/ entry; rxe: its parent). A /sys without those links (a
@@ -295,6 +304,13 @@ def rail_device(sysfs, netdev, ip=None):
     candidates = [name for name in present if netdev in _attached_netdevs(sysfs, name)]
     if not candidates:
         candidates = [name for name in present if netdev in _gid_owners(sysfs, name)]
+    master = _master_of(sysfs, netdev)
+    if not candidates and master:
+        # Still enslaved to a bond the network role is about to delete: a
+        # soft-RoCE device sits on the bond meanwhile (the lab; a CX-7's mlx5
+        # device stays bound to its port). It has no GID for the rail yet,
+        # which the role checks again once the rail has its address.
+        candidates = [name for name in present if master in _attached_netdevs(sysfs, name)]
     for name in candidates:
         if roce_v2_ipv4_gids(sysfs, name, [netdev], ip):
             return name
