@@ -198,15 +198,14 @@ for dir in /etc/netplan /run/netplan /lib/netplan; do
     done
 done
 
-for dir in /etc/NetworkManager/system-connections; do
-    for file in "$root$dir"/*; do
-        [ -f "$file" ] || continue
-        base=${file##*/}
-        case $base in netplan-*) continue ;; esac
-        case $base in *.nmconnection) ;; *.*) continue ;; esac
-        line=$(match networkmanager "$dir/$base" "$file")
-        [ -n "$line" ] && echo "$line"
-    done
+dir=/etc/NetworkManager/system-connections
+for file in "$root$dir"/*; do
+    [ -f "$file" ] || continue
+    base=${file##*/}
+    case $base in netplan-*) continue ;; esac
+    case $base in *.nmconnection) ;; *.*) continue ;; esac
+    line=$(match networkmanager "$dir/$base" "$file")
+    [ -n "$line" ] && echo "$line"
 done
 
 for file in "$root"/etc/systemd/network/*.network; do
