@@ -29,6 +29,9 @@ class ClusterPlace:
     model: str
     served_model_name: str
     entrypoint_is_engine: bool = False
+    # Where the head's API listens (roles/serving api_listen): its QSFP
+    # control address by default, 0.0.0.0 when asked for.
+    api_host: str = "0.0.0.0"
 
     @property
     def is_head(self) -> bool:
@@ -64,6 +67,14 @@ class Engine:
     # Where the engine serves its API when its command line names no port (the
     # cluster always passes api_port; the lab's stand-in imitates this default).
     default_port: int = 8000
+    # The variable the engine takes its API key from (serving.env, 0600).
+    api_key_variable: str = ""
+    # Its generation counter on /metrics: the watcher's sign of life on a busy engine.
+    tokens_metric: str = ""
+    # The profile flag that claims a share of the node's memory, and the
+    # engine's own default when the profile sets none (0 < x <= 1).
+    memory_setting: str = ""
+    default_memory_fraction: float = 0.9
 
     def entrypoint_is_engine(self, image: str | None, setting: bool | None) -> bool:
         """Whether `image` starts the engine by itself: group_data's word, else
@@ -85,7 +96,7 @@ def _vllm_flags(place: ClusterPlace) -> list[str]:
         "--distributed-executor-backend", "mp",
     ]
     if place.is_head:
-        return argv + ["--host", "0.0.0.0", "--port", str(place.api_port),
+        return argv + ["--host", place.api_host, "--port", str(place.api_port),
                        "--served-model-name", place.served_model_name]
     return argv + ["--headless"]
 
@@ -100,7 +111,7 @@ def _sglang_flags(place: ClusterPlace) -> list[str]:
         "--nnodes", str(place.world_size),
         "--node-rank", str(place.rank),
         "--dist-init-addr", f"{place.head_qsfp_ip}:{place.master_port}",
-        "--host", "0.0.0.0",
+        "--host", place.api_host,
         "--port", str(place.api_port),
         "--served-model-name", place.served_model_name,
     ]
@@ -124,6 +135,10 @@ VLLM = Engine(
         "served_model_name", "headless", "model",
     }),
     env=_host_ip,
+    api_key_variable="VLLM_API_KEY",
+    tokens_metric="vllm:generation_tokens_total",
+    memory_setting="gpu_memory_utilization",
+    default_memory_fraction=0.9,
 )
 
 SGLANG = Engine(
@@ -150,6 +165,12 @@ SGLANG = Engine(
     # SGLang reads no VLLM_HOST_IP, but serving.env has always carried it for
     # every engine and the verify suite's env-file check expects it there.
     env=_host_ip,
+    # None: SGLang takes its key on the command line only (--api-key), which
+    # every local user can read; serving refuses a key with SGLang.
+    api_key_variable="",
+    tokens_metric="sglang:generation_tokens_total",
+    memory_setting="mem_fraction_static",
+    default_memory_fraction=0.9,
 )
 
 ENGINES: dict[str, Engine] = {engine.name: engine for engine in (VLLM, SGLANG)}

@@ -13,6 +13,8 @@ import time
 import urllib.error
 import urllib.request
 
+import signal
+
 import pytest
 
 from roles.serving.argv import ClusterPlace, render_engine_argv
@@ -101,6 +103,8 @@ def test_the_stand_in_imitates_every_engine_of_the_registry():
     # The stand-in runs in a container without spark_cluster: its own table must
     # follow the registry, so an engine added there is not refused in the lab.
     assert server.DEFAULT_PORTS == {name: engine.default_port for name, engine in ENGINES.items()}
+    assert server.TOKENS_METRIC == {name: engine.tokens_metric for name, engine in ENGINES.items()}
+    assert server.API_KEY_VARIABLES == {name: e.api_key_variable for name, e in ENGINES.items() if e.api_key_variable}
     for name, engine in ENGINES.items():
         argv = render_engine_argv(name, {}, place(2, 1, entrypoint_is_engine=True))
         assert server.parse_engine_argv(argv, name)["master_addr"] == "10.0.0.1", name
@@ -215,10 +219,96 @@ def test_head_waits_for_its_worker_then_serves(start, tmp_path):
     reported = json.loads(report.stdout)
     assert reported["role"] == "worker" and reported["rank"] == 1 and reported["env"]["VLLM_HOST_IP"] == "127.0.0.2"
 
-    # A worker that goes away takes the head's health with it.
+    # A worker that goes away leaves the head as a real one: /health still
+    # 200, but no completion ever comes back (it hangs in NCCL).
     worker.kill()
     worker.wait(timeout=5)
+    wait_for(lambda: get(base + "/debug/state")[1]["broken"] == "worker rank 1 left the formed cluster")
+    assert get(base + "/health")[0] == 200
+    assert chat(base, timeout=2) == "timeout"
+    # A worker that comes back does not cure it: only a restart does.
+    start("worker-again", worker_argv, {"VLLM_HOST_IP": "127.0.0.2"})
+    wait_for(lambda: get(base + "/debug/state")[1]["all_joined"])
+    assert chat(base, timeout=2) == "timeout"
+
+
+def chat(base, timeout=3, key=None):
+    """"timeout", or (status, body) of a chat completion."""
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    request = urllib.request.Request(
+        base + "/v1/chat/completions", method="POST", headers=headers,
+        data=json.dumps({"model": "ds4", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}).encode())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+    except (socket.timeout, TimeoutError):
+        return "timeout"
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, (socket.timeout, TimeoutError)):
+            return "timeout"
+        raise
+
+
+def pair(start, tmp_path, key=None):
+    """A head and a worker on loopback, formed; returns (base URL, head, worker)."""
+    master_port, api_port = free_port(), free_port()
+    argv = [render_engine_argv("vllm", {}, place(2, rank, head_qsfp_ip="127.0.0.1", master_port=master_port,
+                                                 api_port=api_port, entrypoint_is_engine=True, api_host="127.0.0.1"))
+            for rank in (0, 1)]
+    extra = {"VLLM_API_KEY": key} if key else {}
+    head = start("head", argv[0], extra)
+    worker = start("worker", argv[1], {})
+    base = f"http://127.0.0.1:{api_port}"
+    wait_for(lambda: get(base + "/health")[0] == 200)
+    return base, head, worker, argv
+
+
+def test_a_worker_whose_head_died_hangs_instead_of_rejoining(start, tmp_path):
+    base, head, worker, argv = pair(start, tmp_path)
+    head.kill()
+    head.wait(timeout=5)
+    state = tmp_path / "worker.json"
+    wait_for(lambda: json.loads(state.read_text())["connected_to_master"] is False)
+    # A new head on the same address: the old worker never joins it.
+    start("head-again", argv[0], {})
     wait_for(lambda: get(base + "/health")[0] == 503)
+    time.sleep(3)
+    status, body = get(base + "/health")
+    assert status == 503 and body["joined"] == [] and worker.poll() is None
+
+
+def test_a_wedge_stops_generation_while_health_answers(start, tmp_path):
+    base, head, worker, _ = pair(start, tmp_path)
+    status, first = chat(base)
+    assert status == 200
+    head.send_signal(signal.SIGUSR1)
+    wait_for(lambda: get(base + "/debug/state")[1]["broken"] == "wedged (SIGUSR1)")
+    assert get(base + "/health")[0] == 200 and chat(base, timeout=2) == "timeout"
+
+
+def test_the_generation_counter_moves_with_each_completion(start, tmp_path):
+    base, *_ = pair(start, tmp_path)
+
+    def counter():
+        with urllib.request.urlopen(base + "/metrics", timeout=3) as response:
+            text = response.read().decode()
+        (line,) = [line for line in text.splitlines() if line.startswith("vllm:generation_tokens_total")]
+        return float(line.rsplit(None, 1)[1])
+
+    before = counter()
+    assert chat(base)[0] == 200
+    assert counter() > before
+
+
+def test_with_an_api_key_the_v1_paths_want_it_and_health_does_not(start, tmp_path):
+    base, *_ = pair(start, tmp_path, key="k" * 32)
+    assert chat(base) == (401, {"error": "Unauthorized"})
+    assert chat(base, key="wrong" * 8)[0] == 401
+    assert chat(base, key="k" * 32)[0] == 200
+    assert get(base + "/health")[0] == 200
+    assert get(base + "/v1/models")[0] == 401
 
 
 def test_sigterm_stops_the_server_promptly(start):

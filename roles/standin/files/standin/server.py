@@ -10,12 +10,27 @@ checked without a GPU:
 
 - rank 0 listens on the master address:port, like the engine's rendezvous,
   and waits for every other rank to say hello; workers connect, retrying
-  forever, and hold the connection (reconnecting if it drops);
-- the head serves the OpenAI endpoints on --port: /health (200 only once all
-  workers joined), /v1/models, /v1/chat/completions (an echo, marked as such);
+  until they first join, and hold the connection;
+- the head serves the OpenAI endpoints on --port: /health (200 once all
+  workers joined), /v1/models, /v1/chat/completions (an echo, marked as
+  such), /metrics (a generation counter under the engine's metric name);
 - /debug/state (and report.py, for workers) shows what the engine would see:
   argv, the interface/NCCL environment, RLIMIT_MEMLOCK, /dev/infiniband,
   mount points and effective capabilities.
+
+It FAILS LIKE THE REAL ENGINES, which is what the serving watcher
+(roles/serving/files/serving_watch.py) is proven against in the lab:
+- a worker that lost the head it had joined never exits and never rejoins:
+  a real vLLM worker loops on the dead head's TCPStore (DeepSeek V4 on 4
+  Sparks, trap 1), so only a restart brings it back;
+- a head that lost a worker after the cluster formed keeps /health at 200
+  and /v1/models answering, but every completion hangs: a real head hangs in
+  NCCL's next collective. Workers joining again do not cure it (a real
+  head's process group cannot take a new member); only a restart does;
+- `docker kill -s USR1 spark-serving` wedges the head the same way (no more
+  tokens, /health 200): the lab's stand-in for a stuck engine.
+What it cannot imitate: loading times (it is ready in seconds), memory use,
+NCCL traffic itself.
 
 Standard library only: the image holds nothing but the node's own python3.
 """
@@ -48,6 +63,15 @@ HEARTBEAT_S = 5.0
 # A worker silent this long is gone (a rebooted VM never sends FIN).
 PEER_TIMEOUT_S = 20.0
 CAP_IPC_LOCK = 14
+# How long a completion hangs on a broken or wedged head before it fails:
+# longer than any client waits, as with a head stuck in NCCL.
+HANG_S = 3600.0
+# The variable each engine takes its API key from (SGLang has none), and the
+# paths the key guards, as vLLM's middleware does: /health and /metrics stay open.
+API_KEY_VARIABLES = {"vllm": "VLLM_API_KEY"}
+GUARDED_PREFIXES = ("/v1", "/v2", "/inference")
+# The generation counter each engine exports on /metrics.
+TOKENS_METRIC = {"vllm": "vllm:generation_tokens_total", "sglang": "sglang:generation_tokens_total"}
 STANDIN_NOTE = "stand-in engine (spark-cluster lab): no model runs here"
 
 # Flags that take no value, in either engine's vocabulary. Any other --flag
@@ -224,6 +248,9 @@ class Cluster:
         self.master_connected = False
         self.started_at = time.time()
         self.stopping = threading.Event()
+        self.formed = False  # every worker joined at least once
+        self.broken = ""  # why completions hang (a worker left, a wedge); never cleared
+        self.generated_tokens = 0
 
     @property
     def is_head(self) -> bool:
@@ -234,7 +261,24 @@ class Cluster:
             return sorted(self.workers)
 
     def all_joined(self) -> bool:
-        return self.joined_ranks() == list(range(1, self.args["nnodes"]))
+        joined = self.joined_ranks() == list(range(1, self.args["nnodes"]))
+        if joined and not self.formed:
+            self.formed = True
+            log("all workers joined: serving")
+            # The line uvicorn prints once a real engine's API is up: what
+            # the deploy's wait shows as the engine's phase.
+            print("INFO:     Application startup complete.", file=sys.stderr, flush=True)
+        return joined
+
+    def healthy(self) -> bool:
+        """/health's answer: like a real engine's, it stays 200 once the
+        cluster formed, whatever happened to generation since."""
+        return self.formed or self.all_joined()
+
+    def break_generation(self, why: str) -> None:
+        if not self.broken:
+            self.broken = why
+            log(f"{why}: completions now hang while /health stays 200 (as a real engine's do)")
 
     def state(self) -> dict:
         with self.lock:
@@ -258,6 +302,7 @@ class Cluster:
         if self.is_head:
             state["joined_workers"] = workers
             state["all_joined"] = self.all_joined()
+            state["broken"] = self.broken
         else:
             state["connected_to_master"] = connected
         state.update(inspect_process())
@@ -321,16 +366,26 @@ class Cluster:
             connection.close()
             if rank is not None:
                 with self.lock:
-                    if self._connection_of.get(rank) == serial:
+                    left = self._connection_of.get(rank) == serial
+                    if left:
                         del self.workers[rank], self._connection_of[rank]
-                        log(f"worker rank {rank} left")
+                if left:
+                    log(f"worker rank {rank} left")
+                    if self.formed:
+                        self.break_generation(f"worker rank {rank} left the formed cluster")
                 self.write_state()
 
     # worker side
     def join_master(self) -> None:
         hello = json.dumps({"rank": self.args["node_rank"], "host_ip": os.environ.get("VLLM_HOST_IP")})
         backoff = 1.0
+        joined = False
         while not self.stopping.is_set():
+            if joined:
+                log(f"lost the master {self.args['master_addr']}:{self.args['master_port']} it had joined: "
+                    "hanging, as a real vLLM worker does on a dead head's TCPStore (restart it to rejoin)")
+                self.stopping.wait()
+                return
             try:
                 with socket.create_connection((self.args["master_addr"], self.args["master_port"]), timeout=10) as sock:
                     _keepalive(sock)
@@ -338,6 +393,7 @@ class Cluster:
                     with self.lock:
                         self.master_connected = True
                     log(f"joined master {self.args['master_addr']}:{self.args['master_port']}")
+                    joined = True
                     self.write_state()
                     backoff = 1.0
                     self._heartbeat(sock)
@@ -375,10 +431,23 @@ def make_handler(cluster: Cluster):
             self.end_headers()
             self.wfile.write(data)
 
+        def _refused(self, path) -> bool:
+            """vLLM's answer to a guarded path without the key: 401."""
+            key = os.environ.get(API_KEY_VARIABLES.get(cluster.args["engine"], ""), "")
+            if not key or not path.startswith(GUARDED_PREFIXES):
+                return False
+            scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
+            if scheme.lower() == "bearer" and given == key:
+                return False
+            self._json(401, {"error": "Unauthorized"})
+            return True
+
         def do_GET(self):
             path = self.path.split("?")[0]
+            if self._refused(path):
+                return
             if path == "/health":
-                if cluster.all_joined():
+                if cluster.healthy():
                     self._json(200, {"status": "ok", "standin": True})
                 else:
                     self._json(503, {"status": "waiting for workers", "standin": True,
@@ -391,13 +460,28 @@ def make_handler(cluster: Cluster):
                 }]})
             elif path == "/debug/state":
                 self._json(200, cluster.state())
+            elif path == "/metrics":
+                name = TOKENS_METRIC[cluster.args["engine"]]
+                data = (f"# TYPE {name} counter\n{name}{{model_name=\"{cluster.args['served_model_name']}\"}} "
+                        f"{float(cluster.generated_tokens)}\n").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
             else:
                 self._json(404, {"error": f"no route {path}"})
 
         def do_POST(self):
             path = self.path.split("?")[0]
+            if self._refused(path):
+                return
             if path != "/v1/chat/completions":
                 self._json(404, {"error": f"no route {path}"})
+                return
+            if cluster.broken:
+                threading.Event().wait(HANG_S)  # the client gives up first
+                self._json(500, {"error": cluster.broken, "standin": True})
                 return
             if not cluster.all_joined():
                 self._json(503, {"error": "waiting for workers", "standin": True})
@@ -411,6 +495,7 @@ def make_handler(cluster: Cluster):
                 self._json(400, {"error": "body must be a JSON chat completion request"})
                 return
             text = f"[{STANDIN_NOTE}] echo: {last}"
+            cluster.generated_tokens += len(text.split())
             self._json(200, {
                 "id": f"chatcmpl-standin-{int(time.time() * 1000)}",
                 "object": "chat.completion",
@@ -438,6 +523,8 @@ def main(argv: list[str]) -> int:
     # PID 1 in a container ignores SIGTERM unless it handles it: `docker stop`
     # would wait out its whole timeout.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # The lab's wedge: generation stops, /health keeps answering.
+    signal.signal(signal.SIGUSR1, lambda *_: cluster.break_generation("wedged (SIGUSR1)"))
     log(f"{STANDIN_NOTE}; {args['engine']} rank {args['node_rank']} of {args['nnodes']}")
     cluster.write_state()
     if cluster.is_head:
