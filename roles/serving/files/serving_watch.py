@@ -1,0 +1,524 @@
+#!/usr/bin/env python3
+"""spark-cluster's serving watcher: judges the engine by the tokens it
+generates, never by /health, and restarts engines so the cluster reassembles.
+
+Installed by roles/serving as /usr/local/lib/spark-cluster/serving_watch.py,
+with its settings in /etc/spark-cluster/watch.json (no secret there: the API
+key, if any, is read from the 0600 serving.env). Subcommands:
+
+  run       the watcher (spark-serving-watch.service): every interval_s it
+            observes this node, asks decide() what to do and does it;
+            it also serves its view on http://CONTROL_IP:state_port/state
+            (QSFP side only) for the other nodes' watchers;
+  prestart  ExecStartPre of spark-serving.service: drops the page cache and
+            refuses to start an engine that would not find the memory its
+            profile claims (one journal line naming the node and both figures);
+  status    one JSON line for the deploy's readiness wait: ready or not, the
+            engine's phase from its log, the memory it found at launch;
+  logtail   the last lines of the engine's log.
+
+Why a watcher at all: the members of a multi-node engine wait for each other.
+A vLLM worker whose head died loops on the dead head's TCPStore; a head
+whose worker died hangs in NCCL while /health still answers 200. systemd's
+Restart=always only sees a process that exits, so:
+- the head probes a one-token chat completion (a generation counter that
+  moved since the last look counts as alive: a busy engine may queue the
+  probe); after it once answered, fail_after failures in a row restart it;
+  one that never answers within start_timeout_s is restarted too;
+- a worker asks the head's watcher which engine the head runs (its start
+  time): when that engine was started well after the worker's own
+  (rejoin_grace_s), the worker's engine joined a head that is gone, so it is
+  restarted and rejoins the new one;
+- every restart is spaced by an exponential backoff and capped per hour, and
+  each action is one journal line naming its cause.
+
+decide() is the whole policy: observed state and memory in, action out, no
+I/O. Standard library only, Python 3.8: it runs on every node's own python3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CONFIG_PATH = "/etc/spark-cluster/watch.json"
+# Written by `prestart` for `status`: the memory the engine found at launch.
+LAUNCH_PATH = "/run/spark-cluster/launch.json"
+GIB = 1024 ** 3
+# A probe after the worker's engine started by this much reflects the cluster
+# that includes it (a head that lost a worker fails its next request).
+SETTLE_S = 15.0
+# Words a probe asks for: one token is enough to prove generation.
+PROBE_PROMPT = "Say OK."
+
+# --- phases from the engine's log --------------------------------------------
+# (substring, phase), searched from the newest line back, case-insensitive:
+# the first line that matches names the phase: the engines' own log words, as
+# vLLM 0.10 to 0.33 and SGLang 0.5 print them.
+PHASES = (
+    ("The server is fired up and ready to roll", "ready"),
+    ("Application startup complete", "API up"),
+    ("Starting vLLM server on", "starting the API server"),
+    ("Starting vLLM API server", "starting the API server"),
+    ("init engine (profile, create kv cache, warmup model) took", "warming up"),
+    ("CUDA graph end", "CUDA graphs captured"),
+    ("Graph capturing finished", "CUDA graphs captured"),
+    ("Capturing CUDA graph", "capturing CUDA graphs"),
+    ("CUDA graph begin", "capturing CUDA graphs"),
+    ("GPU KV cache size", "sizing the KV cache"),
+    ("Available KV cache memory", "sizing the KV cache"),
+    ("Memory pool end", "sizing the KV cache"),
+    ("torch.compile took", "compiled (torch.compile)"),
+    ("torch.compile takes", "compiled (torch.compile)"),
+    ("Compiling a graph", "compiling (torch.compile)"),
+    ("Dynamo bytecode transform", "compiling (torch.compile)"),
+    ("autotun", "autotuning kernels"),
+    ("Loading weights took", "weights loaded"),
+    ("Model loading took", "weights loaded"),
+    ("Load weight end", "weights loaded"),
+    ("Loading safetensors checkpoint shards", "loading weights"),
+    ("Load weight begin", "loading weights"),
+)
+ERROR_WORDS = ("Traceback (most recent call last)", "Error:", "ERROR")
+
+
+def engine_phase(lines):
+    """The engine's current phase from the last lines of its log ("" when
+    none is recognised); an error line after the last phase is shown instead."""
+    for line in reversed(lines):
+        lowered = line.lower()
+        for words, phase in PHASES:
+            if words.lower() in lowered:
+                return phase
+        if any(words in line for words in ERROR_WORDS):
+            return "error: " + line.strip()[-160:]
+    return ""
+
+
+# --- memory ------------------------------------------------------------------
+
+def meminfo_bytes(text):
+    """/proc/meminfo's values in bytes, by name."""
+    values = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        fields = rest.split()
+        if fields and fields[0].isdigit():
+            values[name.strip()] = int(fields[0]) * (1024 if fields[1:2] == ["kB"] else 1)
+    return values
+
+
+def memory_verdict(meminfo_text, fraction, setting, node):
+    """(ok, report, line): whether the engine finds the memory its profile
+    claims (`fraction` of the node's memory, from `setting`), after the page
+    cache was dropped. On unified memory the GPU's share is the node's RAM."""
+    values = meminfo_bytes(meminfo_text)
+    total, free = values.get("MemTotal"), values.get("MemAvailable")
+    if not total or free is None:
+        return False, {}, f"spark-serving on {node}: /proc/meminfo has no MemTotal/MemAvailable; refusing to start"
+    need = fraction * total
+    report = {"node": node, "free_gib": round(free / GIB, 1), "total_gib": round(total / GIB, 1),
+              "need_gib": round(need / GIB, 1), "setting": setting, "fraction": fraction}
+    if free < need:
+        return False, report, (
+            f"spark-serving on {node}: free memory {free / GIB:.1f} GiB is below the {need / GIB:.1f} GiB "
+            f"the profile claims ({setting} {fraction} of {total / GIB:.1f} GiB); refusing to start. "
+            "Stop what holds it (a leaked container: docker ps -a; a copy's page cache is already dropped) "
+            f"or lower {setting}")
+    return True, report, (
+        f"spark-serving on {node}: free memory {free / GIB:.1f} of {total / GIB:.1f} GiB, "
+        f"the profile claims {need / GIB:.1f} GiB ({setting} {fraction}): starting")
+
+
+# --- the policy ----------------------------------------------------------------
+
+NONE, RESTART, HOLD = "none", "restart", "hold"
+
+
+def fresh_memory():
+    return {"engine_started_at": None, "answered": False, "failures": 0, "tokens": None,
+            "head_seen": None, "restarts": [], "last_ok_at": None, "note": ""}
+
+
+def restart_gate(memory, now, config):
+    """None when a restart may happen now, else why not (backoff or the hourly cap)."""
+    recent = [at for at in memory["restarts"] if now - at < 3600]
+    if len(recent) >= config["max_restarts_per_hour"]:
+        return HOLD, (f"{len(recent)} restarts in the last hour (max_restarts_per_hour); "
+                      "holding: once the cause is fixed, `pyinfra INVENTORY restart.py` restarts the cluster")
+    if recent:
+        wait = min(config["backoff_s"] * 2 ** (len(recent) - 1), config["backoff_max_s"])
+        if now - recent[-1] < wait:
+            return NONE, f"backoff: next restart allowed {wait - (now - recent[-1]):.0f}s from now"
+    return None
+
+
+def _restart(memory, now, config, cause):
+    gate = restart_gate(memory, now, config)
+    if gate is not None:
+        return gate[0], f"{cause}; {gate[1]}", memory
+    memory["restarts"] = [at for at in memory["restarts"] if now - at < 3600] + [now]
+    return RESTART, cause, memory
+
+
+def decide(config, observed, memory, now):
+    """(action, reason, memory'): action is "none", "restart" or "hold".
+
+    observed: unit_active (systemd wants the engine running), engine_started_at
+    (this node's engine container, None when none runs); on the head probe_ok
+    (a completion answered) and tokens (the engine's generation counter, None
+    when it exports none); on a worker head (the head's watcher view, None
+    when unreachable) with head["engine_started_at"] on this node's clock.
+    """
+    memory = dict(memory)
+    started = observed.get("engine_started_at")
+    if not observed.get("unit_active"):
+        memory.update(engine_started_at=None, answered=False, failures=0, head_seen=None)
+        return NONE, "serving is stopped (systemd): nothing to watch", memory
+    if started is None:
+        return NONE, "no engine container: systemd starts it (Restart=always)", memory
+    if memory.get("engine_started_at") != started:
+        memory.update(engine_started_at=started, answered=False, failures=0, tokens=None,
+                      head_seen=None, last_ok_at=None)
+    if config["role"] == "head":
+        return _decide_head(config, observed, memory, now, started)
+    return _decide_worker(config, observed, memory, now, started)
+
+
+def _decide_head(config, observed, memory, now, started):
+    tokens = observed.get("tokens")
+    moved = tokens is not None and memory.get("tokens") is not None and tokens > memory["tokens"]
+    memory["tokens"] = tokens
+    if observed.get("probe_ok") or moved:
+        memory.update(answered=True, failures=0, last_ok_at=now)
+        return NONE, "generating" if moved else "answering", memory
+    if not memory["answered"]:
+        if now - started > config["start_timeout_s"]:
+            return _restart(memory, now, config,
+                            f"no completion {now - started:.0f}s after the engine started (start_timeout_s "
+                            f"{config['start_timeout_s']}): restarting the head, the workers follow")
+        return NONE, f"starting ({now - started:.0f}s)", memory
+    memory["failures"] += 1
+    if memory["failures"] >= config["fail_after"]:
+        return _restart(memory, now, config,
+                        f"no tokens in {memory['failures']} probes in a row after it had answered "
+                        "(engine wedged, or a worker left): restarting the head, the workers follow")
+    return NONE, f"probe failed ({memory['failures']}/{config['fail_after']})", memory
+
+
+def _decide_worker(config, observed, memory, now, started):
+    head = observed.get("head")
+    head_started = head.get("engine_started_at") if head else None
+    if head_started is None:
+        return NONE, "head engine not seen (down, starting or unreachable): waiting", memory
+    seen = memory.get("head_seen")
+    if seen is None or abs(head_started - seen) < 1.0:
+        memory["head_seen"] = head_started
+        return NONE, "head engine seen", memory
+    if head_started - started <= config["rejoin_grace_s"]:
+        # Head and worker (re)started together (a deploy): this engine joins the new head.
+        memory["head_seen"] = head_started
+        return NONE, "head engine restarted with this one", memory
+    return _restart(memory, now, config,
+                    f"the head's engine restarted ({head_started - started:.0f}s after this worker's); "
+                    "this one still waits on the old head: restarting it to rejoin")
+
+
+# --- observing the node ---------------------------------------------------------
+
+def load_config(path=CONFIG_PATH):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def env_value(path, name):
+    """A variable from a docker env file (NAME=value lines), or None."""
+    if not name:
+        return None
+    try:
+        with open(path) as handle:
+            for line in handle:
+                key, sep, value = line.rstrip("\n").partition("=")
+                if sep and key.strip() == name:
+                    return value
+    except OSError:
+        return None
+    return None
+
+
+def parse_docker_time(text):
+    """Epoch seconds of docker's RFC 3339 time (nanoseconds, Z), or None."""
+    text = text.strip()
+    if not text or text.startswith("0001-"):
+        return None
+    main, _, fraction = text.rstrip("Z").partition(".")
+    try:
+        whole = time.mktime(time.strptime(main[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    except ValueError:
+        return None
+    digits = "".join(ch for ch in fraction if ch.isdigit())
+    return whole + (float("0." + digits) if digits else 0.0)
+
+
+def run(argv, timeout=30):
+    try:
+        result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                universal_newlines=True, timeout=timeout)
+        return result.returncode, result.stdout
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return 1, str(error)
+
+
+def engine_started_at(config):
+    code, out = run(["docker", "inspect", "-f", "{{.State.Running}} {{.State.StartedAt}}", config["container"]])
+    running, _, when = out.strip().partition(" ")
+    return parse_docker_time(when) if code == 0 and running == "true" else None
+
+
+def unit_active(config):
+    code, out = run(["systemctl", "is-active", config["unit"]])
+    return out.strip() in ("active", "activating", "reloading")
+
+
+def log_lines(config, count=200):
+    code, out = run(["docker", "logs", "--tail", str(count), config["container"]])
+    return out.splitlines() if code == 0 else []
+
+
+def _request(url, body=None, key=None, timeout=10.0):
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = "Bearer " + key
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+def probe_completion(config, key):
+    """(ok, detail): a chat completion of one token from the head's API."""
+    body = {"model": config["served_model_name"], "max_tokens": 1, "temperature": 0,
+            "messages": [{"role": "user", "content": PROBE_PROMPT}]}
+    started = time.monotonic()
+    try:
+        status, data = _request(config["api_url"] + "/v1/chat/completions", body, key, config["probe_timeout_s"])
+        answer = json.loads(data.decode() or "{}")
+        tokens = (answer.get("usage") or {}).get("completion_tokens")
+        if status == 200 and answer.get("choices"):
+            return True, f"a completion in {time.monotonic() - started:.1f}s ({tokens} token(s))"
+        return False, f"HTTP {status} without choices"
+    except urllib.error.HTTPError as error:
+        return False, f"HTTP {error.code}"
+    except (OSError, ValueError) as error:
+        return False, f"no answer ({error.__class__.__name__}: {error})"
+
+
+def generation_tokens(config):
+    """The engine's generation counter from /metrics, or None (none exported)."""
+    try:
+        _, data = _request(config["api_url"] + "/metrics", timeout=5)
+    except (OSError, ValueError):
+        return None
+    return metrics_counter(data.decode(errors="replace"), config.get("tokens_metric", ""))
+
+
+def metrics_counter(text, name):
+    """The sum of a Prometheus counter's samples (all label sets), or None."""
+    if not name:
+        return None
+    total, found = 0.0, False
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
+            try:
+                total += float(line.rsplit(None, 1)[1])
+                found = True
+            except (IndexError, ValueError):
+                continue
+    return total if found else None
+
+
+def head_view(config):
+    """The head watcher's /state, its times moved onto this node's clock; None when unreachable."""
+    try:
+        asked = time.time()
+        _, data = _request(config["head_state_url"], timeout=5)
+        view = json.loads(data.decode())
+    except (OSError, ValueError):
+        return None
+    offset = (asked + time.time()) / 2 - float(view.get("now", asked))
+    for name in ("engine_started_at", "last_ok_at"):
+        if view.get(name) is not None:
+            view[name] = float(view[name]) + offset
+    return view
+
+
+def observe(config, key, last_tokens=None):
+    """What decide() judges, read on this node; a head whose generation
+    counter moved since `last_tokens` is busy generating and is not probed."""
+    observed = {"unit_active": unit_active(config), "engine_started_at": engine_started_at(config)}
+    if observed["engine_started_at"] is None:
+        return observed
+    if config["role"] == "head":
+        observed["tokens"] = generation_tokens(config)
+        if observed["tokens"] is not None and last_tokens is not None and observed["tokens"] > last_tokens:
+            observed["probe_ok"], observed["probe_detail"] = None, "generating"
+        else:
+            observed["probe_ok"], observed["probe_detail"] = probe_completion(config, key)
+            if observed["probe_ok"] and observed["tokens"] is not None:
+                # Our own probe's tokens are no sign of anyone else's generation.
+                observed["tokens"] = generation_tokens(config)
+    else:
+        observed["head"] = head_view(config)
+    return observed
+
+
+# --- the service -----------------------------------------------------------------
+
+def journal(message):
+    print(message, flush=True)
+
+
+class Watcher:
+    def __init__(self, config):
+        self.config = config
+        self.memory = fresh_memory()
+        self.lock = threading.Lock()
+        self.view = {"role": config["role"], "node": config["node"], "engine_started_at": None,
+                     "answering": False, "last_ok_at": None, "reason": "starting"}
+
+    def cycle(self, now=None):
+        key = env_value(self.config["env_file"], self.config.get("api_key_variable"))
+        observed = observe(self.config, key, self.memory.get("tokens"))
+        now = time.time() if now is None else now
+        action, reason, memory = decide(self.config, observed, self.memory, now)
+        changed = reason != self.memory.get("note")
+        memory["note"] = reason
+        self.memory = memory
+        with self.lock:
+            self.view.update(engine_started_at=observed.get("engine_started_at"),
+                             answering=memory.get("last_ok_at") == now, last_ok_at=memory.get("last_ok_at"),
+                             reason=reason)
+        if action == RESTART:
+            journal(f"spark-serving-watch on {self.config['node']}: restart the {self.config['role']} engine: {reason}")
+            run(["systemctl", "--no-block", "restart", self.config["unit"]])
+        elif changed and (action == HOLD or not reason.startswith(("starting (", "backoff"))):
+            journal(f"spark-serving-watch on {self.config['node']}: {reason}")
+        return action, reason
+
+    def state(self):
+        with self.lock:
+            return dict(self.view, now=time.time())
+
+
+def serve_state(watcher):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            if self.path.split("?")[0] != "/state":
+                self.send_error(404)
+                return
+            data = json.dumps(watcher.state()).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer((watcher.config["listen"], watcher.config["state_port"]), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+def command_run(config):
+    watcher = Watcher(config)
+    while True:
+        try:
+            serve_state(watcher)
+            break
+        except OSError as error:  # the QSFP address may come a little after boot
+            journal(f"spark-serving-watch: cannot listen on {config['listen']}:{config['state_port']} yet: {error}")
+            time.sleep(config["interval_s"])
+    journal(f"spark-serving-watch on {config['node']}: watching the {config['role']} engine every {config['interval_s']}s")
+    while True:
+        watcher.cycle()
+        time.sleep(config["interval_s"])
+
+
+def command_prestart(config):
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as handle:
+            handle.write("3\n")
+    except OSError as error:
+        journal(f"spark-serving on {config['node']}: could not drop the page cache: {error}")
+    with open("/proc/meminfo") as handle:
+        ok, report, line = memory_verdict(handle.read(), config["memory_fraction"], config["memory_setting"],
+                                          config["node"])
+    journal(line)
+    try:
+        os.makedirs(os.path.dirname(LAUNCH_PATH), exist_ok=True)
+        with open(LAUNCH_PATH, "w") as handle:
+            json.dump(dict(report, ok=ok, at=time.time()), handle)
+    except OSError:
+        pass
+    return 0 if ok else 1
+
+
+def status(config):
+    """For the deploy's wait: is the cluster answering, and what is this engine doing."""
+    started = engine_started_at(config)
+    lines = log_lines(config)
+    result = {"node": config["node"], "role": config["role"], "engine_running": started is not None,
+              "phase": engine_phase(lines), "ready": False, "detail": ""}
+    try:
+        with open(LAUNCH_PATH) as handle:
+            result["memory"] = json.load(handle)
+    except (OSError, ValueError):
+        result["memory"] = None
+    if started is None:
+        result["detail"] = "no engine container running"
+    elif config["role"] == "head":
+        key = env_value(config["env_file"], config.get("api_key_variable"))
+        result["ready"], result["detail"] = probe_completion(config, key)
+    else:
+        view = head_view(config)
+        if view is None:
+            result["detail"] = "the head's watcher does not answer"
+        else:
+            last_ok = view.get("last_ok_at")
+            result["ready"] = bool(view.get("answering")) and last_ok is not None and last_ok > started + SETTLE_S
+            result["detail"] = "the head answers with this worker in the cluster" if result["ready"] else \
+                f"the head: {view.get('reason', '?')}"
+    return result
+
+
+def main(argv):
+    command = argv[0] if argv else ""
+    config = load_config(os.environ.get("SPARK_WATCH_CONFIG", CONFIG_PATH))
+    if command == "run":
+        command_run(config)
+        return 0
+    if command == "prestart":
+        return command_prestart(config)
+    if command == "status":
+        print(json.dumps(status(config)))
+        return 0
+    if command == "logtail":
+        count = int(argv[1]) if len(argv) > 1 else 40
+        print("\n".join(log_lines(config, count)))
+        return 0
+    print("usage: serving_watch.py run|prestart|status|logtail [N]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
