@@ -7,19 +7,29 @@ Desired state (head = rank 0, the others are workers):
 - /etc/systemd/system/spark-serving.service runs `docker run` with RDMA devices,
   memlock, host network/IPC, both env files, the cache mounts and the engine argv;
 - the unit is enabled and running, and restarted only when the unit, the env
-  file or the image changed.
+  file or the image changed; before each start it drops the page cache and
+  refuses an engine that would not find the memory its profile claims;
+- the head's API listens where api_listen says (its QSFP address by
+  default) and, with serving_api_key_file, asks for that key (in the 0600
+  env file only);
+- spark-serving-watch.service runs on every node (files/serving_watch.py,
+  /etc/spark-cluster/watch.json): it judges the engine by generated tokens
+  and restarts engines so a cluster whose head or worker died reassembles;
+- a run that (re)started serving ends only once the head answers a chat
+  completion (serving_wait_ready), showing each engine's phase meanwhile.
 
 Nodes are not ordered against each other: after a boot every node starts its
 unit on its own; a worker early for the head retries the rendezvous (and
 systemd restarts the container if the engine gives up), so the cluster
-assembles itself in any boot order.
+assembles itself in any boot order. Once formed, members that lost each
+other are the watcher's to restart.
 """
 
 from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import systemd
+from pyinfra.operations import python, systemd
 from pyinfra.operations.util import any_changed
 
 from spark_cluster.batch_fact import want
@@ -32,22 +42,40 @@ from spark_cluster.settings import require
 from . import defaults
 from .desired import desired_serving, serving_settings
 from .facts import DockerRuntimes, UnitState
+from .ready import wait_until_serving
+from .watch import WATCH_SOURCE
 
-MANAGED_PATHS = [defaults.CONFIG_DIR, defaults.ENV_FILE, defaults.UNIT_FILE, defaults.IMAGE_MARKER]
+WATCH_DIR = defaults.WATCH_PATH.rsplit("/", 1)[0]
+MANAGED_PATHS = [defaults.CONFIG_DIR, defaults.ENV_FILE, defaults.UNIT_FILE, defaults.IMAGE_MARKER,
+                 WATCH_DIR, defaults.WATCH_PATH, defaults.WATCH_CONFIG, defaults.WATCH_UNIT_FILE]
 UNIT_STATE = want(UnitState, unit=defaults.UNIT_NAME)
+WATCH_STATE = want(UnitState, unit=defaults.WATCH_UNIT_NAME)
 DOCKER_RUNTIMES = want(DockerRuntimes)
 
 
 def wants(account):
     """The facts this role reads on a node (see cluster_facts.read_ahead)."""
-    reads = [DOCKER_RUNTIMES, snapshot_want(MANAGED_PATHS), UNIT_STATE]
+    reads = [DOCKER_RUNTIMES, snapshot_want(MANAGED_PATHS), UNIT_STATE, WATCH_STATE]
     image = image_of(host.data)
     return [image_id_of(image), *reads] if image else reads
 
 
-def _write_files(desired, image_identity_text):
+def _write_watcher(managed, desired):
+    """The watcher's program, settings and unit; returns their operations."""
+    managed.directory(name="Directory for the serving watcher", path=WATCH_DIR, user="root", group="root", mode="755")
+    return [
+        managed.put(name="Install the serving watcher (judges engines by generated tokens)", src=str(WATCH_SOURCE),
+                    dest=defaults.WATCH_PATH, user="root", group="root", mode="755"),
+        managed.put(name="Watcher settings (no secret: the API key stays in serving.env)",
+                    src=StringIO(desired.watch_config_text), dest=defaults.WATCH_CONFIG,
+                    user="root", group="root", mode="644"),
+        managed.put(name=f"Unit {defaults.WATCH_UNIT_NAME}", src=StringIO(desired.watch_unit_text),
+                    dest=defaults.WATCH_UNIT_FILE, user="root", group="root", mode="644"),
+    ]
+
+
+def _write_files(managed, desired, image_identity_text):
     """The three files, each put only where it differs; returns their operations."""
-    managed = Snapshot(MANAGED_PATHS)
     managed.directory(name="Config directory", path=defaults.CONFIG_DIR, user="root", group="root", mode="755")
     return [
         managed.put(name="Serving environment (0600: read by docker only)", src=StringIO(desired.env_text),
@@ -78,11 +106,25 @@ def apply():
         )
         return
     desired = desired_serving(s, host.data, image=image, home=account["home"],
-                              docker_runtimes=host_fact(DOCKER_RUNTIMES))
-    written = _write_files(desired, identity)
+                              docker_runtimes=host_fact(DOCKER_RUNTIMES), node=host.name)
+    managed = Snapshot(MANAGED_PATHS)
+    # The watcher first: the engine's unit runs its prestart check.
+    watcher = _write_watcher(managed, desired)
+    written = _write_files(managed, desired, identity)
     # Only a real change restarts the engine: a restart costs 3-19 minutes.
-    systemd.service(name="Reload and restart serving after a change", service=defaults.UNIT_NAME,
-                    running=True, restarted=True, daemon_reload=True, _if=any_changed(*written))
+    started = [systemd.service(name="Reload and restart serving after a change", service=defaults.UNIT_NAME,
+                               running=True, restarted=True, daemon_reload=True, _if=any_changed(*written))]
     if host_fact(UNIT_STATE) != {"active": True, "enabled": True}:
-        systemd.service(name="Serving enabled at boot and running", service=defaults.UNIT_NAME,
+        started.append(systemd.service(name="Serving enabled at boot and running", service=defaults.UNIT_NAME,
+                                       running=True, enabled=True))
+    systemd.service(name="Restart the watcher after a change", service=defaults.WATCH_UNIT_NAME,
+                    running=True, restarted=True, daemon_reload=True, _if=any_changed(*watcher))
+    if host_fact(WATCH_STATE) != {"active": True, "enabled": True}:
+        systemd.service(name="Watcher enabled at boot and running", service=defaults.WATCH_UNIT_NAME,
                         running=True, enabled=True)
+    if s.serving_wait_ready:
+        # Not on a run that changed nothing: the operation is skipped then.
+        python.call(name="Wait until the head answers a chat completion (serving_wait_ready)",
+                    function=wait_until_serving, timeout_s=int(s.serving_start_timeout_s),
+                    watch_path=defaults.WATCH_PATH, _if=any_changed(*started),
+                    _timeout=int(s.serving_start_timeout_s) + 120)

@@ -41,7 +41,10 @@ def serving_environment(
     head_qsfp_ip: str,
     home: str,
     profile_env: Mapping[str, Any] | None,
+    api_key: tuple[str, str] | None = None,
 ) -> dict[str, str]:
+    """`api_key`: (the engine's variable, the key), written here only: this
+    file is 0600 and read by docker, never shown in an argv."""
     env: dict[str, str] = {"NCCL_IB_DISABLE": "0"}
     env.update({name: control_interface for name in INTERFACE_VARIABLES})
     env[ENGINE_VARIABLE] = engine.name
@@ -56,6 +59,8 @@ def serving_environment(
                 f"serving profile env sets {name}: pin it with group_data nccl_ib_hca / nccl_ib_gid_index instead"
             )
         env[name] = str(value)
+    if api_key:
+        env[api_key[0]] = api_key[1]
     for name, value in env.items():
         # docker --env-file takes each line literally: no quoting, no newlines.
         if not _NAME.match(name) or "\n" in value or "\r" in value:

@@ -94,6 +94,7 @@ def unit_context(
     head_qsfp_ip: str,
     master_port: int,
     roce_detect_command: str,
+    prestart_command: str,
     start_timeout_s: int,
     stop_timeout_s: int,
 ) -> dict[str, Any]:
@@ -114,6 +115,7 @@ def unit_context(
         # the bond's address at boot); its words need no systemd escaping.
         "roce_detect_command": roce_detect_command,
         "roce_env_file": defaults.ROCE_ENV_FILE,
+        "prestart_command": prestart_command,
         "exec_start": systemd_command(docker_run_argv(container), docker_run_groups(container)),
         "stop_timeout_s": int(stop_timeout_s),
         "start_timeout_s": int(start_timeout_s),

@@ -8,14 +8,17 @@ import shlex
 from pathlib import Path
 
 import pytest
-from collect_ops import GROUP_DATA, changed, cluster, converge
-from pyinfra.api.command import FileUploadCommand
+from collect_ops import GROUP_DATA, changed, cluster, collect, converge
+from pyinfra.api.command import FileUploadCommand, FunctionCommand
 
 from roles import caches, distribute, serving, standin
+from roles.serving import restart
 from spark_cluster.engine_image import standin_tag
 from roles.serving.unit import unquote_exec_start
 UNIT = "/etc/systemd/system/spark-serving.service"
 ENV_FILE = "/etc/spark-cluster/serving.env"
+WATCH_CONFIG = "/etc/spark-cluster/watch.json"
+WATCH_PATH = "/usr/local/lib/spark-cluster/serving_watch.py"
 
 
 class FakeNode:
@@ -28,6 +31,7 @@ class FakeNode:
         self.running, self.enabled = set(), set()
         self.groups = ["spark", "sudo"]
         self.peers = {}  # name -> FakeNode, for images loaded from a peer
+        self.waits = []  # the readiness waits the deploy asked for (callback name, kwargs)
 
     def fact(self, cls, kwargs):
         name = cls.__name__
@@ -67,6 +71,9 @@ class FakeNode:
         raise AssertionError(f"unexpected fact {name} {kwargs}")
 
     def run(self, command):
+        if isinstance(command, FunctionCommand):
+            self.waits.append((command.function.__name__, command.kwargs))
+            return
         if isinstance(command, FileUploadCommand):
             src = command.src
             data = src.getvalue().encode() if hasattr(src, "getvalue") else Path(src).read_bytes()
@@ -87,6 +94,8 @@ class FakeNode:
         elif words[0] == "systemctl":
             if words[1] in ("start", "restart"):
                 self.running.add(words[2])
+            elif words[1] == "stop":
+                self.running.discard(words[2])
             elif words[1] == "enable":
                 self.enabled.add(words[2])
         elif words[:3] == ["usermod", "-a", "-G"]:
@@ -123,11 +132,16 @@ def test_lab_converges_then_a_second_run_changes_nothing(count, monkeypatch):
         assert node.fs["/home/spark/.cache/huggingface"]["user"] == "spark"
         assert node.fs["/home/spark/.cache/spark-cluster/tilelang"]["mode"] == 755
         assert "spark-serving.service" in node.running and "spark-serving.service" in node.enabled
+        assert "spark-serving-watch.service" in node.running and "spark-serving-watch.service" in node.enabled
+        assert node.fs[WATCH_CONFIG]["mode"] == 644 and node.fs["/usr/local/lib/spark-cluster/serving_watch.py"]["mode"] == 755
         assert "--gpus" not in node.fs[UNIT]["text"]
         assert standin_tag() in node.fs[UNIT]["text"]
+        # The run started the engine: it ends only once the cluster answers.
+        assert node.waits == [("wait_until_serving", {"timeout_s": 1800, "watch_path": WATCH_PATH})]
     second = deploy(hosts, nodes, monkeypatch)
-    for name in nodes:
+    for name, node in nodes.items():
         assert changed(second[name]) == [], name
+        assert len(node.waits) == 1, name  # a run that changed nothing does not wait
 
 
 def test_a_stopped_service_is_started_without_a_restart(monkeypatch):
@@ -137,7 +151,16 @@ def test_a_stopped_service_is_started_without_a_restart(monkeypatch):
     nodes["spark-2"].running.clear()
     result = deploy(hosts, nodes, monkeypatch)
     assert changed(result["spark-1"]) == []
-    assert [c for _, cs in changed(result["spark-2"]) for c in cs] == ["systemctl start spark-serving.service"]
+    assert [c for _, cs in changed(result["spark-2"]) for c in cs][:1] == ["systemctl start spark-serving.service"]
+    # ... and the run waits for the cluster to answer, there only.
+    assert len(nodes["spark-2"].waits) == 2 and len(nodes["spark-1"].waits) == 1
+
+
+def test_the_wait_can_be_turned_off(monkeypatch):
+    hosts = cluster(2, serving_standin=True, serving_wait_ready=False)
+    nodes = {name: FakeNode() for name, _ in hosts}
+    deploy(hosts, nodes, monkeypatch)
+    assert all(node.waits == [] and "spark-serving.service" in node.running for node in nodes.values())
 
 
 def test_a_changed_env_file_restarts_after_daemon_reload(monkeypatch):
@@ -181,3 +204,25 @@ def test_real_spark_runs_the_group_data_image_with_gpus_when_nvidia_is_registere
         node.images["vllm-ds4-sm121:latest"] = "sha256:2"
     commands = [c for _, cs in changed(deploy(hosts, nodes, monkeypatch)["spark-1"]) for c in cs]
     assert "systemctl restart spark-serving.service" in commands
+
+
+def test_a_clean_restart_stops_everywhere_then_starts_workers_before_the_head(monkeypatch):
+    hosts = cluster(4, serving_standin=True)
+    nodes = {name: FakeNode() for name, _ in hosts}
+    sequence = []  # (node, command) in the order the fake nodes ran them
+    for name, node in nodes.items():
+        node.running = {"spark-serving.service", "spark-serving-watch.service"}
+        node.name = name
+    monkeypatch.setattr(FakeNode, "run", lambda self, command, run=FakeNode.run: (
+        sequence.append((self.name, str(command))), run(self, command))[1])
+    result = converge(hosts, nodes, monkeypatch, (restart,))
+    for name, steps in result.items():
+        commands = [str(c) for _, cs in steps for c in cs]
+        assert commands[:3] == ["systemctl stop spark-serving.service", "systemctl start spark-serving.service",
+                                "systemctl restart spark-serving-watch.service"], name
+        assert nodes[name].waits == [("wait_until_serving", {"timeout_s": 1800, "watch_path": WATCH_PATH})]
+        assert "spark-serving.service" in nodes[name].running
+    # Every node stops before any starts; the workers start before the head.
+    serving = [(name, command.split()[1]) for name, command in sequence if command.endswith(" spark-serving.service")]
+    assert [verb for _, verb in serving] == ["stop"] * 4 + ["start"] * 4
+    assert [name for name, verb in serving if verb == "start"][-1] == "spark-1"

@@ -2,6 +2,7 @@
 serving role's pure computation (roles/serving/desired.py)."""
 
 import difflib
+import json
 
 import pytest
 from collect_ops import GROUP_DATA, cluster
@@ -295,3 +296,60 @@ def test_a_place_that_does_not_say_otherwise_keeps_the_launcher():
 def test_the_api_serves_the_named_model_or_the_model_itself(served, expected):
     argv = desired(serving_served_model_name=served).container.engine_argv
     assert argv[argv.index("--served-model-name") + 1] == expected
+
+
+# --- who reaches the API, with which key -----------------------------------------
+
+def head_argv(**overrides):
+    unit = desired(rank=0, **overrides).unit_text
+    (line,) = [line for line in unit.replace("\\\n", " ").splitlines() if line.startswith("ExecStart=")]
+    return unquote_exec_start(line.split("=", 1)[1])
+
+
+def test_the_api_listens_on_the_heads_qsfp_address_by_default_or_everywhere_when_asked():
+    argv = head_argv()
+    assert argv[argv.index("--host") + 1] == "10.0.0.1"
+    argv = head_argv(api_listen="all")
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+
+
+def key_file(tmp_path, key="k3y-0123456789-abcdef"):
+    path = tmp_path / "api_key"
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return str(path)
+
+
+def test_an_api_key_lands_in_the_0600_env_file_only(tmp_path):
+    for rank in (0, 1):
+        wanted = desired(rank=rank, serving_api_key_file=key_file(tmp_path))
+        assert parse_env_file(wanted.env_text)["VLLM_API_KEY"] == "k3y-0123456789-abcdef"
+        assert "k3y-0123456789" not in wanted.unit_text and "k3y-0123456789" not in wanted.watch_config_text
+        assert "k3y-0123456789" not in " ".join(wanted.container.engine_argv)
+
+
+def test_sglang_takes_no_key_but_on_its_command_line_so_a_key_is_refused(tmp_path):
+    with pytest.raises(SettingError, match="SGLang takes an API key on its command line only"):
+        desired(serving_engine="sglang", serving_api_key_file=key_file(tmp_path))
+
+
+@pytest.mark.parametrize("flag", ["api_key", "hf_token"])
+def test_a_secret_in_the_profile_is_refused_before_anything_changes(flag):
+    profiles = {"p": {**PROFILE, "vllm": {**PROFILE["vllm"], flag: "hunter2-hunter2"}}}
+    with pytest.raises(SettingError, match=f"sets '{flag}', a secret.*serving_api_key_file"):
+        desired(serving_profiles=profiles, serving_profile="p")
+
+
+def test_every_start_drops_the_cache_and_checks_memory_first():
+    unit = desired(rank=1).unit_text
+    pre = [line for line in unit.splitlines() if line.startswith("ExecStartPre=")]
+    assert pre[:2] == ["ExecStartPre=-/usr/bin/docker rm -f spark-serving",
+                       "ExecStartPre=/usr/bin/python3 /usr/local/lib/spark-cluster/serving_watch.py prestart"]
+
+
+def test_the_watcher_judges_with_the_profiles_memory_claim_and_the_start_timeout():
+    config = json.loads(desired(rank=0).watch_config_text)
+    assert config["memory_setting"] == "gpu_memory_utilization"
+    assert config["memory_fraction"] == PROFILE["vllm"]["gpu_memory_utilization"]
+    assert config["role"] == "head" and config["api_url"] == "http://10.0.0.1:8000"
+    assert "ExecStart=/usr/bin/python3 /usr/local/lib/spark-cluster/serving_watch.py run" in desired().watch_unit_text

@@ -21,6 +21,7 @@ def unit(rank, world_size=2, engine_argv=ENGINE_ARGV):
     return render_unit(unit_context(
         container=container(engine_argv), engine="vllm", rank=rank, world_size=world_size,
         head_qsfp_ip="10.0.0.1", master_port=29500, roce_detect_command="/usr/bin/python3 /x/roce_detect.py",
+            prestart_command="/usr/bin/python3 /x/serving_watch.py prestart",
         start_timeout_s=1800, stop_timeout_s=60,
     ))
 

@@ -1,0 +1,17 @@
+"""Restart serving on the whole cluster, cleanly: stop every engine, start
+the workers, then the head, and wait until it answers.
+
+    pyinfra inventory/spark2.py restart.py
+
+(The watchers restart engines on their own when a head or worker dies; this
+is for a person: after fixing what made a watcher hold, or to free memory.)
+"""
+
+from pyinfra import config
+
+from roles.serving import restart
+
+# Stopping and starting units needs root; the admin user escalates with sudo.
+config.SUDO = True
+
+restart.apply()

@@ -1,0 +1,101 @@
+"""The deploy's wait for a serving cluster: after a run that (re)started an
+engine, the node's operation ends only once the head answers a chat
+completion, and says meanwhile what each engine is doing.
+
+Every node whose engine this run (re)started waits: the head until it
+answers a one-token completion itself, a worker until the head's watcher
+has seen it answer with this worker in the cluster. Each asks the watcher's
+`status` (files/serving_watch.py) every few seconds over its open SSH
+connection, prints the engine's phase when it changes (and every minute),
+and on timeout fails with the tail of its own engine's log: so a cluster
+that never came up shows every node's log in one run's output.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import gevent
+from pyinfra import host, logger
+from pyinfra.api.exceptions import OperationError
+from pyinfra.api.command import StringCommand
+
+POLL_S = 10
+PROGRESS_EVERY_S = 60
+LOG_TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class Status:
+    ready: bool
+    phase: str
+    detail: str
+    memory: dict | None
+
+
+def parse_status(stdout_lines: list[str]) -> Status | None:
+    """The watcher's `status` line (its last JSON line), or None."""
+    for line in reversed(stdout_lines):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                return None
+            return Status(bool(data.get("ready")), str(data.get("phase") or ""), str(data.get("detail") or ""),
+                          data.get("memory") if isinstance(data.get("memory"), dict) else None)
+    return None
+
+
+def memory_words(memory: dict | None) -> str:
+    if not memory:
+        return ""
+    return f"free memory at launch {memory.get('free_gib')} of {memory.get('total_gib')} GiB"
+
+
+def progress_line(node: str, elapsed: float, status: Status | None) -> str:
+    if status is None:
+        return f"serving {node}: {elapsed:.0f}s, no status from the watcher yet"
+    parts = [status.phase or "phase unknown", status.detail, memory_words(status.memory)]
+    return f"serving {node}: {elapsed:.0f}s, " + "; ".join(part for part in parts if part)
+
+
+def timeout_message(node: str, timeout_s: int, status: Status | None, log_tail: str) -> str:
+    last = progress_line(node, timeout_s, status)
+    return (f"serving on {node}: no chat completion from the head within serving_start_timeout_s = {timeout_s}s "
+            f"(last: {last}). Last lines of this node's engine log (docker logs spark-serving):\n{log_tail}")
+
+
+def _sleep(seconds: float) -> None:
+    # pyinfra runs every host's callback in a greenlet: gevent's sleep lets the others run.
+    gevent.sleep(seconds)
+
+
+def _run(command: list[str]) -> tuple[bool, list[str]]:
+    ok, output = host.run_shell_command(StringCommand(*command), _sudo=True,
+                                        _sudo_password=host.data.get("_sudo_password"), _timeout=120)
+    return ok, list(output.stdout_lines)
+
+
+def wait_until_serving(timeout_s: int, watch_path: str) -> None:
+    """pyinfra callback (python.call): polls the watcher's status until ready or timeout."""
+    started = time.monotonic()
+    shown_phase, shown_at, status = None, 0.0, None
+    while True:
+        _, lines = _run(["python3", watch_path, "status"])
+        status = parse_status(lines)
+        elapsed = time.monotonic() - started
+        if status is not None and status.ready:
+            logger.info(f"    [{host.name}] " + progress_line(host.name, elapsed, status).replace(
+                f"{elapsed:.0f}s, ", f"ready after {elapsed:.0f}s: ", 1))
+            return
+        phase = status.phase if status else None
+        if phase != shown_phase or elapsed - shown_at >= PROGRESS_EVERY_S:
+            logger.info(f"    [{host.name}] " + progress_line(host.name, elapsed, status))
+            shown_phase, shown_at = phase, elapsed
+        if elapsed >= timeout_s:
+            _, tail = _run(["python3", watch_path, "logtail", str(LOG_TAIL_LINES)])
+            raise OperationError(timeout_message(host.name, timeout_s, status, "\n".join(tail)))
+        _sleep(POLL_S)
