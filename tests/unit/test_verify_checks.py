@@ -147,6 +147,11 @@ class NodeState:
     container_mounts: list = field(default_factory=list)  # (source, destination, rw)
     container_memlock: str = ""
     container_infiniband: list | None = None  # None: no /dev/infiniband inside
+    # spark-serving-watch.service: its unit, and what its /state answers (None: nothing listens).
+    watch_unit_name: str = ""
+    watch_enabled: str = "enabled"
+    watch_active: str = "active"
+    watch_state: dict | None = None
 
     def readable(self, file: FakeFile, root: bool) -> bool:
         return root or bool(file.mode & 0o004) or (file.user == self.admin and bool(file.mode & 0o400))
@@ -216,6 +221,10 @@ class NodeState:
             if not self.systemd_bus:
                 return fail("Failed to connect to bus: No such file or directory")
             return ok("".join(f"{k}={v}\n" for k, v in self.systemd_show(argv[2]).items()))
+        if argv[:2] == ["python3", "-c"] and "/state" in argv[-1] and "urlopen" in argv[2]:
+            if self.watch_state is None:
+                return fail("urllib.error.URLError: <urlopen error [Errno 111] Connection refused>")
+            return ok(json.dumps(self.watch_state) + "\n")
         if argv[:3] == ["ssh-keygen", "-y", "-f"]:
             return self.derive_public_key(argv[3], root, ok, fail)
         if argv[0] == "docker":
@@ -244,6 +253,9 @@ class NodeState:
         systemd leaves out empty values."""
         if unit == "docker.service":
             shown = {"Id": unit, "LoadState": "loaded", "ActiveState": "active", **self.docker_show}
+        elif unit == self.watch_unit_name:
+            shown = {"Id": unit, "LoadState": "loaded", "UnitFileState": self.watch_enabled,
+                     "ActiveState": self.watch_active}
         elif unit == self.unit_name:
             argv = " ".join(self.unit_exec_start)
             shown = {"Id": unit, "LoadState": self.unit_load, "UnitFileState": self.unit_enabled,
@@ -370,6 +382,10 @@ def converged(spec, host_keys: dict[str, str], gpu: bool) -> NodeState:
     serving = rendered_serving(spec, state.home, nvidia_runtime=gpu)
     files[serving_defaults.ENV_FILE] = FakeFile(serving.env_text, 0o600)
     state.unit_name = Path(serving_defaults.UNIT_FILE).name
+    # roles/serving's watcher: running, and watching this node's engine.
+    state.watch_unit_name = serving_defaults.WATCH_UNIT_NAME
+    state.watch_state = {"role": "head" if spec.data.get("node_rank") == 0 else "worker", "node": spec.name,
+                         "engine_started_at": 1796077801.25, "answering": True, "reason": "answering"}
     argv = state.unit_exec_start = exec_start_argv(serving.unit_text)
     (state.container_name,) = option_values(argv, "--name")
     for path in option_values(argv, "--env-file"):
@@ -409,7 +425,7 @@ class FakeNode(Node):
     def client(self):
         raise AssertionError("a simulated node never connects")
 
-    def run(self, command, timeout=60):
+    def run(self, command, timeout=60, stdin=None):
         return self.state.answer(command, root=False)
 
     def run_root(self, command, timeout=60):
@@ -489,7 +505,7 @@ def lab_bond(read_only_inventories):
 
 
 NODE_CHECKS = ["links", "network_manager", "roce_gid", "memlock", "infiniband", "drm_override", "gpu_memory", "caches",
-               "hf_cache", "env_file", "container_env", "serving_unit", "ssh_key", "known_hosts"]
+               "hf_cache", "env_file", "container_env", "serving_unit", "serving_watch", "ssh_key", "known_hosts"]
 
 
 def run_check(name, cluster, node_name="spark-2") -> dict[str, str]:
@@ -863,9 +879,29 @@ def test_a_systemctl_that_cannot_answer_reads_as_unknown_not_a_traceback(spark):
     worker(spark).systemd_bus = False
     assert spark.node("spark-2").unit_properties(expect.SERVING_UNIT) == {}
     found = failures(spark)
-    assert set(found) == {"serving_unit", "memlock"}, found
+    assert set(found) == {"serving_unit", "serving_watch", "memlock"}, found
     assert "expected enabled (comes back after a power cut), found unknown" in found["serving_unit"]
+    assert "expected enabled (watches after every boot), found unknown" in found["serving_watch"]
     assert "docker.service LimitMEMLOCK: expected infinity, found unknown" in found["memlock"]
+
+
+def test_a_stopped_watcher_fails_its_check_with_the_unit_to_start(spark):
+    state = worker(spark)
+    state.watch_active, state.watch_state = "failed", None
+    found = failures(spark)
+    assert set(found) == {"serving_watch"}, found
+    assert "spark-serving-watch.service: expected active, found failed" in found["serving_watch"]
+    assert "journalctl -u spark-serving-watch.service" in found["serving_watch"]
+
+
+def test_a_watcher_that_answers_wrongly_is_named(spark):
+    state = worker(spark)
+    state.watch_state = dict(state.watch_state, role="head", engine_started_at=None, reason="no engine container")
+    message = failures(spark)["serving_watch"]
+    assert "http://192.168.100.11:29520/state role: expected worker, found head" in message
+    assert "engine: expected an engine container it watches, found none (no engine container)" in message
+    state.watch_state = None
+    assert "expected the watcher's state as JSON" in failures(spark)["serving_watch"]
 
 
 def test_stopped_serving_fails_the_unit_and_the_container_checks(spark):

@@ -105,7 +105,7 @@ def test_unreachable_nodes_fail_every_check_with_the_reason(tmp_path):
     assert all("cannot reach its SSH endpoint" in e["message"] for e in entries)
     checks = {e["check"] for e in entries}
     assert {"links", "network_manager", "roce_gid", "memlock", "infiniband", "drm_override", "gpu_memory", "caches", "hf_cache",
-            "env_file", "container_env", "serving_unit", "ssh_key", "known_hosts", "ping_mtu", "ssh_mesh",
+            "env_file", "container_env", "serving_unit", "serving_watch", "ssh_key", "known_hosts", "ping_mtu", "ssh_mesh",
             "rdma", "openai_endpoint"} == checks
     assert "spark-cluster verify" in result.stdout and "FAIL" in result.stdout
 

@@ -84,6 +84,7 @@ class Wire:
     ping_mode: dict = field(default_factory=dict)  # (source, netdev) -> "too_big"
     pinged: list = field(default_factory=list)  # (source, netdev, target ip, payload bytes, count)
     api: int | None = None  # the local port standing in for the head's API
+    probe_commands: list = field(default_factory=list)  # the API probes' command lines, as a node saw them
 
     def holder(self, ip):
         """(node, netdev) that holds `ip` on the QSFP side, or (None, None)."""
@@ -139,7 +140,7 @@ class FakePeer:
         rail = next((rail for rail in fab.rails if rail.rdma_device == device), None)
         return None if rail is None else rail.ip or fab.control_ip
 
-    def run(self, command, timeout=60):
+    def run(self, command, timeout=60, stdin=None):
         argv = shlex.split(command)
         if command.startswith("command -v "):
             return Result(command, 0 if argv[-1] in self.tools else 1, "", "")
@@ -153,7 +154,7 @@ class FakePeer:
                 return Result(command, 1, "", f"cat: {argv[1]}: No such file or directory")
             return Result(command, 0, self.rates.get(device, HALF_RATE) + "\n", "")
         if command.startswith("python3 -c "):
-            return self.probe(command, timeout)
+            return self.probe(command, timeout, stdin)
         return Result(command, 127, "", f"not simulated: {command}")
 
     run_root = run
@@ -224,13 +225,15 @@ class FakePeer:
         server.outcome = Result(command, 0, perftest_table(gbits), "")
         return Result(command, 0, perftest_table(gbits), "")
 
-    def probe(self, command, timeout):
+    def probe(self, command, timeout, stdin=None):
         """The real probe script, run here against the local stand-in of the head's API."""
         head = self.wire.nodes[next(iter(self.wire.nodes))]
         local = command.replace(f"http://{head.spec.qsfp_ip}:{head.spec.get('api_port')}",
                                 f"http://127.0.0.1:{self.wire.api}")
         local = shlex.quote(sys.executable) + local[len("python3"):]
-        done = subprocess.run(["bash", "-c", local], capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(["bash", "-c", local], capture_output=True, text=True, timeout=timeout, input=stdin)
+        # The key travels on stdin, never in the command line a node's users can read.
+        self.wire.probe_commands.append(command)
         return Result(command, done.returncode, done.stdout, done.stderr)
 
 
@@ -568,9 +571,8 @@ def wait_healthy(port, deadline_s=15):
         time.sleep(0.1)
 
 
-@pytest.fixture
-def standin(tmp_path):
-    """The lab's stand-in engine, one node, serving on 127.0.0.1."""
+def start_standin(tmp_path, key=None):
+    """The lab's stand-in engine, one node, serving on 127.0.0.1; returns (port, process)."""
     port = free_port()
     argv = ["vllm", "serve", "deepseek-ai/DeepSeek-V4-Flash", "--served-model-name", SERVED, "--host", "127.0.0.1",
             "--port", str(port), "--nnodes", "1", "--node-rank", "0", "--master-addr", "127.0.0.1",
@@ -578,10 +580,39 @@ def standin(tmp_path):
     process = subprocess.Popen([sys.executable, str(STANDIN), *argv], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL,
                                env={"SPARK_STANDIN_STATE_FILE": str(tmp_path / "state.json"), "PATH": "/usr/bin:/bin",
-                                    "SPARK_ENGINE": "vllm"})  # serving.env names the engine
+                                    "SPARK_ENGINE": "vllm",  # serving.env names the engine
+                                    **({"VLLM_API_KEY": key} if key else {})})
+    wait_healthy(port)
+    return port, process
+
+
+@pytest.fixture
+def standin(tmp_path):
+    port, process = start_standin(tmp_path)
     try:
-        wait_healthy(port)
         yield port
+    finally:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def test_with_an_api_key_the_probe_sends_it_on_stdin_and_passes(monkeypatch, tmp_path):
+    key = "lab-key-0123456789abcdef"
+    key_file = tmp_path / "api_key"
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    port, process = start_standin(tmp_path, key=key)
+    try:
+        without = converged(monkeypatch, "inventory/lab2.py")
+        without.wire.api = port
+        with pytest.raises(Failed, match="HTTP 401"):
+            call(peers.test_openai_endpoint, without, head_name="spark-1")
+        keyed = converged(monkeypatch, "inventory/lab2.py", serving_api_key_file=str(key_file))
+        keyed.wire.api = port
+        properties = []
+        call(peers.test_openai_endpoint, keyed, head_name="spark-1", properties=properties)
+        assert "tokens/s" in properties[0][1]
+        assert keyed.wire.probe_commands and not any(key in c for c in keyed.wire.probe_commands)
     finally:
         process.kill()
         process.wait(timeout=5)

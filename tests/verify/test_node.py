@@ -18,6 +18,8 @@ from sparkverify.expect import (
     ROCE_ENV,
     SERVING_ENV,
     SERVING_UNIT,
+    WATCH_PORT,
+    WATCH_UNIT,
     Problems,
     hf_cache_dir,
     host_cache_dirs,
@@ -511,6 +513,42 @@ def test_serving_unit(node):
     if status.stdout.strip() != "running":
         problems.add(f"container {CONTAINER}", "running", status.stdout.strip() or status.brief,
                      f"see `journalctl -u {SERVING_UNIT}` and `docker logs {CONTAINER}`")
+    problems.check()
+
+
+# Asked on the node itself: the watcher's /state listens on its QSFP address only.
+WATCH_STATE_PROBE = r"""
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+    print(json.dumps(json.load(r)))
+"""
+
+
+def test_serving_watch(node, cluster):
+    """The watcher that restarts engines of a cluster that fell apart is enabled, running, and watching."""
+    problems = Problems(node.name)
+    unit = node.unit_properties(WATCH_UNIT)
+    enabled = unit.get("UnitFileState") or unit.get("LoadState", "")
+    if enabled != "enabled":
+        problems.add(WATCH_UNIT, "enabled (watches after every boot)", enabled or "unknown",
+                     f"`sudo systemctl enable {WATCH_UNIT}` or {REDEPLOY}")
+    if unit.get("ActiveState", "") != "active":
+        problems.add(WATCH_UNIT, "active", unit.get("ActiveState") or "unknown",
+                     f"see `journalctl -u {WATCH_UNIT}`; {REDEPLOY}")
+        problems.check()
+    url = f"http://{node.spec.qsfp_ip}:{int(node.spec.get('serving_watch_port', WATCH_PORT))}/state"
+    answer = node.run(f"python3 -c {shlex.quote(WATCH_STATE_PROBE)} {url}", timeout=30)
+    try:
+        state = json.loads(answer.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        problems.add(url, "the watcher's state as JSON", answer.brief, f"see `journalctl -u {WATCH_UNIT}`")
+        problems.check()
+    role = "head" if node.name == cluster.head.name else "worker"
+    if state.get("role") != role:
+        problems.add(f"{url} role", role, state.get("role"), f"{REDEPLOY} (roles/serving writes watch.json)")
+    if state.get("engine_started_at") is None:
+        problems.add(f"{url} engine", "an engine container it watches", f"none ({state.get('reason')})",
+                     f"see check 'serving_unit' and `journalctl -u {WATCH_UNIT}`")
     problems.check()
 
 

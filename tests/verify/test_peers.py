@@ -13,7 +13,7 @@ import shlex
 import time
 from typing import NamedTuple
 
-from sparkverify.expect import CLUSTER_KEY, REDEPLOY, ROCE_ENV, SERVING_UNIT, Problems
+from sparkverify.expect import CLUSTER_KEY, REDEPLOY, ROCE_ENV, SERVING_UNIT, Problems, api_key
 from sparkverify.parse import parse_env_file, parse_ping, parse_write_bw, ping_counts, roce_v2_index
 from sparkverify.rails import (
     gid_table,
@@ -44,10 +44,13 @@ SERVER_SETTLE_S = 1.5
 CHAT_MAX_TOKENS = 8
 CHAT_TIMEOUT_S = 60
 # Printed as one JSON line by a worker probing the head's API.
-# argv: base URL, model to ask ("" = the first one /v1/models lists), chat timeout (s).
+# argv: base URL, model to ask ("" = the first one /v1/models lists), chat timeout (s),
+# max tokens; the API key, if any, is the first line on stdin (never in an argv).
 ENDPOINT_PROBE = r"""
 import json, sys, time, urllib.error, urllib.request
 base, model, chat_timeout, max_tokens, out = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), {}
+key = sys.stdin.readline().strip()
+auth = {"Authorization": "Bearer " + key} if key else {}
 try:
     with urllib.request.urlopen(base + "/health", timeout=10) as r:
         out["health"] = r.status
@@ -56,7 +59,7 @@ except urllib.error.HTTPError as e:
 except Exception as e:
     out["health_error"] = repr(e)
 try:
-    with urllib.request.urlopen(base + "/v1/models", timeout=10) as r:
+    with urllib.request.urlopen(urllib.request.Request(base + "/v1/models", headers=auth), timeout=10) as r:
         body = json.load(r)
     data = body.get("data") if isinstance(body, dict) else None
     out["models"] = [m.get("id") for m in data] if isinstance(data, list) else None
@@ -67,7 +70,7 @@ if not model:
     out["chat_error"] = "no model to ask: the inventory names none and /v1/models lists none"
 else:
     request = urllib.request.Request(
-        base + "/v1/chat/completions", method="POST", headers={"Content-Type": "application/json"},
+        base + "/v1/chat/completions", method="POST", headers={"Content-Type": "application/json", **auth},
         data=json.dumps({"model": model, "max_tokens": max_tokens, "temperature": 0,
                          "messages": [{"role": "user", "content": "Say hello in one word."}]}).encode())
     chat, started = {"model": model}, time.monotonic()
@@ -460,9 +463,10 @@ def test_openai_endpoint(cluster, head_name, record_property):
     generation = (f"the engine answers but does not generate: read `docker logs spark-serving` on {head.name} "
                   "(out of memory, a worker that left, NCCL errors: see checks 'rdma' and 'serving_unit')")
     speeds = []
+    key = api_key(head.spec.get("serving_api_key_file"))
     for worker in cluster.workers:
         probe_command = f"python3 -c {shlex.quote(ENDPOINT_PROBE)} {url} {shlex.quote(served or '')} {CHAT_TIMEOUT_S} {CHAT_MAX_TOKENS}"
-        answer = worker.run(probe_command, timeout=CHAT_TIMEOUT_S + 40)
+        answer = worker.run(probe_command, timeout=CHAT_TIMEOUT_S + 40, stdin=(key or "") + "\n")
         try:
             probe = json.loads(answer.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):

@@ -6,6 +6,7 @@ the inventory's facts, not a role's behaviour."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import pytest
@@ -16,6 +17,10 @@ ROCE_ENV = "/run/spark-cluster/roce.env"
 LIMITS_FILE = "/etc/security/limits.d/90-spark-cluster-memlock.conf"
 DRM_OVERRIDE = "/etc/modprobe.d/zz-nvidia-drm-override.conf"
 SERVING_UNIT = "spark-serving.service"
+# The watcher that judges engines by generated tokens; its /state answers on
+# the node's QSFP control address at this port unless group_data moves it.
+WATCH_UNIT = "spark-serving-watch.service"
+WATCH_PORT = 29520
 CONTAINER = "spark-serving"
 KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 CLUSTER_KEY = ".ssh/id_ed25519_spark_cluster"
@@ -48,6 +53,15 @@ REDEPLOY = "re-run `pyinfra INVENTORY deploy.py`"
 # ~13 Gb/s and still answers every ping. 0 (the lab's soft-RoCE) reports the
 # bandwidth without judging it.
 RDMA_MIN_LINK_FRACTION = 0.5
+
+
+def api_key(path: str | None) -> str | None:
+    """The API key the cluster asks for (group_data serving_api_key_file, read
+    on this controller as the deploy reads it), or None."""
+    if not path:
+        return None
+    with open(os.path.expanduser(str(path))) as handle:
+        return handle.read().strip() or None
 
 
 def host_cache_dirs(home: str) -> dict[str, str]:

@@ -206,9 +206,9 @@ class Node:
         channel.close()
         return Result(command, rc, out.decode(errors="replace"), err.decode(errors="replace"))
 
-    def run(self, command: str, timeout: float = 60) -> Result:
-        """As the admin user."""
-        return self._collect(self._open(command), command, timeout)
+    def run(self, command: str, timeout: float = 60, stdin: str | None = None) -> Result:
+        """As the admin user; `stdin` (a secret, say) never shows in an argv."""
+        return self._collect(self._open(command, stdin.encode() if stdin is not None else None), command, timeout)
 
     def start(self, command: str) -> Background:
         return Background(self, command, self._open(command))
