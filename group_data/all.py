@@ -72,8 +72,30 @@ serving_model = "deepseek-ai/DeepSeek-V4-Flash"
 serving_served_model_name = "deepseek-v4-flash"
 api_port = 8000
 master_port = 29519
-# Startup takes 3 to 19 minutes (weights, autotune, CUDA graphs).
+# Startup takes 3 to 19 minutes (weights, autotune, CUDA graphs). A run that
+# (re)starts the engine waits this long for the head's first chat completion,
+# showing each engine's phase (serving_wait_ready = False: it does not wait).
 serving_start_timeout_s = 1800
+serving_wait_ready = True
+# Where the head's API listens: "qsfp" (its QSFP address: only the cluster's
+# cable reaches it; from elsewhere use ssh -L 8000:HEAD_QSFP_IP:8000 head) or
+# "all" (every address, the management LAN included: set an API key).
+api_listen = "qsfp"
+# A file on this controller holding the API key (chmod 600), or None. The
+# deploy writes it into the 0600 serving.env only (VLLM_API_KEY); the readiness
+# wait, the watcher and verify use it. SGLang takes a key on its command line
+# only (readable by every local user), so it is refused with SGLang.
+serving_api_key_file = None
+# The watcher on every node (spark-serving-watch.service) judges engines by
+# generated tokens, not /health: the head probes a one-token completion; a
+# worker whose head restarted is restarted to rejoin; a head that stops
+# generating (a worker died, a wedge) is restarted, and its workers follow.
+# Defaults in roles/serving/defaults.py (serving_watch_*): probes every 10 s,
+# 3 failures in a row, backoff from 60 s, at most 6 restarts an hour.
+# Before each start the page cache is dropped and the engine refused (one
+# journal line) unless the profile's gpu_memory_utilization / mem_fraction_static
+# share of memory is free. `pyinfra INVENTORY restart.py` restarts the whole
+# cluster cleanly (workers first, then the head).
 
 # Engine flags per model profile; the serving role adds the cluster-derived
 # ones (tensor parallel size = world size, nnodes, node rank, master address).

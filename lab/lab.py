@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from . import image as image_mod
 from . import cx7, nodes, ssh, state, switchproc, topology
@@ -65,6 +67,16 @@ def running_indexes() -> list[int]:
     return [i for i in known_indexes() if nodes.running_pid(i) is not None]
 
 
+def ensure_api_key() -> Path:
+    """The lab's API key (state.api_key_path), made once, readable by its owner only."""
+    path = state.api_key_path()
+    if not path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+    return path
+
+
 def up(count: int, timeout: float | None = None, log=print, cables: str | None = None) -> dict[int, float]:
     """Starts the lab; `cables` (cx7.CABLES) defaults to what the lab was last brought up with."""
     if count not in state.SUPPORTED_SIZES:
@@ -82,6 +94,7 @@ def up(count: int, timeout: float | None = None, log=print, cables: str | None =
         raise LabError(f"the lab is running with --cables {recorded_cables()}: `python -m lab down` first")
     image = image_mod.ensure_image(log=log)
     state.state_dir().mkdir(parents=True, exist_ok=True)
+    ensure_api_key()
     _record(count, image, cables)
     indexes = list(range(1, count + 1))
     to_start = [i for i in indexes if i not in running]

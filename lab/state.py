@@ -39,6 +39,12 @@ def known_hosts_path() -> Path:
     return state_dir() / "known_hosts"
 
 
+def api_key_path() -> Path:
+    """The lab cluster's API key (0600), made by `lab up`: the lab serves with
+    a key, as an owner whose API listens beyond the cable should."""
+    return state_dir() / "api_key"
+
+
 def ssh_base() -> int:
     return _int_env("SPARK_LAB_SSH_BASE", DEFAULT_SSH_BASE)
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import runpy
 import shlex
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from lab import api_key_path
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_SUDO_PASSWORD = "spark"
@@ -119,6 +122,12 @@ def outcomes(entries: list[dict]) -> dict[tuple[str, str], tuple[str, str]]:
     return {(e["node"], e["check"]): (e["outcome"], e.get("message", "")) for e in entries}
 
 
+def group_data() -> dict:
+    """group_data/all.py's values, as pyinfra reads them."""
+    values = runpy.run_path(str(REPO / "group_data" / "all.py"))
+    return {key: value for key, value in values.items() if not key.startswith("_")}
+
+
 def boot_count(node: str) -> int:
     """Lines in the lab's boot log: one per boot of this node's disk."""
     out = on_node(node, "cat /var/log/lab-boots").stdout
@@ -165,3 +174,48 @@ def container_started_at(node: str) -> str:
 
 def image_id(node: str, image: str) -> str:
     return as_root(node, f"docker image inspect -f '{{{{.Id}}}}' {shlex.quote(image)}").stdout.strip()
+
+
+# One chat completion of the head's API, asked on a node over QSFP; the key
+# (if the lab has one) comes on stdin, never in an argv.
+CHAT_PROBE = r"""
+import json, sys, urllib.error, urllib.request
+key = sys.stdin.readline().strip()
+request = urllib.request.Request(sys.argv[1] + "/v1/chat/completions", method="POST",
+    headers={"Content-Type": "application/json", **({"Authorization": "Bearer " + key} if key else {})},
+    data=json.dumps({"model": sys.argv[2], "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}).encode())
+try:
+    with urllib.request.urlopen(request, timeout=float(sys.argv[3])) as r:
+        print(r.status, len(json.load(r).get("choices") or []))
+except urllib.error.HTTPError as e:
+    print(e.code, 0)
+except Exception as e:
+    print("error", type(e).__name__)
+"""
+
+
+def lab_api_key() -> str:
+    path = api_key_path()
+    return path.read_text().strip() if path.exists() else ""
+
+
+def chat_answer(node: str, api: str = "http://192.168.100.10:8000", model: str = "deepseek-v4-flash",
+                timeout: float = 10, key: str | None = None) -> str:
+    """"200 1" when a completion came back; else the status or error, as the probe printed it."""
+    key = lab_api_key() if key is None else key
+    command = f"python3 -c {shlex.quote(CHAT_PROBE)} {api} {model} {timeout}"
+    result = run([sys.executable, "-m", "lab", "ssh", node, command], timeout=timeout + 60, input_text=key + "\n")
+    return result.stdout.strip()
+
+
+def chat_works(node: str) -> bool:
+    return chat_answer(node) == "200 1"
+
+
+def journal(node: str, unit: str, since: str) -> str:
+    """The unit's journal lines since `since` (a `date` string of the node)."""
+    return as_root(node, f"journalctl -u {unit} -o cat --since {shlex.quote(since)}").stdout
+
+
+def node_now(node: str) -> str:
+    return on_node(node, "date '+%Y-%m-%d %H:%M:%S'").stdout.strip()

@@ -1,20 +1,30 @@
 """End to end on the 2-node lab, in order: converge (the shipped default,
-dual_subnet on one cable in port 1), no-op, verify, reboot, break and repair, a
-node with missing hardware, a rebuilt node, a node whose QSFP ports another
+dual_subnet on one cable in port 1), no-op, verify, a dead head, a dead
+worker, a wedged head (each healed by the watcher alone), a profile change
+(the deploy waits for a completion), reboot, break and repair, a node with
+missing hardware, a rebuilt node, a node whose QSFP ports another
 configuration already claims (NVIDIA's playbook), and the switch to bond mode.
 Each test builds on the state the previous one left, as a user's session would."""
+
+import json
+import time
 
 import pytest
 
 from labsupport import (
     as_root,
     boot_count,
+    chat_answer,
+    chat_works,
     container_started_at,
     deploy,
     failed_checks,
+    group_data,
     head_healthy,
     image_id,
+    journal,
     lab,
+    node_now,
     on_node,
     outcomes,
     tree_digest,
@@ -50,6 +60,16 @@ echo 0123abc > "$d/refs/main"
 
 pytestmark = pytest.mark.lab
 
+# How long the lab's cluster may take to answer again after one of its
+# engines died or wedged, with no command: the watchers' detection (3 probes
+# of 10 s, inventory/lab_common.py), the restarts of both engines and the
+# stand-in's start under emulation. A real engine adds its own start (3-19
+# minutes) to this.
+RECOVERY_BOUND_S = 300
+WATCH_UNIT = "spark-serving-watch.service"
+# The deploy's progress lines, one per look at a node's engine (roles/serving/ready.py).
+READY_WORDS = "ready after"
+
 
 def wait_serving_healthy(timeout=900):
     wait_for(lambda: head_healthy(HEAD), timeout, what="head /health = 200 with all workers joined")
@@ -63,6 +83,11 @@ def test_first_deploy_converges_with_exactly_one_reboot_per_node(lab2):
     assert totals["errors"] == 0 and totals["changed"] > 0, totals
     after = {node: boot_count(node) for node in NODES}
     assert after == {node: before[node] + 1 for node in NODES}, (before, after)
+    # It ended only once the cluster answered: each node says so, and a
+    # completion works at once.
+    for node in NODES:
+        assert any(READY_WORDS in line for line in result.host_lines(node)), result.output[-6000:]
+    assert chat_works(WORKER)
 
 
 def test_second_deploy_changes_nothing_and_never_reboots(lab2):
@@ -76,6 +101,8 @@ def test_second_deploy_changes_nothing_and_never_reboots(lab2):
     assert result.facts_per_node() == {node: 2 for node in NODES}, result.facts_per_node()
     for node in NODES:
         assert any("No changes" in line for line in result.host_lines(node)), node
+        # Nothing was (re)started, so nothing was waited for.
+        assert not any(f"serving {node}:" in line for line in result.host_lines(node)), node
     assert {node: boot_count(node) for node in NODES} == before
 
 
@@ -92,6 +119,62 @@ def test_verification_suite_is_green_on_the_converged_lab(lab2, tmp_path):
     for node in NODES:
         roce = as_root(node, "cat /run/spark-cluster/roce.env").stdout
         assert f"NCCL_IB_HCA={','.join(RAILS.values())}" in roce.splitlines(), (node, roce)
+
+
+def heals(broken_node, restarted_node, journal_node, cause, action):
+    """Breaks the cluster with `action` on `broken_node`, then waits, with no
+    command, until a completion works again and `restarted_node`'s engine was
+    restarted by its watcher, whose journal names `cause`. Returns the seconds."""
+    since = node_now(journal_node)
+    restarted_before = container_started_at(restarted_node)
+    as_root(broken_node, action)
+    started = time.monotonic()
+    wait_for(lambda: container_started_at(restarted_node) != restarted_before and chat_works(WORKER),
+             RECOVERY_BOUND_S, interval=10, what=f"the cluster answering again after `{action}` on {broken_node}")
+    elapsed = time.monotonic() - started
+    lines = journal(journal_node, WATCH_UNIT, since)
+    assert cause in lines, lines
+    print(f"\n{action} on {broken_node}: answering again after {elapsed:.0f}s")
+    return elapsed
+
+
+def test_a_dead_head_engine_brings_the_cluster_back_without_a_command(lab2):
+    # systemd restarts the head's container; the worker's engine, still
+    # waiting on the dead head (as a real vLLM worker does), is restarted by
+    # its watcher and joins the new head.
+    heals(HEAD, WORKER, WORKER, "restart the worker engine: the head's engine restarted", "docker kill spark-serving")
+
+
+def test_a_dead_worker_engine_brings_the_cluster_back_without_a_command(lab2):
+    # The head keeps /health at 200 but generates nothing (as a real head in
+    # NCCL): its watcher restarts it, then the worker's rejoins.
+    heals(WORKER, HEAD, HEAD, "restart the head engine: no tokens in 3 probes in a row", "docker kill spark-serving")
+
+
+def test_a_wedged_head_that_still_answers_health_is_restarted(lab2):
+    since = node_now(HEAD)
+    started_before = container_started_at(HEAD)
+    as_root(HEAD, "docker kill -s USR1 spark-serving")
+    # The wedge, as the field sees it: /health 200, no completion.
+    assert head_healthy(HEAD)
+    assert chat_answer(WORKER, timeout=5).startswith("error")
+    wait_for(lambda: container_started_at(HEAD) != started_before and chat_works(WORKER), RECOVERY_BOUND_S,
+             interval=10, what="the cluster answering again after a wedge")
+    assert "restart the head engine: no tokens in 3 probes in a row" in journal(HEAD, WATCH_UNIT, since)
+
+
+def test_a_deploy_that_changes_the_profile_waits_for_a_completion_and_shows_progress(lab2):
+    profiles = group_data()["serving_profiles"]
+    profiles["deepseek-v4-flash"]["vllm"]["max_num_seqs"] = 4
+    result = deploy(lab2, "--data", f"serving_profiles={json.dumps(profiles, separators=(',', ':'))}")
+    assert result.returncode == 0, result.output[-6000:]
+    for node in NODES:
+        progress = [line for line in result.host_lines(node) if f"serving {node}:" in line]
+        assert progress and READY_WORDS in progress[-1], result.output[-6000:]
+    head_argv = as_root(HEAD, "docker inspect -f '{{json .Args}}' spark-serving").stdout
+    assert '"--max-num-seqs","4"' in head_argv.replace(" ", ""), head_argv
+    # Ready when the deploy says so: no waiting here.
+    assert chat_works(WORKER)
 
 
 def test_serving_comes_back_after_a_reboot_without_any_command(lab2, tmp_path):
@@ -145,8 +228,9 @@ def test_each_broken_condition_fails_its_own_check_and_a_redeploy_repairs_it(lab
 
 def test_missing_roce_device_stops_only_that_host(lab2):
     # Something only the last role repairs, on the head: if the run went on
-    # there after the worker was stopped, the head's env file is 0600 again.
-    as_root(HEAD, "chmod 0644 /etc/spark-cluster/serving.env")
+    # there after the worker was stopped, the watcher's settings are 0644
+    # again (a repair that restarts no engine: the worker's cannot start now).
+    as_root(HEAD, "chmod 0600 /etc/spark-cluster/watch.json")
     as_root(WORKER, "; ".join(f"rdma link delete {device}" for device in RAILS.values()))
     try:
         result = deploy(lab2)
@@ -156,8 +240,8 @@ def test_missing_roce_device_stops_only_that_host(lab2):
         assert any(words in line for line in result.host_lines(WORKER)), result.output[-6000:]
         head_lines = result.host_lines(HEAD)
         assert head_lines and not any("Error" in line for line in head_lines), head_lines
-        assert any("Serving environment" in op for op in result.changed_operations(HEAD)), result.output[-6000:]
-        assert as_root(HEAD, "stat -c %a /etc/spark-cluster/serving.env").stdout.strip() == "600"
+        assert any("Watcher settings" in op for op in result.changed_operations(HEAD)), result.output[-6000:]
+        assert as_root(HEAD, "stat -c %a /etc/spark-cluster/watch.json").stdout.strip() == "644"
         assert not result.changed_operations(WORKER), result.changed_operations(WORKER)
     finally:
         as_root(WORKER, "; ".join(f"rdma link add {device} type rxe netdev {netdev}"
@@ -167,8 +251,8 @@ def test_missing_roce_device_stops_only_that_host(lab2):
 def test_a_rebuilt_node_rejoins_with_one_command_and_receives_model_and_image_over_qsfp(lab2, tmp_path):
     # The model was staged on the head only (as a user downloads it once).
     on_node(HEAD, PLANT_MODEL)
-    head_started = container_started_at(HEAD)
     head_boots = boot_count(HEAD)
+    since = node_now(HEAD)
     lab("rebuild", WORKER, timeout=900)
     assert boot_count(WORKER) == 1  # a fresh disk: this is its first boot
 
@@ -187,7 +271,9 @@ def test_a_rebuilt_node_rejoins_with_one_command_and_receives_model_and_image_ov
     wait_serving_healthy()
     code, entries, output = verify(lab2, tmp_path / "rebuilt.json")
     assert code == 0, output[-6000:]
-    assert container_started_at(HEAD) == head_started  # the head kept serving throughout
+    # The head cannot serve without its worker (tensor parallel): its watcher
+    # restarted it when the worker vanished, and it waited for the new one.
+    assert "restart the head engine" in journal(HEAD, WATCH_UNIT, since)
     assert boot_count(HEAD) == head_boots
 
     again = deploy(lab2)
