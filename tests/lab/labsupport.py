@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import api_key_path
+from lab.nodes import console_tail
+from lab.state import node_index
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_SUDO_PASSWORD = "spark"
@@ -26,9 +28,23 @@ def run(argv, timeout, input_text=None, check=False):
     if check and result.returncode != 0:
         raise AssertionError(
             f"{shlex.join(map(str, argv))} exited {result.returncode}\n"
-            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}{console_when_unreachable(argv, result.returncode)}"
         )
     return result
+
+
+def console_when_unreachable(argv, returncode) -> str:
+    """The node's last console lines when ssh could not reach it (255): a
+    hung or panicked VM says why only there."""
+    words = [str(word) for word in argv]
+    if returncode != 255 or "ssh" not in words[:4]:
+        return ""
+    node = words[words.index("ssh") + 1]
+    try:
+        index = node_index(node)
+    except ValueError:
+        return ""
+    return f"\n--- last lines of {node}'s console ---\n{console_tail(index, 60)}"
 
 
 def lab(*args, timeout=900, check=True):
