@@ -596,6 +596,20 @@ def standin(tmp_path):
         process.wait(timeout=5)
 
 
+def test_an_api_open_to_every_address_is_also_asked_from_the_controller(monkeypatch, lab, standin):
+    lab.wire.api = standin
+    for node in lab.wire.nodes.values():
+        node.spec.data.update(api_listen="all", ssh_hostname="127.0.0.1", api_port=standin)
+    properties = []
+    call(peers.test_openai_endpoint, lab, head_name="spark-1", properties=properties)
+    assert "completion from this controller" in properties[0][1] and "completion from spark-2" in properties[0][1]
+    # Where the controller cannot reach it, the check says so and why.
+    for node in lab.wire.nodes.values():
+        node.spec.data.update(api_port=free_port())  # nothing listens there
+    with pytest.raises(Failed, match="from this controller.*a firewall between here and the head"):
+        call(peers.test_openai_endpoint, lab, head_name="spark-1")
+
+
 def test_with_an_api_key_the_probe_sends_it_on_stdin_and_passes(monkeypatch, tmp_path):
     key = "lab-key-0123456789abcdef"
     key_file = tmp_path / "api_key"

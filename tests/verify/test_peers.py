@@ -10,6 +10,8 @@ import ipaddress
 import json
 import re
 import shlex
+import subprocess
+import sys
 import time
 from typing import NamedTuple
 
@@ -476,6 +478,23 @@ def test_openai_endpoint(cluster, head_name, record_property):
             problems.add(f"{url}{what} from {worker.name}", expected, found,
                          generation if what.startswith(CHAT) else startup)
         speed = completion_speed(worker.name, probe)
+        if speed:
+            speeds.append(speed)
+    if head.spec.get("api_listen") == "all":
+        # Open beyond the cable: it must answer here too, on the address this controller knows the head by.
+        here = f"http://{head.spec.get('ssh_hostname')}:{port}"
+        done = subprocess.run([sys.executable, "-c", ENDPOINT_PROBE, here, served or "", str(CHAT_TIMEOUT_S),
+                               str(CHAT_MAX_TOKENS)], input=(key or "") + "\n", capture_output=True, text=True,
+                              timeout=CHAT_TIMEOUT_S + 40)
+        try:
+            probe = json.loads(done.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            probe = {"health_error": (done.stderr or done.stdout).strip()[-300:]}
+        for what, expected, found in endpoint_problems(probe, served):
+            problems.add(f"{here}{what} from this controller", expected, found,
+                         "api_listen = 'all': a firewall between here and the head, or the head's management "
+                         "address differs from ssh_hostname" if not what.startswith(CHAT) else generation)
+        speed = completion_speed("this controller", probe)
         if speed:
             speeds.append(speed)
     if speeds:
