@@ -30,7 +30,11 @@ class DockerRuntimes(FactBase):
 
 
 class UnitState(FactBase):
-    """{"active": bool, "enabled": bool} of a systemd unit, in one command."""
+    """{"active": bool, "enabled": bool} of a systemd unit, in one command.
+
+    A unit systemd is bringing up ("activating": its ExecStartPre run, as
+    after the watcher restarted it) counts as active: starting it again would
+    change nothing but the run's report."""
 
     def command(self, unit: str) -> str:
         quoted = shlex.quote(unit)
@@ -39,6 +43,6 @@ class UnitState(FactBase):
     def process(self, output):
         words = [line.strip() for line in output if line.strip()]
         return {
-            "active": bool(words) and words[0] == "active",
+            "active": bool(words) and words[0] in ("active", "activating", "reloading"),
             "enabled": len(words) > 1 and words[1] == "enabled",
         }

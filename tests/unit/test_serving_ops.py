@@ -13,6 +13,7 @@ from pyinfra.api.command import FileUploadCommand, FunctionCommand
 
 from roles import caches, distribute, serving, standin
 from roles.serving import restart
+from roles.serving.facts import UnitState
 from spark_cluster.engine_image import standin_tag
 from roles.serving.unit import unquote_exec_start
 UNIT = "/etc/systemd/system/spark-serving.service"
@@ -226,3 +227,14 @@ def test_a_clean_restart_stops_everywhere_then_starts_workers_before_the_head(mo
     serving = [(name, command.split()[1]) for name, command in sequence if command.endswith(" spark-serving.service")]
     assert [verb for _, verb in serving] == ["stop"] * 4 + ["start"] * 4
     assert [name for name, verb in serving if verb == "start"][-1] == "spark-1"
+
+
+@pytest.mark.parametrize("words, state", [
+    (["active", "enabled"], {"active": True, "enabled": True}),
+    (["activating", "enabled"], {"active": True, "enabled": True}),  # the watcher just restarted it
+    (["failed", "enabled"], {"active": False, "enabled": True}),
+    (["inactive", "disabled"], {"active": False, "enabled": False}),
+    ([], {"active": False, "enabled": False}),
+])
+def test_a_unit_systemd_is_bringing_up_is_not_started_again(words, state):
+    assert UnitState().process(words) == state
