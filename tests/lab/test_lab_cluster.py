@@ -24,6 +24,7 @@ from labsupport import (
     image_id,
     journal,
     lab,
+    lab_api_key,
     node_now,
     on_node,
     outcomes,
@@ -119,6 +120,16 @@ def test_verification_suite_is_green_on_the_converged_lab(lab2, tmp_path):
     for node in NODES:
         roce = as_root(node, "cat /run/spark-cluster/roce.env").stdout
         assert f"NCCL_IB_HCA={','.join(RAILS.values())}" in roce.splitlines(), (node, roce)
+    # The lab serves with an API key (.lab/api_key): verify passed with it,
+    # a request without it is refused, and the key is in no unit or argv.
+    assert chat_answer(WORKER, key="") == "401 0"
+    assert chat_works(WORKER)
+    key = lab_api_key()
+    for node in NODES:
+        readable = as_root(node, "cat /etc/systemd/system/spark-serving*.service /etc/spark-cluster/watch.json; "
+                                 "ps -eo args").stdout
+        assert key and key not in readable, node
+        assert key in as_root(node, "cat /etc/spark-cluster/serving.env").stdout, node
 
 
 def heals(broken_node, restarted_node, journal_node, cause, action):
