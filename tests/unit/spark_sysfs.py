@@ -18,18 +18,15 @@ two (0 RoCE v2 link-local, 1 RoCE v2 IPv4-mapped).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 from roles.rdma.facts import DETECTOR_SOURCE
+from source_module import load_source
 
 
 def load_detector(name="roce_detect"):
-    spec = importlib.util.spec_from_file_location(name, DETECTOR_SOURCE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_source(name, DETECTOR_SOURCE)
 
 
 detector = load_detector()

@@ -1,7 +1,6 @@
 """The lab's stand-in engine: argv parsing, a real two-rank run on loopback,
 and the image builder's root filesystem."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ from roles.serving.argv import ClusterPlace, render_engine_argv
 from spark_cluster import engine_image
 from spark_cluster.engines import ENGINES
 from spark_cluster.engine_image import STANDIN_BUILDER_SOURCE as BUILDER, STANDIN_SOURCE, effective_image, standin_tag
+from source_module import load_source
 
 SERVER = STANDIN_SOURCE / "server.py"
 REAL_TAG = standin_tag()
@@ -28,10 +28,7 @@ REPORT = STANDIN_SOURCE / "report.py"
 
 
 def load_server():
-    spec = importlib.util.spec_from_file_location("standin_server", SERVER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_source("standin_server", SERVER)
 
 
 server = load_server()

@@ -2,7 +2,6 @@
 case by case, the memory check, the engine phases it reads from logs, and
 the settings the role writes for it."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -22,13 +21,11 @@ from spark_cluster.engines import ENGINES, ClusterPlace
 from spark_cluster.settings import SettingError
 from collect_ops import GROUP_DATA
 from test_rdma import python38_violations
+from source_module import load_source
 
 
 def load_watch():
-    spec = importlib.util.spec_from_file_location("serving_watch", WATCH_SOURCE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_source("serving_watch", WATCH_SOURCE)
 
 
 watch = load_watch()

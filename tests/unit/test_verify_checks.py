@@ -5,7 +5,6 @@ named for it, with a message that says expected / found / fix."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 import sys
@@ -44,13 +43,11 @@ sys.path.insert(0, str(VERIFY))
 from sparkverify import expect  # noqa: E402
 from sparkverify.inventory import load_cluster  # noqa: E402
 from sparkverify.remote import Node, Result  # noqa: E402
+from source_module import load_source
 
 
 def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_source(name, path)
 
 
 checks = _load(VERIFY / "test_node.py", "verify_test_node")

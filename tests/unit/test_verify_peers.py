@@ -7,7 +7,6 @@ runs for real, against HTTP servers on 127.0.0.1."""
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import ipaddress
 import json
@@ -38,13 +37,11 @@ from sparkverify.parse import ipv4_mapped_gid, parse_write_bw  # noqa: E402
 from sparkverify.rails import node_fabric  # noqa: E402
 from sparkverify.remote import Result, VerifyEnvironmentError  # noqa: E402
 from sparkverify.report import ResultBook, write_json  # noqa: E402
+from source_module import load_source
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(f"verify_{name}", VERIFY / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_source(f"verify_{name}", VERIFY / f"{name}.py")
 
 
 peers = _load("test_peers")

@@ -494,21 +494,26 @@ def test_container_env(node):
     problems.check()
 
 
-def test_serving_unit(node):
-    problems = Problems(node.name)
-    unit = node.unit_properties(SERVING_UNIT)
-    # The word, not testinfra's is_enabled: that is true for every state
-    # `systemctl is-enabled` exits 0 on, enabled-runtime (gone at the next
-    # boot) and static among them. A unit not installed has no UnitFileState
-    # and LoadState not-found.
+def unit_running_problems(problems, node, unit_name, after_what):
+    """Whether `unit_name` is enabled (the word, not testinfra's is_enabled: that is
+    true for every state `systemctl is-enabled` exits 0 on, enabled-runtime,
+    gone at the next boot, and static among them; a unit not installed has no
+    UnitFileState and LoadState not-found) and active. Returns whether it is active."""
+    unit = node.unit_properties(unit_name)
     enabled = unit.get("UnitFileState") or unit.get("LoadState", "")
     if enabled != "enabled":
-        problems.add(SERVING_UNIT, "enabled (comes back after a power cut)", enabled or "unknown",
-                     f"`sudo systemctl enable {SERVING_UNIT}` or {REDEPLOY}")
+        problems.add(unit_name, f"enabled ({after_what})", enabled or "unknown",
+                     f"`sudo systemctl enable {unit_name}` or {REDEPLOY}")
     active = unit.get("ActiveState", "")
     if active != "active":
-        problems.add(SERVING_UNIT, "active", active or "unknown",
-                     f"`sudo systemctl start {SERVING_UNIT}`; see `journalctl -u {SERVING_UNIT}`")
+        problems.add(unit_name, "active", active or "unknown",
+                     f"`sudo systemctl start {unit_name}`; see `journalctl -u {unit_name}`")
+    return active == "active"
+
+
+def test_serving_unit(node):
+    problems = Problems(node.name)
+    unit_running_problems(problems, node, SERVING_UNIT, "comes back after a power cut")
     status = node.run_root(f"docker inspect -f '{{{{.State.Status}}}}' {CONTAINER}")
     if status.stdout.strip() != "running":
         problems.add(f"container {CONTAINER}", "running", status.stdout.strip() or status.brief,
@@ -527,14 +532,7 @@ with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
 def test_serving_watch(node, cluster):
     """The watcher that restarts engines of a cluster that fell apart is enabled, running, and watching."""
     problems = Problems(node.name)
-    unit = node.unit_properties(WATCH_UNIT)
-    enabled = unit.get("UnitFileState") or unit.get("LoadState", "")
-    if enabled != "enabled":
-        problems.add(WATCH_UNIT, "enabled (watches after every boot)", enabled or "unknown",
-                     f"`sudo systemctl enable {WATCH_UNIT}` or {REDEPLOY}")
-    if unit.get("ActiveState", "") != "active":
-        problems.add(WATCH_UNIT, "active", unit.get("ActiveState") or "unknown",
-                     f"see `journalctl -u {WATCH_UNIT}`; {REDEPLOY}")
+    if not unit_running_problems(problems, node, WATCH_UNIT, "watches after every boot"):
         problems.check()
     url = f"http://{node.spec.qsfp_ip}:{int(node.spec.get('serving_watch_port', WATCH_PORT))}/state"
     answer = node.run(f"python3 -c {shlex.quote(WATCH_STATE_PROBE)} {url}", timeout=30)
