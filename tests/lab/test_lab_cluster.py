@@ -294,6 +294,7 @@ def test_a_rebuilt_node_rejoins_with_one_command_and_receives_model_and_image_ov
 NVIDIA_FILE = "/etc/netplan/40-cx7.yaml"
 
 
+@pytest.mark.extended
 def test_ports_another_configuration_claims_stop_that_node_until_takeover_moves_them_aside(lab2):
     """A user who followed NVIDIA's playbook first: its netplan file and
     NetworkManager profiles own the worker's QSFP ports."""
@@ -328,6 +329,7 @@ def test_ports_another_configuration_claims_stop_that_node_until_takeover_moves_
     assert again.returncode == 0 and again.grand_total()["changed"] == 0, again.output[-6000:]
 
 
+@pytest.mark.extended
 def test_bond_mode_is_one_line_away_and_converges_reruns_and_verifies(tmp_path):
     """inventory/lab2_bond.py: the same lab with network_mode = "bond"."""
     before = {node: boot_count(node) for node in NODES}
