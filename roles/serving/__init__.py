@@ -45,9 +45,9 @@ from .facts import DockerRuntimes, UnitState
 from .ready import wait_until_serving
 from .watch import WATCH_SOURCE
 
-WATCH_DIR = defaults.WATCH_PATH.rsplit("/", 1)[0]
+# The watcher's directory is the rdma role's (its RoCE detector lives there).
 MANAGED_PATHS = [defaults.CONFIG_DIR, defaults.ENV_FILE, defaults.UNIT_FILE, defaults.IMAGE_MARKER,
-                 WATCH_DIR, defaults.WATCH_PATH, defaults.WATCH_CONFIG, defaults.WATCH_UNIT_FILE]
+                 defaults.WATCH_PATH, defaults.WATCH_CONFIG, defaults.WATCH_UNIT_FILE]
 UNIT_STATE = want(UnitState, unit=defaults.UNIT_NAME)
 WATCH_STATE = want(UnitState, unit=defaults.WATCH_UNIT_NAME)
 DOCKER_RUNTIMES = want(DockerRuntimes)
@@ -62,7 +62,6 @@ def wants(account):
 
 def _write_watcher(managed, desired):
     """The watcher's program, settings and unit; returns their operations."""
-    managed.directory(name="Directory for the serving watcher", path=WATCH_DIR, user="root", group="root", mode="755")
     return [
         managed.put(name="Install the serving watcher (judges engines by generated tokens)", src=str(WATCH_SOURCE),
                     dest=defaults.WATCH_PATH, user="root", group="root", mode="755"),
@@ -76,7 +75,6 @@ def _write_watcher(managed, desired):
 
 def _write_files(managed, desired, image_identity_text):
     """The three files, each put only where it differs; returns their operations."""
-    managed.directory(name="Config directory", path=defaults.CONFIG_DIR, user="root", group="root", mode="755")
     return [
         managed.put(name="Serving environment (0600: read by docker only)", src=StringIO(desired.env_text),
                     dest=defaults.ENV_FILE, user="root", group="root", mode="600"),
@@ -108,6 +106,7 @@ def apply():
     desired = desired_serving(s, host.data, image=image, home=account["home"],
                               docker_runtimes=host_fact(DOCKER_RUNTIMES), node=host.name)
     managed = Snapshot(MANAGED_PATHS)
+    managed.directory(name="Config directory", path=defaults.CONFIG_DIR, user="root", group="root", mode="755")
     # The watcher first: the engine's unit runs its prestart check.
     watcher = _write_watcher(managed, desired)
     written = _write_files(managed, desired, identity)
