@@ -127,9 +127,21 @@ def test_a_restart_refused_by_backoff_is_retried_on_a_later_look():
 
 # --- a worker ------------------------------------------------------------------------
 
-def worker_look(memory, head_started, now, started=T0):
-    head = None if head_started == "unreachable" else {"engine_started_at": head_started}
+def worker_look(memory, head_started, now, started=T0, skew=0.0):
+    """The head's watcher reports its engine's start on its own clock, `skew` seconds off ours."""
+    head = None if head_started == "unreachable" else {
+        "engine_started_at": None if head_started is None else head_started + skew,
+        "engine_started_local": head_started}
     return step(WORKER, {"engine_started_at": started, "head": head}, memory, now)
+
+
+def test_the_heads_engine_is_known_by_its_own_clock_so_skew_and_jitter_restart_nothing():
+    # The head's clock runs 300 s ahead; each look moves it onto ours with some jitter.
+    _, _, memory = worker_look(None, T0 - 500, T0 + 10, skew=300)
+    for look, jitter in enumerate((2.5, -3.0, 7.0)):
+        head = {"engine_started_at": T0 - 500 + 300, "engine_started_local": T0 - 500 + jitter}
+        action, reason, memory = step(WORKER, {"engine_started_at": T0, "head": head}, memory, T0 + 20 + look)
+        assert action == "none" and reason == "head engine seen"
 
 
 def test_a_worker_whose_head_restarted_later_rejoins():

@@ -175,7 +175,9 @@ def decide(config, observed, memory, now):
     (this node's engine container, None when none runs); on the head probe_ok
     (a completion answered) and tokens (the engine's generation counter, None
     when it exports none); on a worker head (the head's watcher view, None
-    when unreachable) with head["engine_started_at"] on this node's clock.
+    when unreachable): head["engine_started_at"] as the head's clock reads it
+    (the engine's identity, exact) and head["engine_started_local"], the same
+    moved onto this node's clock (approximate: for comparing with its own).
     """
     memory = dict(memory)
     started = observed.get("engine_started_at")
@@ -215,16 +217,17 @@ def _decide_head(config, observed, memory, now, started):
 
 def _decide_worker(config, observed, memory, now, started):
     head = observed.get("head")
-    head_started = head.get("engine_started_at") if head else None
-    if head_started is None:
+    identity = head.get("engine_started_at") if head else None
+    if identity is None:
         return NONE, "head engine not seen (down, starting or unreachable): waiting", memory
     seen = memory.get("head_seen")
-    if seen is None or abs(head_started - seen) < 1.0:
-        memory["head_seen"] = head_started
+    if seen is None or identity == seen:
+        memory["head_seen"] = identity
         return NONE, "head engine seen", memory
+    head_started = head.get("engine_started_local", identity)
     if head_started - started <= config["rejoin_grace_s"]:
         # Head and worker (re)started together (a deploy): this engine joins the new head.
-        memory["head_seen"] = head_started
+        memory["head_seen"] = identity
         return NONE, "head engine restarted with this one", memory
     return _restart(memory, now, config,
                     f"the head's engine restarted ({head_started - started:.0f}s after this worker's); "
@@ -345,7 +348,8 @@ def metrics_counter(text, name):
 
 
 def head_view(config):
-    """The head watcher's /state, its times moved onto this node's clock; None when unreachable."""
+    """The head watcher's /state (None when unreachable), with its times also
+    moved onto this node's clock: nodes' clocks may differ by minutes."""
     try:
         asked = time.time()
         _, data = _request(config["head_state_url"], timeout=5)
@@ -353,9 +357,10 @@ def head_view(config):
     except (OSError, ValueError):
         return None
     offset = (asked + time.time()) / 2 - float(view.get("now", asked))
-    for name in ("engine_started_at", "last_ok_at"):
-        if view.get(name) is not None:
-            view[name] = float(view[name]) + offset
+    if view.get("engine_started_at") is not None:
+        view["engine_started_local"] = float(view["engine_started_at"]) + offset
+    if view.get("last_ok_at") is not None:
+        view["last_ok_at"] = float(view["last_ok_at"]) + offset
     return view
 
 
