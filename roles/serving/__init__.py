@@ -15,8 +15,9 @@ Desired state (head = rank 0, the others are workers):
 - spark-serving-watch.service runs on every node (files/serving_watch.py,
   /etc/spark-cluster/watch.json): it judges the engine by generated tokens
   and restarts engines so a cluster whose head or worker died reassembles;
-- a run that (re)started serving ends only once the head answers a chat
-  completion (serving_wait_ready), showing each engine's phase meanwhile.
+- a run that (re)started an engine on any node ends only once the head
+  answers a chat completion (serving_wait_ready), every node showing its
+  engine's phase meanwhile.
 
 Nodes are not ordered against each other: after a boot every node starts its
 unit on its own; a worker early for the head retries the rendezvous (and
@@ -33,7 +34,7 @@ from pyinfra.operations import python, systemd
 from pyinfra.operations.util import any_changed
 
 from spark_cluster.batch_fact import want
-from spark_cluster.cluster_facts import host_fact
+from spark_cluster.cluster_facts import host_fact, run_cache
 from spark_cluster.engine_image import image_id_of, image_identity, image_of
 from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.host_ops import admin_account, fail_host
@@ -121,9 +122,14 @@ def apply():
     if host_fact(WATCH_STATE) != {"active": True, "enabled": True}:
         systemd.service(name="Watcher enabled at boot and running", service=defaults.WATCH_UNIT_NAME,
                         running=True, enabled=True)
+    # Engines (re)started on any node: every node waits (each shows its own
+    # engine's phase, and its log if the cluster never answers). A run that
+    # started nothing skips the wait everywhere.
+    started_anywhere = run_cache().setdefault("serving: engines started", [])
+    started_anywhere.extend(started)
     if s.serving_wait_ready:
-        # Not on a run that changed nothing: the operation is skipped then.
         python.call(name="Wait until the head answers a chat completion (serving_wait_ready)",
                     function=wait_until_serving, timeout_s=int(s.serving_start_timeout_s),
-                    watch_path=defaults.WATCH_PATH, _if=any_changed(*started),
+                    watch_path=defaults.WATCH_PATH,
+                    _if=lambda: any(op.is_complete() and op.did_change() for op in started_anywhere),
                     _timeout=int(s.serving_start_timeout_s) + 120)
