@@ -403,7 +403,9 @@ class Watcher:
         observed = observe(self.config, key, self.memory.get("tokens"))
         now = time.time() if now is None else now
         action, reason, memory = decide(self.config, observed, self.memory, now)
-        changed = reason != self.memory.get("note")
+        # One journal line per change of state: answering and generating are one.
+        alive = ("answering", "generating")
+        changed = reason != self.memory.get("note") and not (reason in alive and self.memory.get("note") in alive)
         memory["note"] = reason
         self.memory = memory
         with self.lock:
