@@ -29,11 +29,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
-from labsupport import facts_per_node  # noqa: E402  (one parser for the tests and the bench)
-HEALTH = (
-    "python3 -c \"import urllib.request,sys;"
-    "sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=5).status == 200 else 1)\""
-)
+from labsupport import facts_per_node, health_probe  # noqa: E402  (one parser for the tests and the bench)
+HEALTH = health_probe()
 
 
 def run(argv: list[str], check: bool = True, cwd: Path = REPO, env: dict | None = None) -> tuple[float, str]:

@@ -164,12 +164,17 @@ def wait_for(predicate, timeout: float, interval: float = 5.0, what: str = "cond
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
-def head_healthy(head: str, api_port: int = 8000) -> bool:
-    probe = (
-        "python3 -c \"import urllib.request,sys;"
-        f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{api_port}/health', timeout=5).status == 200 else 1)\""
-    )
-    return on_node(head, probe, check=False).returncode == 0
+# The head's API listens on its QSFP address (api_listen = "qsfp"), the lab's first rail.
+HEAD_API = "http://192.168.100.10:8000"
+
+
+def health_probe(api: str = HEAD_API) -> str:
+    return ("python3 -c \"import urllib.request,sys;"
+            f"sys.exit(0 if urllib.request.urlopen('{api}/health', timeout=5).status == 200 else 1)\"")
+
+
+def head_healthy(head: str, api: str = HEAD_API) -> bool:
+    return on_node(head, health_probe(api), check=False).returncode == 0
 
 
 def tree_digest(node: str, path: str) -> str:
@@ -215,7 +220,7 @@ def lab_api_key() -> str:
     return path.read_text().strip() if path.exists() else ""
 
 
-def chat_answer(node: str, api: str = "http://192.168.100.10:8000", model: str = "deepseek-v4-flash",
+def chat_answer(node: str, api: str = HEAD_API, model: str = "deepseek-v4-flash",
                 timeout: float = 10, key: str | None = None) -> str:
     """"200 1" when a completion came back; else the status or error, as the probe printed it."""
     key = lab_api_key() if key is None else key
