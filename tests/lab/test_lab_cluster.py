@@ -4,7 +4,9 @@ worker, a wedged head (each healed by the watcher alone), a profile change
 (the deploy waits for a completion), reboot, break and repair, a node with
 missing hardware, a rebuilt node, a node whose QSFP ports another
 configuration already claims (NVIDIA's playbook), and the switch to bond mode.
-Each test builds on the state the previous one left, as a user's session would."""
+Each test builds on the state the previous one left, as a user's session would.
+The last three are marked `extended`: CI's hour has no room for them, so
+`scripts/test --extended` runs them (the default run deselects them)."""
 
 import json
 import time
@@ -259,6 +261,7 @@ def test_missing_roce_device_stops_only_that_host(lab2):
                                   for netdev, device in RAILS.items()), check=False)
 
 
+@pytest.mark.extended
 def test_a_rebuilt_node_rejoins_with_one_command_and_receives_model_and_image_over_qsfp(lab2, tmp_path):
     # The model was staged on the head only (as a user downloads it once).
     on_node(HEAD, PLANT_MODEL)
