@@ -16,8 +16,8 @@ Desired state:
   management NIC keeps the default route), renderer networkd per device (so
   netplan tells DGX OS's NetworkManager to leave exactly these ports alone and
   an NM restart cannot touch them; every other interface keeps NM); a running
-  NetworkManager lets go of them at once (files/nm_release.sh), not only at
-  the next boot;
+  NetworkManager lets go of them at once (files/nm_release.sh), and its own
+  conf.d file names them unmanaged, so no boot can race it;
 - ARP is answered only on the netdev that holds the address (sysctl file);
 - the live links match that file: netplan is applied only when the file
   changed or the links drifted (address flushed, MTU, slaves, mode, a leftover bond);
@@ -38,7 +38,8 @@ from spark_cluster.cluster_facts import host_fact
 from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.host_ops import PACKAGES_WANT, ensure_packages, fail_host
 
-from .checks import hardware_problem, link_up_commands, nm_drift, nm_release_command
+from .checks import (NM_UNMANAGED_FILE, hardware_problem, link_up_commands, nm_drift, nm_present,
+                     nm_release_command, render_nm_unmanaged)
 from .facts import QsfpLinks
 from .netplan import mode_role, render_netplan, render_sysctl
 from spark_cluster.qsfp_owners import TAKEOVER_DIR, owners_want, refusal, takeover_command, verdict
@@ -56,7 +57,7 @@ def _links(s):
 def wants(account):
     """The facts this role reads on a node (see cluster_facts.read_ahead)."""
     s = network_settings(host.data)
-    return [_links(s), owners_want(), PACKAGES_WANT, snapshot_want([s.netplan_file, s.sysctl_file])]
+    return [_links(s), owners_want(), PACKAGES_WANT, snapshot_want([s.netplan_file, s.sysctl_file, NM_UNMANAGED_FILE])]
 
 
 def _move_other_owners(s):
@@ -93,7 +94,7 @@ def apply():
 
     ensure_packages("Install netplan and ping", PACKAGES)
 
-    paths = Snapshot([s.netplan_file, s.sysctl_file])
+    paths = Snapshot([s.netplan_file, s.sysctl_file, NM_UNMANAGED_FILE])
     sysctl = paths.put(
         name=f"ARP per netdev: {s.sysctl_file}",
         src=StringIO(render_sysctl()), dest=s.sysctl_file, user="root", group="root", mode="644",
@@ -107,6 +108,12 @@ def apply():
         name=f"Describe the QSFP links in {s.netplan_file}",
         src=StringIO(render_netplan(s)), dest=s.netplan_file, user="root", group="root", mode="600",
     )
+
+    if nm_present(links):
+        paths.put(
+            name=f"NetworkManager leaves the QSFP links alone from boot on: {NM_UNMANAGED_FILE}",
+            src=StringIO(render_nm_unmanaged(s)), dest=NM_UNMANAGED_FILE, user="root", group="root", mode="644",
+        )
 
     mode = mode_role(s)
     # netplan generate validates every netplan file before a link is touched.

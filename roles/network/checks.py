@@ -25,6 +25,26 @@ def nm_drift(s: SimpleNamespace, fact: dict) -> list[str]:
             if links.get(name, {}).get("nm") not in (None, "unmanaged")]
 
 
+# NetworkManager reads this at start, before it takes any device: at boot it
+# cannot race udev's NM_UNMANAGED mark (the lab saw it take a rail's second
+# half, "connected (externally)", and reset its MTU to 1500).
+NM_UNMANAGED_FILE = "/etc/NetworkManager/conf.d/90-spark-cluster-qsfp.conf"
+
+
+def nm_present(fact: dict) -> bool:
+    """Whether NetworkManager answers for any QSFP netdev (DGX OS: yes)."""
+    return any(link.get("nm") for link in fact.get("links", {}).values())
+
+
+def render_nm_unmanaged(s: SimpleNamespace) -> str:
+    """NetworkManager's own word that our netdevs are not its to manage (the
+    list is appended to, as netplan itself does, never replaced)."""
+    names = ",".join(f"interface-name:{name}" for name in our_netdevs(s))
+    return ("# Managed by spark-cluster (roles/network): the QSFP links are networkd's (netplan).\n"
+            "[keyfile]\n"
+            f"unmanaged-devices+={names}\n")
+
+
 def nm_release_command(s: SimpleNamespace) -> str:
     """files/nm_release.sh for our netdevs: NetworkManager lets go of them now."""
     return shipped_command(NM_RELEASE, *our_netdevs(s))

@@ -16,6 +16,7 @@ from roles.network import bond, dual_subnet
 from roles.network.checks import LINK_UP_WAIT, NM_RELEASE, hardware_problem, link_up_commands, nm_drift, nm_release_command
 from roles.network.facts import QsfpLinks, parse_links
 from roles.network.netplan import render_netplan, render_sysctl
+from roles.network.checks import render_nm_unmanaged
 from spark_cluster.qsfp_owners import Claim, QsfpOwners
 from roles.network.settings import network_settings
 from spark_cluster.settings import SettingError
@@ -606,3 +607,36 @@ def test_release_fails_in_one_line(tmp_path, tool, message):
 def test_release_needs_netdevs(tmp_path):
     result = subprocess.run(["sh", str(NM_RELEASE)], capture_output=True, text=True, timeout=10)
     assert result.returncode == 2 and result.stderr == "usage: nm_release.sh NETDEV...\n"
+
+
+# --- NetworkManager told from boot on (DGX OS runs it) -------------------------
+
+NM_FILE = "/etc/NetworkManager/conf.d/90-spark-cluster-qsfp.conf"
+NM_OP = f"NetworkManager leaves the QSFP links alone from boot on: {NM_FILE}"
+
+
+def with_nm(lines, state="unmanaged"):
+    return [f"{line} nm={state}" if line.startswith("link=") and "present=1" in line else line for line in lines]
+
+
+@pytest.mark.parametrize("data, names", [
+    (HOST_DATA, "interface-name:enp1s0f1np1,interface-name:enP2p1s0f1np1"),
+    (BOND_DATA, "interface-name:enp1s0f1np1,interface-name:enP2p1s0f1np1,interface-name:bond0"),
+], ids=["dual_subnet", "bond"])
+def test_networkmanager_gets_its_own_unmanaged_list_for_our_links(data, names):
+    s = network_settings(data)
+    assert render_nm_unmanaged(s).splitlines()[1:] == ["[keyfile]", f"unmanaged-devices+={names}"]
+    dual = links(with_nm(UNCABLED), with_nm(link(RAILS[0], addresses=["192.168.100.10/24"])),
+                 with_nm(link(RAILS[1], addresses=["192.168.101.10/24"])))
+    ops = build_operations(network.apply, HOST_DATA, {QsfpLinks: dual, **INSTALLED},
+                           converged_files(settings()))
+    put = op(ops, NM_OP)[1]
+    assert any("90-spark-cluster-qsfp.conf" in command for command in put)
+    converged = {**converged_files(settings()), NM_FILE: (render_nm_unmanaged(settings()), 644)}
+    ops = build_operations(network.apply, HOST_DATA, {QsfpLinks: dual, **INSTALLED}, converged)
+    assert all(commands == [] or condition for _, commands, condition in ops)
+
+
+def test_without_networkmanager_no_file_is_written():
+    ops = build_operations(network.apply, HOST_DATA, {QsfpLinks: DUAL, **INSTALLED}, converged_files(settings()))
+    assert NM_OP not in [name for name, _, _ in ops]
