@@ -30,7 +30,7 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import python, systemd
+from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
 from spark_cluster.batch_fact import want
@@ -43,7 +43,7 @@ from spark_cluster.settings import require
 from . import defaults
 from .desired import desired_serving, serving_settings
 from .facts import DockerRuntimes, UnitState
-from .ready import wait_until_serving
+from .ready import wait_operation
 from .watch import WATCH_SOURCE
 
 # The watcher's directory is the rdma role's (its RoCE detector lives there).
@@ -128,8 +128,6 @@ def apply():
     started_anywhere = run_cache().setdefault("serving: engines started", [])
     started_anywhere.extend(started)
     if s.serving_wait_ready:
-        python.call(name="Wait until the head answers a chat completion (serving_wait_ready)",
-                    function=wait_until_serving, timeout_s=int(s.serving_start_timeout_s),
-                    watch_path=defaults.WATCH_PATH,
-                    _if=lambda: any(op.is_complete() and op.did_change() for op in started_anywhere),
-                    _timeout=int(s.serving_start_timeout_s) + 120)
+        wait_operation("Wait until the head answers a chat completion (serving_wait_ready)",
+                       s.serving_start_timeout_s, defaults.WATCH_PATH,
+                       _if=lambda: any(op.is_complete() and op.did_change() for op in started_anywhere))

@@ -2,7 +2,7 @@
 engine, the node's operation ends only once the head answers a chat
 completion, and says meanwhile what each engine is doing.
 
-Every node whose engine this run (re)started waits: the head until it
+When an engine (re)started on any node, every node waits: the head until it
 answers a one-token completion itself, a worker until the head's watcher
 has seen it answer with this worker in the cluster. Each asks the watcher's
 `status` (files/serving_watch.py) every few seconds over its open SSH
@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import gevent
 from pyinfra import host, logger
-from pyinfra.api.exceptions import OperationError
 from pyinfra.api.command import StringCommand
+from pyinfra.api.exceptions import OperationError
+from pyinfra.operations import python
 
 POLL_S = 10
 PROGRESS_EVERY_S = 60
@@ -99,3 +100,10 @@ def wait_until_serving(timeout_s: int, watch_path: str) -> None:
             _, tail = _run(["python3", watch_path, "logtail", str(LOG_TAIL_LINES)])
             raise OperationError(timeout_message(host.name, timeout_s, status, "\n".join(tail)))
         _sleep(POLL_S)
+
+
+def wait_operation(name: str, timeout_s: int, watch_path: str, **arguments):
+    """The pyinfra operation that waits (wait_until_serving); `arguments` are
+    pyinfra's global ones (_if...). Bounded a little past the wait's own timeout."""
+    return python.call(name=name, function=wait_until_serving, timeout_s=int(timeout_s), watch_path=watch_path,
+                       _timeout=int(timeout_s) + 120, **arguments)

@@ -13,11 +13,11 @@ memory a crashed engine leaked.
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import python, systemd
+from pyinfra.operations import systemd
 
 from . import defaults
 from .desired import serving_settings
-from .ready import wait_until_serving
+from .ready import wait_operation
 
 
 def wants(account):
@@ -39,6 +39,4 @@ def apply():
                     running=True, _if=lambda: is_head)
     systemd.service(name="Restart the watchers with a clean slate", service=defaults.WATCH_UNIT_NAME,
                     running=True, restarted=True)
-    python.call(name="Wait until the head answers a chat completion", function=wait_until_serving,
-                timeout_s=int(s.serving_start_timeout_s), watch_path=defaults.WATCH_PATH,
-                _timeout=int(s.serving_start_timeout_s) + 120)
+    wait_operation("Wait until the head answers a chat completion", s.serving_start_timeout_s, defaults.WATCH_PATH)
