@@ -1,7 +1,9 @@
 # Cluster-wide desired state, written once. Per-node facts (addresses, names)
 # live in the inventory; derived values (head, ranks, peers) are computed by
-# spark_cluster.inventory. Roles fall back to their own defaults.py for
-# anything not set here.
+# spark_cluster.inventory. Every setting, with its type and default, is
+# declared once in spark_cluster/schema.py and listed in docs/settings.md;
+# what is not set here takes that default. A key the schema does not declare
+# (a typo) stops the run before pyinfra connects, naming the closest setting.
 
 cluster_name = "spark"
 
@@ -64,6 +66,9 @@ gpu_expected = True
 # --- Serving (roles/serving) -------------------------------------------------
 serving_engine = "vllm"          # or "sglang"
 serving_profile = "deepseek-v4-flash"
+# The image must carry the engine: switching serving_engine to "sglang" means
+# an SGLang image too (or serving_image = None and no entrypoint flag: each
+# engine's default image, docs/settings.md). A vLLM image under SGLang is refused.
 serving_image = "vllm-ds4-sm121:latest"
 # True when the image's ENTRYPOINT already is `vllm serve` (a vLLM fork's
 # image; appending `vllm serve` again fails with "unrecognized arguments").

@@ -21,20 +21,8 @@ from pyinfra.api import FactBase
 
 from .batch_fact import Want, want
 from .cluster_facts import member_connected, member_fact
-from .engines import DEFAULT_ENGINE, default_image
-from .settings import require, role_settings
-
-# The settings read here; the roles that read them too take their defaults from this.
-IMAGE_DEFAULTS = {
-    "serving_engine": DEFAULT_ENGINE,
-    # None: the engine's default image (spark_cluster.engines).
-    "serving_image": None,
-    # Set by the lab inventories: the stand-in engine instead of a real image.
-    "serving_standin": False,
-    # The node that already holds the model and the engine image; None = the head.
-    "distribute_source": None,
-    "distribute_image": True,
-}
+from .engines import default_image
+from .settings import cluster_settings, require
 
 # The stand-in's files are data shipped with the standin role; the tag that
 # names them is computed here because preflight, which runs before standin,
@@ -65,7 +53,7 @@ def effective_image(serving_image: str | None, serving_standin: bool) -> str | N
 
 def image_of(host_data: Any) -> str | None:
     """effective_image from a host's settings: group_data's image, else the engine's default."""
-    s = role_settings(host_data, IMAGE_DEFAULTS)
+    s = cluster_settings(host_data)
     return effective_image(s.serving_image or default_image(s.serving_engine), s.serving_standin)
 
 
@@ -93,7 +81,7 @@ def needs_copy(source_value, own_value) -> bool:
 
 def distribution_source(host_data: Any) -> dict:
     """The cluster member ({name, qsfp_ip, rank}) that images and the model are copied from."""
-    name = role_settings(host_data, IMAGE_DEFAULTS).distribute_source or host_data.get("head_name")
+    name = cluster_settings(host_data).distribute_source or host_data.get("head_name")
     members = {member["name"]: member for member in host_data.get("cluster_members")}
     require(name in members, "distribute_source", f"{name!r} is not a node of this inventory")
     return members[name]
@@ -106,7 +94,7 @@ def image_to_receive(host_data: Any) -> tuple[str, str] | None:
     (roles/standin): its id is then BUILT_THIS_RUN, and every other node
     loads that very image instead of building one with a different id.
     """
-    s = role_settings(host_data, IMAGE_DEFAULTS)
+    s = cluster_settings(host_data)
     if not s.distribute_image:
         return None
     image = image_of(host_data)
@@ -136,7 +124,7 @@ def image_identity(host_data: Any) -> str | None:
     the tag is its identity.
     """
     image = image_of(host_data)
-    if role_settings(host_data, IMAGE_DEFAULTS).serving_standin:
+    if cluster_settings(host_data).serving_standin:
         return image
     image_id = member_fact(image_id_of(image)).get(host.name)
     if image_id is None:

@@ -61,7 +61,7 @@ class Engine:
     respelled: Mapping[tuple[str, str], str] = field(default_factory=dict)
     # Variables only this engine reads, from the node's QSFP address.
     env: Callable[[str], Mapping[str, str]] = _no_env
-    # The image run when group_data sets no serving_image (None: group_data must).
+    # The image run when group_data sets no serving_image.
     default_image: str | None = None
     default_image_entrypoint_is_engine: bool = False
     # Where the engine serves its API when its command line names no port (the
@@ -135,6 +135,8 @@ VLLM = Engine(
         "served_model_name", "headless", "model",
     }),
     env=_host_ip,
+    # NVIDIA's NGC build for DGX Spark; its entrypoint runs the command it is given.
+    default_image="nvcr.io/nvidia/vllm:26.04-py3",
     api_key_variable="VLLM_API_KEY",
     tokens_metric="vllm:generation_tokens_total",
     memory_setting="gpu_memory_utilization",
@@ -162,6 +164,8 @@ SGLANG = Engine(
     renamed_in="SGLang v0.5.12",
     respelled={("kv_cache_dtype", "fp8"): "fp8_e4m3"},
     default_port=30000,
+    # SGLang's own DGX Spark build; no engine entrypoint: launch_server is appended.
+    default_image="lmsysorg/sglang:spark",
     # SGLang reads no VLLM_HOST_IP, but serving.env has always carried it for
     # every engine and the verify suite's env-file check expects it there.
     env=_host_ip,

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .schema import DEFAULTS
 from .settings import SettingError, require
 
 # Each physical QSFP port's two PCIe halves (netdev, RDMA device), as DGX OS
@@ -37,20 +38,6 @@ PORT_HALVES: dict[int, tuple[tuple[str, str], tuple[str, str]]] = {
 }
 QSFP_NETDEVS = tuple(netdev for halves in PORT_HALVES.values() for netdev, _ in halves)
 MODES = ("dual_subnet", "bond")
-
-FABRIC_DEFAULTS: dict[str, Any] = {
-    # "dual_subnet": one subnet per PCIe half (full bandwidth, NVIDIA's layout);
-    # "bond": bond0 over the halves of the cabled port(s), one address.
-    "network_mode": "dual_subnet",
-    # The physical port(s) a cable is in: [1] is the README's two-node setup
-    # (one cable in port 1); [0, 1] when both ports are cabled (four rails).
-    "qsfp_ports": [1],
-    # dual_subnet: rail i (ports in the order above, half 0 then half 1) takes
-    # subnet i; a node's qsfp_address lies in the first one and its host
-    # number carries over to every other rail (.10 -> .10 on each subnet).
-    "qsfp_subnets": ["192.168.100.0/24", "192.168.101.0/24", "192.168.102.0/24", "192.168.103.0/24"],
-    "bond_name": "bond0",
-}
 
 # Linux interface names: at most 15 bytes, no '/', no whitespace.
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -114,7 +101,7 @@ class Fabric:
 
 def _setting(host_data: Any, key: str) -> Any:
     value = host_data.get(key)
-    return FABRIC_DEFAULTS[key] if value is None else value
+    return DEFAULTS[key] if value is None else value
 
 
 def _ports(value: Any) -> list[int]:

@@ -14,8 +14,16 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
+import click
 from pyinfra.api.exceptions import InventoryError
+from pyinfra.context import state
+# pyinfra's own group_data reader: the values it will merge, read the same way.
+from pyinfra_cli.inventory import _get_group_data
 from pyinfra_cli.exceptions import CliError
+from pyinfra_cli.util import parse_cli_arg
+
+from .fabric import fabric
+from .settings import SettingError, problems
 
 # A node's own facts; everything else about it is derived or cluster-wide.
 # ssh_user is required: the ssh and distribute roles log in from node to node
@@ -278,9 +286,69 @@ def define_cluster(nodes: Iterable[dict[str, Any]], **overrides: Any) -> list[tu
     group_data/all.py. A refusal names the file that called this function
     (the inventory the user wrote) and the node.
     """
-    nodes = validate_nodes(nodes, _file_of(sys._getframe(1)))
+    source = _file_of(sys._getframe(1))
+    nodes = validate_nodes(nodes, source)
     topology = derive_topology(nodes)
-    return [
+    hosts = [
         (node["name"], {**overrides, **_pyinfra_host_data(node), **topology[node["name"]]})
         for node in nodes
     ]
+    layers = cli_layers(source)
+    if layers is not None:
+        check_settings(hosts, source, *layers)
+    return hosts
+
+
+def cli_layers(inventory_file: str) -> tuple[list[tuple[str, dict]], dict] | None:
+    """([(group_data file, its values)], --data values) as pyinfra's CLI will
+    merge them over this inventory, or None outside the CLI (unit tests, the
+    verify suite: they check the merged data when they read it).
+
+    pyinfra reads group_data and --data only after the inventory file, then
+    connects: reading them here is what lets a typo stop the run before any
+    host is touched. Only group_data/all.py and the group named after the
+    inventory file (spark2.py for inventory/spark2.py) apply to our hosts."""
+    context = click.get_current_context(silent=True)
+    if context is None or "inventory" not in context.params:
+        return None
+    cwd = Path(context.params.get("chdir") or getattr(state, "cwd", None) or os.getcwd())
+    inventory = Path(context.params["inventory"])
+    folders = [cwd / "group_data", (cwd / inventory).resolve().parent / "group_data",
+               *map(Path, context.params.get("group_data") or ())]
+    groups = []
+    for folder in dict.fromkeys(folders):  # in order, once each
+        for group in ("all", inventory.stem):
+            if (folder / f"{group}.py").is_file():
+                values = _get_group_data(str(folder / f"{group}.py")).get(group, {})
+                groups.append((_relative(folder / f"{group}.py"), values))
+    data = dict(arg.split("=", 1) for arg in context.params.get("data") or () if "=" in arg)
+    return groups, {key: parse_cli_arg(value) for key, value in data.items()}
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(_REPO))
+    except ValueError:
+        return str(path)
+
+
+def check_settings(hosts: list[tuple[str, dict]], source: str, groups: list[tuple[str, dict]],
+                   data: dict[str, Any]) -> None:
+    """Every node's merged settings (group_data < inventory < --data, as pyinfra
+    merges them) checked against spark_cluster.schema and its fabric derived,
+    before pyinfra connects; a problem raises ClusterInventoryError naming
+    where the offending key was set and, for a node's fabric, the node."""
+    for name, host_data in hosts:
+        merged: dict[str, Any] = {}
+        origin: dict[str, str] = {}
+        for place, values in [*groups, (source, host_data), ("--data", data)]:
+            merged.update(values)
+            origin.update(dict.fromkeys(values, place))
+        found = problems(merged)
+        if found:
+            key, message = found[0]
+            raise ClusterInventoryError(f"{origin.get(key, 'group_data/all.py')}: {message}")
+        try:
+            fabric(merged)
+        except SettingError as error:
+            raise ClusterInventoryError(f"{source}: {name}: {error}") from None

@@ -216,9 +216,6 @@ class QsfpOwners(FactBase):
 
 # spark-cluster's own netplan file: the one configuration that is not "other".
 OWN_NETPLAN_FILE = "/etc/netplan/40-spark-cluster.yaml"
-# Read by preflight (which stops the host before any change) and by the
-# network role (which moves the claims aside): one default for both.
-OWNER_DEFAULTS = {SETTING: False}
 
 
 def owners_want() -> Want:

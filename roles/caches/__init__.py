@@ -11,9 +11,8 @@ from pyinfra.api import deploy
 from spark_cluster.caches import cache_root, engine_cache_dirs, hf_home
 from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.host_ops import admin_account, fail_host
-from spark_cluster.settings import role_settings
+from spark_cluster.settings import cluster_settings
 
-from .defaults import DEFAULTS
 
 
 def _cache_dirs(home):
@@ -32,7 +31,7 @@ def wants(account):
 
 @deploy("caches: engine and Hugging Face caches on the host")
 def apply():
-    s = role_settings(host.data, DEFAULTS)
+    s = cluster_settings(host.data)
     account = admin_account(s.ssh_user)
     if account is None:
         fail_host(

@@ -24,9 +24,8 @@ from spark_cluster.cluster_facts import member_fact
 from spark_cluster.cluster_ssh import KEY_NAME, SYSTEM_KNOWN_HOSTS
 from spark_cluster.engine_image import distribution_source, image_id_of, image_of, image_to_receive, needs_copy
 from spark_cluster.host_ops import PACKAGES_WANT, admin_account, ensure_packages
-from spark_cluster.settings import role_settings
+from spark_cluster.settings import cluster_settings
 
-from .defaults import DEFAULTS
 from .facts import ModelManifest
 from .plan import model_cache_dir
 
@@ -42,7 +41,7 @@ def _copies_model(s):
 def wants(account):
     """The facts this role reads on a node (see cluster_facts.read_ahead). The
     source's are read too: receivers compare theirs with it."""
-    s = role_settings(host.data, DEFAULTS)
+    s = cluster_settings(host.data)
     reads = []
     image = image_of(host.data)
     if s.distribute_image and image:
@@ -57,7 +56,7 @@ def wants(account):
 
 @deploy("distribute: model and engine image over QSFP")
 def apply():
-    s = role_settings(host.data, DEFAULTS)
+    s = cluster_settings(host.data)
     source = distribution_source(host.data)
     account = admin_account(s.ssh_user)
     if account is None:

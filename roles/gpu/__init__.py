@@ -11,19 +11,18 @@ from pyinfra.api import deploy
 from pyinfra.operations import server
 
 from spark_cluster.file_state import Snapshot, snapshot_want
-from spark_cluster.settings import role_settings
+from spark_cluster.settings import cluster_settings
 
-from .defaults import DEFAULTS
 
 
 def wants(account):
     """The facts this role reads on a node (see cluster_facts.read_ahead)."""
-    return [snapshot_want([role_settings(host.data, DEFAULTS).drm_override_file])]
+    return [snapshot_want([cluster_settings(host.data).drm_override_file])]
 
 
 @deploy("gpu: full unified memory for CUDA")
 def apply():
-    s = role_settings(host.data, DEFAULTS)
+    s = cluster_settings(host.data)
 
     override = Snapshot([s.drm_override_file]).absent(
         name="Remove the DRM override that halves CUDA memory",

@@ -34,10 +34,9 @@ from spark_cluster.engine_image import image_of
 from spark_cluster.fabric import QSFP_NETDEVS, fabric
 from spark_cluster.host_ops import fail_host
 from spark_cluster.qsfp_owners import owners_want, refusal, verdict
-from spark_cluster.settings import require, role_settings
+from spark_cluster.settings import cluster_settings
 
 from .compare import CONSISTENT_FIELDS, compare_nodes, nccl_warning, summary_line
-from .defaults import DEFAULTS
 from .facts import NodeInventory
 
 
@@ -53,10 +52,7 @@ def _inventory(s):
 
 
 def _settings():
-    s = role_settings(host.data, DEFAULTS)
-    require(s.qsfp_carrier_required in ("any", "all"), "qsfp_carrier_required",
-            f"must be 'any' or 'all', got {s.qsfp_carrier_required!r}")
-    return s
+    return cluster_settings(host.data)
 
 
 def _rails_by_node(names):

@@ -8,9 +8,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from spark_cluster.fabric import fabric
-from spark_cluster.settings import require, role_settings
+from spark_cluster.settings import cluster_settings, require
 
-from .defaults import DEFAULTS
 
 DETECTOR_PATH = "/usr/local/lib/spark-cluster/roce_detect.py"
 ROCE_ENV_PATH = "/run/spark-cluster/roce.env"
@@ -30,20 +29,11 @@ def _pinned_hca(value: Any) -> str | None:
     return ",".join(names)
 
 
-def _pinned_gid_index(value: Any) -> int | None:
-    if value == "auto":
-        return None
-    require(isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255,
-            "nccl_ib_gid_index", f"must be 'auto' or a GID index from 0 to 255, got {value!r}")
-    return value
-
-
 def rdma_settings(host_data: Any) -> SimpleNamespace:
-    s = role_settings(host_data, DEFAULTS)
+    s = cluster_settings(host_data)
     s.pinned_hca = _pinned_hca(s.nccl_ib_hca)
-    s.pinned_gid_index = _pinned_gid_index(s.nccl_ib_gid_index)
-    require(isinstance(s.roce_gid_wait_s, int) and s.roce_gid_wait_s >= 0, "roce_gid_wait_s",
-            f"must be a whole number of seconds, got {s.roce_gid_wait_s!r}")
+    # spark_cluster.schema checked it: "auto" or an index from 0 to 255.
+    s.pinned_gid_index = None if s.nccl_ib_gid_index == "auto" else s.nccl_ib_gid_index
     s.fabric = fabric(host_data)
     return s
 

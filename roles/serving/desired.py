@@ -15,11 +15,10 @@ from typing import Any, Sequence
 from roles.rdma.settings import roce_env_command
 from spark_cluster.caches import cache_mounts
 from spark_cluster.fabric import fabric
-from spark_cluster.settings import SettingError, require, role_settings
+from spark_cluster.settings import SettingError, cluster_settings, require
 
 from .argv import ClusterPlace, EngineArgvError, engine_named, render_engine_argv
 from . import defaults
-from .defaults import DEFAULTS
 from .environment import ServingEnvError, serving_environment
 from .unit import NVIDIA_RUNTIME, Container, render_env_file, render_unit, unit_context
 from .watch import (api_host, memory_claim, read_api_key, refuse_secret_flags, render_watch_config,
@@ -28,7 +27,7 @@ from .watch import (api_host, memory_claim, read_api_key, refuse_secret_flags, r
 
 def serving_settings(host_data: Any) -> SimpleNamespace:
     """The role's settings, with the chosen profile's engine_flags and profile_env."""
-    s = role_settings(host_data, DEFAULTS)
+    s = cluster_settings(host_data)
     profiles = s.serving_profiles or {}
     require(s.serving_profile in profiles, "serving_profile", f"{s.serving_profile!r} is not in serving_profiles")
     profile = profiles[s.serving_profile]

@@ -31,9 +31,9 @@ from spark_cluster.cluster_facts import host_fact, member_fact
 from spark_cluster.cluster_ssh import KEY_NAME, SYSTEM_KNOWN_HOSTS
 from spark_cluster.file_state import UNCHANGED, Snapshot, snapshot_want
 from spark_cluster.host_ops import admin_account, fail_host
-from spark_cluster.settings import role_settings
+from spark_cluster.settings import cluster_settings
 
-from .defaults import CONFIG_MARKER, DEFAULTS, KNOWN_HOSTS_MARKER
+from .defaults import CONFIG_MARKER, KNOWN_HOSTS_MARKER
 from .facts import HostPublicKeys
 from .keys import ensure_cluster_key
 from .render import keys_by_name, known_hosts_text, ssh_config_text
@@ -62,7 +62,7 @@ def wants(account):
     admin = account()
     if admin:
         ssh_dir = f"{admin['home']}/.ssh"
-        key = ensure_cluster_key(role_settings(host.data, DEFAULTS).cluster_name)
+        key = ensure_cluster_key(cluster_settings(host.data).cluster_name)
         reads += [snapshot_want(*_managed(ssh_dir, key.public_line)), _config_block(ssh_dir)]
     return reads
 
@@ -132,7 +132,7 @@ def _authorize(paths: Snapshot, public_line, user, group, ssh_dir):
 
 @deploy("ssh: node-to-node SSH over QSFP with verified host keys")
 def apply():
-    s = role_settings(host.data, DEFAULTS)
+    s = cluster_settings(host.data)
     account = admin_account(s.ssh_user)
     if account is None:
         fail_host("Find the admin user's home", f"ssh: admin user {s.ssh_user!r} not found on {host.name}")

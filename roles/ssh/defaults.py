@@ -1,8 +1,4 @@
-DEFAULTS = {
-    "ssh_user": None,
-    # Names the controller's key directory: one key pair per cluster.
-    "cluster_name": "spark",
-}
+"""The ssh role's fixed markers (its settings: spark_cluster/schema.py)."""
 
 # Markers of the managed blocks; other lines of both files are left alone.
 # pyinfra matches them as awk regexes: no regex metacharacters in them.

@@ -28,10 +28,9 @@ from spark_cluster.engine_image import (
     standin_tag,
 )
 from spark_cluster.file_state import Snapshot, snapshot_want
-from spark_cluster.settings import role_settings
+from spark_cluster.settings import cluster_settings
 
 from . import defaults
-from .defaults import DEFAULTS
 
 
 def _sources():
@@ -44,7 +43,7 @@ def _managed_paths(sources):
 
 def wants(account):
     """The facts this role reads on a node (see cluster_facts.read_ahead)."""
-    if not role_settings(host.data, DEFAULTS).serving_standin:
+    if not cluster_settings(host.data).serving_standin:
         return []
     return [image_id_of(standin_tag()), snapshot_want(_managed_paths(_sources()))]
 
@@ -58,7 +57,7 @@ def builds_here(host_data) -> bool:
 
 @deploy("standin (lab only): stand-in engine image where the real one would be pulled")
 def apply():
-    s = role_settings(host.data, DEFAULTS)
+    s = cluster_settings(host.data)
     if not s.serving_standin:
         return
     sources = _sources()

@@ -1,9 +1,4 @@
-from spark_cluster.engine_image import IMAGE_DEFAULTS
-
-DEFAULTS = {
-    # Set by the lab inventories; on real Sparks the engine image is the user's.
-    "serving_standin": IMAGE_DEFAULTS["serving_standin"],
-}
+"""Where the stand-in lands on a node (its setting, serving_standin: spark_cluster/schema.py)."""
 
 # Where the stand-in's sources and builder land on the node.
 STANDIN_DIR = "/usr/local/lib/spark-cluster/standin"

@@ -10,7 +10,7 @@ deploy's own SSH session when netplan applied."""
 import pytest
 
 from inventory.lab_common import lab_cluster
-from spark_cluster.inventory import ClusterInventoryError, define_cluster
+from spark_cluster.inventory import ClusterInventoryError, check_settings, define_cluster
 
 HERE = "tests/unit/test_bad_input.py"
 
@@ -122,3 +122,82 @@ def test_a_refusal_names_the_file_that_called_define_cluster():
     with pytest.raises(ClusterInventoryError) as error:
         lab_cluster(3)
     assert str(error.value) == "inventory/lab_common.py: a cluster has 2 or 4 nodes, got 3"
+
+
+# --- cluster-wide settings: group_data, the inventory's values, --data ------
+# check_settings is what define_cluster runs under pyinfra's CLI, before it
+# connects (test_cli_refuses_before_connecting runs the CLI itself).
+GROUP_DATA_FILE = "group_data/all.py"
+VLLM_IMAGE = {"serving_image": "vllm-ds4-sm121:latest", "serving_image_entrypoint_is_engine": True}
+
+
+def check(group=None, data=None, hosts=None):
+    """check_settings over `hosts` (cluster()'s, on 10.0.x subnets, by default)."""
+    base = {**VLLM_IMAGE, **({} if hosts else {"qsfp_subnets": ["10.0.0.0/24", "10.0.1.0/24"]})}
+    hosts = hosts or define_cluster(cluster())
+    check_settings(hosts, HERE, [(GROUP_DATA_FILE, {**base, **(group or {})})], data or {})
+
+
+SETTINGS_REFUSED = [
+    ("typo in group_data", {"serving_engin": "sglang"}, None,
+     f"{GROUP_DATA_FILE}: unknown setting 'serving_engin': did you mean serving_engine?"),
+    ("typo in --data", None, {"mtuu": 1500}, "--data: unknown setting 'mtuu': did you mean mtu?"),
+    ("a key like nothing we know", {"colour": "blue"}, None,
+     f"{GROUP_DATA_FILE}: unknown setting 'colour': see docs/settings.md for every setting"),
+    ("an engine we do not know", {"serving_engine": "tgi"}, None,
+     f"{GROUP_DATA_FILE}: 'serving_engine' must be one of 'vllm', 'sglang', got 'tgi'"),
+    ("sglang under the vLLM image", {"serving_engine": "sglang"}, None,
+     f"{GROUP_DATA_FILE}: 'serving_image' 'vllm-ds4-sm121:latest' is a vLLM image but 'serving_engine' is 'sglang': "
+     "set serving_image to a SGLang image (or None for lmsysorg/sglang:spark) and "
+     "serving_image_entrypoint_is_engine to match it"),
+    ("sglang from --data under the vLLM image", None, {"serving_engine": "sglang"},
+     f"{GROUP_DATA_FILE}: 'serving_image' 'vllm-ds4-sm121:latest' is a vLLM image but 'serving_engine' is 'sglang': "
+     "set serving_image to a SGLang image (or None for lmsysorg/sglang:spark) and "
+     "serving_image_entrypoint_is_engine to match it"),
+    ("an entrypoint flag for the default image", {"serving_image": None}, None,
+     f"{GROUP_DATA_FILE}: 'serving_image_entrypoint_is_engine' is True but serving_image is None (vLLM's default "
+     "nvcr.io/nvidia/vllm:26.04-py3, whose entrypoint is known): set serving_image to the image it describes, "
+     "or remove serving_image_entrypoint_is_engine"),
+    ("two settings on one port", {"master_port": 8000}, None,
+     f"{GROUP_DATA_FILE}: 'master_port' 8000 is also 'api_port': the head serves both on one address; "
+     "give each of api_port, master_port and serving_watch_port its own port"),
+    ("a port from --data as text", None, {"api_port": "8000"},
+     "--data: 'api_port' must be an integer from 1 to 65535, got '8000'"),
+    ("a port above 65535", {"serving_watch_port": 70000}, None,
+     f"{GROUP_DATA_FILE}: 'serving_watch_port' must be an integer from 1 to 65535, got 70000"),
+    ("True as a timeout", {"serving_start_timeout_s": True}, None,
+     f"{GROUP_DATA_FILE}: 'serving_start_timeout_s' must be an integer of at least 1, got True"),
+    ("a network mode we do not know", {"network_mode": "bridge"}, None,
+     f"{GROUP_DATA_FILE}: 'network_mode' must be one of 'dual_subnet', 'bond', got 'bridge'"),
+    ("a yes/no as text", {"qsfp_takeover": "yes"}, None,
+     f"{GROUP_DATA_FILE}: 'qsfp_takeover' must be True or False, got 'yes'"),
+    ("a memory share above 1", {"serving_memory_check": 80}, None,
+     f"{GROUP_DATA_FILE}: 'serving_memory_check' must be a number from 0 to 1 or None, got 80"),
+    ("ports as one number", {"qsfp_ports": 1}, None,
+     f"{GROUP_DATA_FILE}: 'qsfp_ports' must be a list of integers, got 1"),
+    ("a subnet over the management LAN", {"qsfp_subnets": ["10.0.0.0/24", "192.168.1.0/24"]}, None,
+     f"{HERE}: spark-1: group_data: 'qsfp_subnets' 192.168.1.0/24 holds this node's management address "
+     "192.168.1.21: the QSFP route would cut the deploy's SSH session; give the rails subnets of their own"),
+]
+
+
+@pytest.mark.parametrize("group, data, message", [case[1:] for case in SETTINGS_REFUSED],
+                         ids=[case[0] for case in SETTINGS_REFUSED])
+def test_bad_settings_are_refused_in_one_line_naming_where_they_were_set(group, data, message):
+    with pytest.raises(ClusterInventoryError) as error:
+        check(group, data)
+    assert str(error.value) == message
+
+
+def test_the_inventory_file_is_named_for_the_values_it_sets():
+    hosts = define_cluster(cluster(), serving_watch_interval_s=0)
+    with pytest.raises(ClusterInventoryError) as error:
+        check(hosts=hosts)
+    assert str(error.value) == f"{HERE}: 'serving_watch_interval_s' must be an integer of at least 1, got 0"
+
+
+def test_the_shipped_settings_and_the_labs_pass():
+    check()
+    check(hosts=lab_cluster(2))
+    check(hosts=lab_cluster(2, network_mode="bond"))
+    check({"serving_engine": "sglang", "serving_image": None, "serving_image_entrypoint_is_engine": None})

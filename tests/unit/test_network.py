@@ -86,7 +86,7 @@ def test_bond_mode_bonds_the_cabled_ports_halves():
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"network_mode": "bridge"}, "'network_mode' must be one of dual_subnet, bond"),
+        ({"network_mode": "bridge"}, "'network_mode' must be one of 'dual_subnet', 'bond'"),
         ({"qsfp_ports": []}, "'qsfp_ports' must list the cabled QSFP port(s)"),
         ({"qsfp_ports": [2]}, "'qsfp_ports' holds 2; a DGX Spark's QSFP ports are [0, 1]"),
         ({"qsfp_ports": [1, 1]}, "'qsfp_ports' lists a port twice"),
@@ -99,7 +99,7 @@ def test_bond_mode_bonds_the_cabled_ports_halves():
         ({"bond_mode": "xor"}, "'bond_mode' must be one of"),
         ({"mtu": "9000"}, "'mtu' must be an integer from 1280 to 9216"),
         ({"mtu": 65000}, "'mtu' must be an integer"),
-        ({"qsfp_carrier_required": "some"}, "'qsfp_carrier_required' must be 'any' or 'all'"),
+        ({"qsfp_carrier_required": "some"}, "'qsfp_carrier_required' must be one of 'all', 'any'"),
         ({"qsfp_takeover": "yes"}, "'qsfp_takeover' must be True or False"),
     ],
 )

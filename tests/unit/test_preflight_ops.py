@@ -165,7 +165,7 @@ def test_rdma_devices_named_otherwise_only_warn_even_when_strict(monkeypatch, ca
 
 def test_an_unknown_carrier_requirement_is_refused_before_anything_runs(monkeypatch):
     facts = {name: inventory_fact() for name in ("spark-1", "spark-2")}
-    with pytest.raises(SettingError, match="'qsfp_carrier_required' must be 'any' or 'all', got 'some'"):
+    with pytest.raises(SettingError, match="'qsfp_carrier_required' must be one of 'all', 'any', got 'some'"):
         prepare(cluster(2, qsfp_carrier_required="some"), facts, monkeypatch)
 
 

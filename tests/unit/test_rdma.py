@@ -256,9 +256,9 @@ def test_fact_command_runs_the_detector_source(fixture, problem):
     "changes, message",
     [
         ({"nccl_ib_hca": "rocep1s0f0;rm -rf /"}, "'nccl_ib_hca' must be 'auto' or RDMA device names"),
-        ({"nccl_ib_gid_index": "3"}, "'nccl_ib_gid_index' must be 'auto' or a GID index from 0 to 255"),
+        ({"nccl_ib_gid_index": "3"}, "'nccl_ib_gid_index' must be 'auto' or an integer from 0 to 255"),
         ({"nccl_ib_gid_index": 300}, "'nccl_ib_gid_index' must be 'auto'"),
-        ({"roce_gid_wait_s": -1}, "'roce_gid_wait_s' must be a whole number"),
+        ({"roce_gid_wait_s": -1}, "'roce_gid_wait_s' must be an integer of at least 0"),
     ],
 )
 def test_bad_group_data_names_the_key(changes, message):

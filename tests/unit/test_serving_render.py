@@ -78,8 +78,14 @@ def test_multiline_values_are_refused():
         environment("10.0.0.2", {"BAD": "a\nb"})
 
 
+def engine_settings(engine):
+    """serving_engine with an image of that engine (the schema refuses a vLLM image under SGLang)."""
+    return {"serving_engine": engine} if engine == "vllm" else {
+        "serving_engine": engine, "serving_image": None, "serving_image_entrypoint_is_engine": None}
+
+
 def unit_text(rank=0, world_size=2, nvidia=False, engine="vllm", hca="auto", gid="auto"):
-    return desired(rank, world_size, nvidia, serving_engine=engine, nccl_ib_hca=hca, nccl_ib_gid_index=gid).unit_text
+    return desired(rank, world_size, nvidia, **engine_settings(engine), nccl_ib_hca=hca, nccl_ib_gid_index=gid).unit_text
 
 
 def directive(text, key):
@@ -205,12 +211,12 @@ def test_the_container_is_what_the_unit_runs():
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_the_env_file_names_the_engine(engine):
-    assert parse_env_file(desired(serving_engine=engine).env_text)["SPARK_ENGINE"] == engine
+    assert parse_env_file(desired(**engine_settings(engine)).env_text)["SPARK_ENGINE"] == engine
 
 
 def test_an_unknown_engine_is_a_setting_error():
     profiles = {"p": {"tgi": {}}}
-    with pytest.raises(SettingError, match="serving_engine must be one of vllm, sglang, got 'tgi'"):
+    with pytest.raises(SettingError, match="'serving_engine' must be one of 'vllm', 'sglang', got 'tgi'"):
         desired(serving_engine="tgi", serving_profiles=profiles, serving_profile="p")
 
 
@@ -237,6 +243,7 @@ TOY = Engine(
 def toy_desired(monkeypatch, flags, **overrides):
     monkeypatch.setitem(ENGINES, "toy", TOY)
     profiles = {"p": {"toy": flags, "env": {"TOY_CACHE": "/c"}}}
+    overrides = {"serving_image": "toy:2", **overrides}  # the image the settings describe; IMAGE runs
     return desired(rank=1, serving_engine="toy", serving_profiles=profiles, serving_profile="p", **overrides)
 
 
@@ -330,7 +337,7 @@ def test_an_api_key_lands_in_the_0600_env_file_only(tmp_path):
 
 def test_sglang_takes_no_key_but_on_its_command_line_so_a_key_is_refused(tmp_path):
     with pytest.raises(SettingError, match="SGLang takes an API key on its command line only"):
-        desired(serving_engine="sglang", serving_api_key_file=key_file(tmp_path))
+        desired(**engine_settings("sglang"), serving_api_key_file=key_file(tmp_path))
 
 
 @pytest.mark.parametrize("flag", ["api_key", "hf_token"])

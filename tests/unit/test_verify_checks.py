@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from testinfra.backend.base import BaseBackend
 from testinfra.host import Host
 
-from roles.gpu.defaults import DEFAULTS as GPU_DEFAULTS
+from spark_cluster.schema import DEFAULTS as SETTING_DEFAULTS
 from roles.network.netplan import render_netplan
 from roles.network.settings import network_settings
 from roles.rdma import DOCKER_MEMLOCK_DROPIN, FILES as RDMA_FILES, MEMLOCK_FILES
@@ -664,7 +664,7 @@ def revoke_the_heads_host_key(n, cluster):
 
 
 # Breakages land where the roles put things, so a check looking elsewhere misses them.
-DRM_OVERRIDE = GPU_DEFAULTS["drm_override_file"]
+DRM_OVERRIDE = SETTING_DEFAULTS["drm_override_file"]
 (LIMITS_FILE,) = [dest for dest, source in MEMLOCK_FILES.items() if "limits" in source]
 ROOT_ONLY = 0o600
 DRM_LINE = "options nvidia-drm modeset=1 fbdev=1\n"
@@ -966,7 +966,8 @@ def test_vllm_host_ip_is_the_control_address_and_only_vllm_needs_it(spark):
     found = failures(spark)
     assert set(found) == {"container_env"}, found
     assert "VLLM_HOST_IP: expected 192.168.100.11, found 192.168.101.11" in found["container_env"]
-    spark.node("spark-2").spec.data["serving_engine"] = "sglang"
+    spark.node("spark-2").spec.data.update(serving_engine="sglang", serving_image="lmsysorg/sglang:spark",
+                                           serving_image_entrypoint_is_engine=False)
     assert "container_env" not in failures(spark)
 
 

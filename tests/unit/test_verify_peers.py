@@ -31,7 +31,10 @@ VERIFY = REPO / "tests" / "verify"
 STANDIN = REPO / "roles" / "standin" / "files" / "standin" / "server.py"
 sys.path.insert(0, str(VERIFY))
 
-from sparkverify.expect import RDMA_MIN_LINK_FRACTION, ROCE_ENV  # noqa: E402
+from sparkverify.expect import ROCE_ENV  # noqa: E402
+from spark_cluster.schema import DEFAULTS as SETTING_DEFAULTS  # noqa: E402
+
+RDMA_MIN_LINK_FRACTION = SETTING_DEFAULTS["rdma_min_link_fraction"]
 from sparkverify.inventory import load_cluster  # noqa: E402
 from sparkverify.parse import ipv4_mapped_gid, parse_write_bw  # noqa: E402
 from sparkverify.rails import node_fabric  # noqa: E402
@@ -512,7 +515,7 @@ def test_an_unreadable_link_rate_fails_on_real_hardware(spark):
 
 def test_a_fraction_outside_0_to_1_is_named(spark):
     spark.node("spark-2").spec.data["rdma_min_link_fraction"] = 50
-    with pytest.raises(VerifyEnvironmentError, match="rdma_min_link_fraction must be a number from 0 to 1, got 50"):
+    with pytest.raises(VerifyEnvironmentError, match="'rdma_min_link_fraction' must be a number from 0 to 1, got 50"):
         call(peers.test_rdma, spark, worker_name="spark-2")
 
 

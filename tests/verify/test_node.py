@@ -9,7 +9,6 @@ import pytest
 from sparkverify.expect import (
     CLUSTER_KEY,
     CONTAINER,
-    DRM_OVERRIDE,
     ENGINE_CACHES,
     INTERFACE_VARIABLES,
     KNOWN_HOSTS,
@@ -18,7 +17,6 @@ from sparkverify.expect import (
     ROCE_ENV,
     SERVING_ENV,
     SERVING_UNIT,
-    WATCH_PORT,
     WATCH_UNIT,
     Problems,
     hf_cache_dir,
@@ -56,7 +54,7 @@ CUDA_TOTAL_MEMORY = (
 
 
 def is_vllm(node) -> bool:
-    return node.spec.get("serving_engine", "vllm") == "vllm"
+    return node.spec.settings.serving_engine == "vllm"
 
 
 def roce_env(node) -> dict[str, str] | None:
@@ -227,7 +225,7 @@ def test_roce_gid(node):
                          f"on the bond's RDMA device(s), some of {','.join(fab.rdma_devices)}", "on none of them",
                          f"check 'links' (the bond's address), then `sudo systemctl restart {SERVING_UNIT}`")
             problems.check()
-    pinned = node.spec.get("nccl_ib_hca", "auto")
+    pinned = node.spec.settings.nccl_ib_hca
     if pinned == "auto":
         expected = [rail.rdma_device for rail in rails]
         hca_fix = (f"the detector leaves out a rail whose device had no ACTIVE port or no RoCE v2 GID at serving "
@@ -346,12 +344,13 @@ def test_infiniband(node):
 
 def test_drm_override(node):
     problems = Problems(node.name)
-    path = shlex.quote(DRM_OVERRIDE)
+    override = node.spec.settings.drm_override_file
+    path = shlex.quote(override)
     # As root: modprobe reads the file whatever its mode, and a root-only file
     # exists all the same for a `head` run as the admin that cannot open it.
     if node.run_root(f"test -e {path}").ok:
         content = node.run_root(f"head -c 200 {path}")
-        problems.add(DRM_OVERRIDE, "absent",
+        problems.add(override, "absent",
                      f"present ({content.stdout.strip()!r})" if content.ok else f"present, unreadable ({content.brief})",
                      "CUDA will see ~62 GB instead of ~120 GB with it; remove it, `update-initramfs -u` and "
                      f"reboot ({REDEPLOY}: roles/gpu does all three)")
@@ -363,12 +362,12 @@ def test_gpu_memory(node):
     if not node.run("command -v nvidia-smi").ok:
         # Only an inventory that says so (the lab: its VMs have no GPU) may
         # skip; on a Spark a missing driver is a broken node.
-        if not node.spec.get("gpu_expected", True):
+        if not node.spec.settings.gpu_expected:
             pytest.skip("gpu_expected is False in the inventory (no GPU on these nodes): nothing to measure")
         problems.add("NVIDIA driver", "nvidia-smi on the PATH", "missing",
                      "install the NVIDIA driver (DGX OS ships it), reboot, and check `nvidia-smi` lists the GPU")
         problems.check()
-    minimum = float(node.spec.get("min_gpu_memory_gib", 100))
+    minimum = float(node.spec.settings.min_gpu_memory_gib)
     cuda = node.run(f"python3 -c {shlex.quote(CUDA_TOTAL_MEMORY)}")
     if cuda.ok and cuda.stdout.strip().isdigit():
         total_gib, source = int(cuda.stdout.strip()) / 2**30, "CUDA cuDeviceTotalMem"
@@ -386,7 +385,7 @@ def test_gpu_memory(node):
     if total_gib < minimum:
         problems.add(f"GPU memory ({source})", f">= {minimum:g} GiB", f"{total_gib:.1f} GiB",
                      f"~62 GiB means the DRM override is (or was until the last boot) in place: remove "
-                     f"{DRM_OVERRIDE}, update-initramfs -u, reboot; otherwise stop leaked containers and drop caches")
+                     f"{node.spec.settings.drm_override_file}, update-initramfs -u, reboot; otherwise stop leaked containers and drop caches")
     problems.check()
 
 
@@ -534,7 +533,7 @@ def test_serving_watch(node, cluster):
     problems = Problems(node.name)
     if not unit_running_problems(problems, node, WATCH_UNIT, "watches after every boot"):
         problems.check()
-    url = f"http://{node.spec.qsfp_ip}:{int(node.spec.get('serving_watch_port', WATCH_PORT))}/state"
+    url = f"http://{node.spec.qsfp_ip}:{node.spec.settings.serving_watch_port}/state"
     answer = node.run(f"python3 -c {shlex.quote(WATCH_STATE_PROBE)} {url}", timeout=30)
     try:
         state = json.loads(answer.stdout.strip().splitlines()[-1])

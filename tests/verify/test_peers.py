@@ -457,15 +457,15 @@ def test_openai_endpoint(cluster, head_name, record_property):
     """The head's API answers over the QSFP side and generates, asked from every worker."""
     head = cluster.node(head_name)
     problems = Problems(head.name)
-    port = int(head.spec.get("api_port", 8000))
+    port = head.spec.settings.api_port
     url = f"http://{head.spec.qsfp_ip}:{port}"
-    served = head.spec.get("serving_served_model_name")
+    served = head.spec.settings.serving_served_model_name
     startup = (f"startup takes 3-19 minutes; otherwise see `journalctl -u {SERVING_UNIT}` on "
                f"{head.name} and check 'serving_unit' on every node (the head waits for all workers)")
     generation = (f"the engine answers but does not generate: read `docker logs spark-serving` on {head.name} "
                   "(out of memory, a worker that left, NCCL errors: see checks 'rdma' and 'serving_unit')")
     speeds = []
-    key = api_key(head.spec.get("serving_api_key_file"))
+    key = api_key(head.spec.settings.serving_api_key_file)
     for worker in cluster.workers:
         probe_command = f"python3 -c {shlex.quote(ENDPOINT_PROBE)} {url} {shlex.quote(served or '')} {CHAT_TIMEOUT_S} {CHAT_MAX_TOKENS}"
         answer = worker.run(probe_command, timeout=CHAT_TIMEOUT_S + 40, stdin=(key or "") + "\n")
@@ -480,7 +480,7 @@ def test_openai_endpoint(cluster, head_name, record_property):
         speed = completion_speed(worker.name, probe)
         if speed:
             speeds.append(speed)
-    if head.spec.get("api_listen") == "all":
+    if head.spec.settings.api_listen == "all":
         # Open beyond the cable: it must answer here too, on the address this controller knows the head by.
         here = f"http://{head.spec.get('ssh_hostname')}:{port}"
         done = subprocess.run([sys.executable, "-c", ENDPOINT_PROBE, here, served or "", str(CHAT_TIMEOUT_S),

@@ -15,12 +15,10 @@ CONFIG_DIR = "/etc/spark-cluster"
 SERVING_ENV = f"{CONFIG_DIR}/serving.env"
 ROCE_ENV = "/run/spark-cluster/roce.env"
 LIMITS_FILE = "/etc/security/limits.d/90-spark-cluster-memlock.conf"
-DRM_OVERRIDE = "/etc/modprobe.d/zz-nvidia-drm-override.conf"
 SERVING_UNIT = "spark-serving.service"
 # The watcher that judges engines by generated tokens; its /state answers on
-# the node's QSFP control address at this port unless group_data moves it.
+# the node's QSFP control address at serving_watch_port.
 WATCH_UNIT = "spark-serving-watch.service"
-WATCH_PORT = 29520
 CONTAINER = "spark-serving"
 KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 CLUSTER_KEY = ".ssh/id_ed25519_spark_cluster"
@@ -47,12 +45,6 @@ INTERFACE_VARIABLES = (
 
 REDEPLOY = "re-run `pyinfra INVENTORY deploy.py`"
 
-# group_data's rdma_min_link_fraction when the inventory leaves it out: the
-# least share of the link rate sysfs reports that each rail's ib_write_bw must
-# reach. One PCIe half of a CX-7 carries ~100-112 Gb/s; a degraded one sits at
-# ~13 Gb/s and still answers every ping. 0 (the lab's soft-RoCE) reports the
-# bandwidth without judging it.
-RDMA_MIN_LINK_FRACTION = 0.5
 
 
 def api_key(path: str | None) -> str | None:

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spark_cluster.settings import SettingError, cluster_settings
+
+from .errors import VerifyEnvironmentError
+
 
 @dataclass(frozen=True)
 class NodeSpec:
@@ -18,6 +22,15 @@ class NodeSpec:
     def get(self, key: str, default: Any = None) -> Any:
         value = self.data.get(key)
         return default if value is None else value
+
+    @property
+    def settings(self):
+        """Every setting as the roles read it (spark_cluster.schema's defaults
+        where unset); an inventory the deploy would refuse fails in one line."""
+        try:
+            return cluster_settings(self.data)
+        except SettingError as error:
+            raise VerifyEnvironmentError(f"{self.name}: {error}; fix: correct the inventory or group_data") from None
 
     @property
     def admin(self) -> str:

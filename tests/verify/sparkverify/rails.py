@@ -1,6 +1,5 @@
 """The node's QSFP fabric as the deploy derived it (spark_cluster.fabric: its
-rails, links and control address), the network role's defaults for what the
-inventory leaves out, and what the checks read per rail on a node.
+rails, links and control address), its settings as the roles read them, and what the checks read per rail on a node.
 
 The checks never ask which network mode is on: they walk the fabric's links
 and rails, and check a bond only where the fabric has one."""
@@ -9,11 +8,9 @@ from __future__ import annotations
 
 import shlex
 
-from roles.network.defaults import DEFAULTS as NETWORK_DEFAULTS
 from spark_cluster.fabric import Fabric, Rail, fabric
 from spark_cluster.settings import SettingError
 
-from .expect import RDMA_MIN_LINK_FRACTION
 from .inventory import NodeSpec
 from .parse import parse_gid_table, parse_hca_list, parse_link_rate
 from .remote import VerifyEnvironmentError
@@ -29,17 +26,13 @@ def node_fabric(spec: NodeSpec) -> Fabric:
 
 
 def network_setting(spec: NodeSpec, key: str):
-    """A network role setting as the role reads it: the inventory's, else its default."""
-    return spec.get(key, NETWORK_DEFAULTS[key])
+    """A network setting as the role reads it (spark_cluster.schema's default where unset)."""
+    return getattr(spec.settings, key)
 
 
 def min_link_fraction(spec: NodeSpec) -> float:
-    value = spec.get("rdma_min_link_fraction", RDMA_MIN_LINK_FRACTION)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise VerifyEnvironmentError(
-            f"{spec.name}: rdma_min_link_fraction must be a number from 0 to 1, got {value!r}; "
-            f"fix: set it in group_data (default {RDMA_MIN_LINK_FRACTION}; 0 reports bandwidth without judging it)")
-    return float(value)
+    """The share of the link rate each rail must reach (checked by the schema: 0 to 1)."""
+    return float(spec.settings.rdma_min_link_fraction)
 
 
 def rail_ip(fab: Fabric, rail: Rail) -> str:

@@ -19,6 +19,7 @@ import paramiko
 import testinfra.host
 from testinfra.backend.paramiko import IgnorePolicy, ParamikoBackend
 
+from .errors import VerifyEnvironmentError
 from .expect import CONTAINER
 from .result import Result
 from .inventory import NodeSpec
@@ -26,10 +27,6 @@ from .inventory import NodeSpec
 SUDO_PASSWORD_ENV = "SPARK_SUDO_PASSWORD"
 _SUDO_REFUSED = ("incorrect password", "a password is required", "no password was provided",
                  "is not in the sudoers", "may not run sudo")
-
-
-class VerifyEnvironmentError(Exception):
-    """The suite could not look at a node at all (not a property of the node's state)."""
 
 
 class NodeUnreachable(VerifyEnvironmentError):
