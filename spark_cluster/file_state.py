@@ -29,6 +29,7 @@ from pyinfra.operations.util import any_changed
 
 from .batch_fact import Want, want
 from .cluster_facts import host_fact
+from .private_file import is_private, private_put
 from .shipped import shipped_command
 
 # Shipped with the package and run by the unit tests against temporary trees.
@@ -125,9 +126,13 @@ class Snapshot:
         return self.owned(path, "file", **owner) and state["sha1"] == sha1
 
     def put(self, *, name: str, src, dest: str, user=None, group=None, mode=None, **kwargs):
-        """files.put, only when `dest` differs from `src` in content, owner or mode."""
+        """files.put, only when `dest` differs from `src` in content, owner or mode;
+        a file other users may not read is written by private_put (never staged readable)."""
         if self.holds(dest, local_sha1(src), user=user, group=group, mode=mode):
             return UNCHANGED
+        if is_private(mode):
+            return private_put(name=name, src=src, dest=dest, user=user or "root", group=group or "root",
+                               mode=str(mode), **kwargs)
         return files.put(name=name, src=src, dest=dest, user=user, group=group, mode=mode, **kwargs)
 
     def directory(self, *, name: str, path: str, user=None, group=None, mode=None, **kwargs):

@@ -422,9 +422,11 @@ def test_fresh_node_writes_applies_and_checks_once(data):
     ops = build_operations(network.apply, data, {QsfpLinks: FRESH, DebPackages: {}, QsfpOwners: []})
     assert [name for name, _, _ in ops] == [
         "Install netplan and ping", SYSCTL, "Load the ARP settings", DESCRIBE, APPLY, LINK_CHECK]
-    put = op(ops, DESCRIBE)[1]
-    assert "chmod 600 /etc/netplan/40-spark-cluster.yaml" in put
-    assert "chown root:root /etc/netplan/40-spark-cluster.yaml" in put
+    # 0600 from its first byte (spark_cluster/private_file.py): staged in a
+    # 0700 directory, installed with its owner and mode, never chmod-ed after.
+    mkdir, upload, install = op(ops, DESCRIBE)[1]
+    assert mkdir.startswith("mkdir -m 700 /tmp/") and "upload" in upload
+    assert install.endswith("install_private.sh " + mkdir.split()[-1] + " /etc/netplan/40-spark-cluster.yaml root root 600")
     assert op(ops, APPLY)[1] == ["netplan generate", "netplan apply", nm_release_command(network_settings(data))]
     assert op(ops, LINK_CHECK)[1] == link_up_commands(network_settings(data))
     assert op(ops, LINK_CHECK)[2], "the link check only runs when netplan was applied in this run"

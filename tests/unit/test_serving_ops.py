@@ -33,6 +33,9 @@ class FakeNode:
         self.groups = ["spark", "sudo"]
         self.peers = {}  # name -> FakeNode, for images loaded from a peer
         self.waits = []  # the readiness waits the deploy asked for (callback name, kwargs)
+        # Texts that must never be readable by another local user, and every
+        # moment (command, path, mode) one was.
+        self.secrets, self.exposed = [], []
 
     def fact(self, cls, kwargs):
         name = cls.__name__
@@ -71,18 +74,63 @@ class FakeNode:
             return None
         raise AssertionError(f"unexpected fact {name} {kwargs}")
 
+    def write(self, path, text, user="root"):
+        """A file's new content; a new file gets the login user's umask (0644), an old one keeps its mode."""
+        entry = self.fs.setdefault(path, {"mode": 644, "user": user, "group": user})
+        entry.update(type="file", sha1=hashlib.sha1(text.encode()).hexdigest(), text=text)
+
+    def readable_by_others(self, path):
+        """Other users can read `path`: it is o+r and every directory above it
+        that the fake knows is o+x (unknown ones, /tmp, /etc, are)."""
+        if not self.fs[path]["mode"] % 10 & 4:
+            return False
+        parent = str(Path(path).parent)
+        while parent not in ("/", ""):
+            if parent in self.fs and not self.fs[parent]["mode"] % 10 & 1:
+                return False
+            parent = str(Path(parent).parent)
+        return True
+
     def run(self, command):
+        self.execute(command)
+        for path, entry in self.fs.items():
+            if any(secret in entry.get("text", "") for secret in self.secrets) and self.readable_by_others(path):
+                self.exposed.append((str(command)[:80], path, entry["mode"]))
+
+    def run_check_point(self):
+        """A moment between two steps of one command, checked like the end of a command."""
+        self.run("(between steps)")
+
+    def execute(self, command):
+        if command == "(between steps)":
+            return
         if isinstance(command, FunctionCommand):
             self.waits.append((command.function.__name__, command.kwargs))
             return
         if isinstance(command, FileUploadCommand):
             src = command.src
-            data = src.getvalue().encode() if hasattr(src, "getvalue") else Path(src).read_bytes()
-            entry = self.fs.setdefault(command.dest, {"mode": 644, "user": "root", "group": "root"})
-            entry.update(type="file", sha1=hashlib.sha1(data).hexdigest(), text=data.decode())
+            text = (src.getvalue().encode() if hasattr(src, "getvalue") else Path(src).read_bytes()).decode()
+            if command.connector_arguments.get("_sudo", True):
+                # pyinfra under sudo: SFTP to /tmp/pyinfra-<sha1 of dest> as the
+                # login user, `cp` over the destination, remove the temporary file.
+                temp = f"/tmp/pyinfra-{hashlib.sha1(command.dest.encode()).hexdigest()}"
+                self.write(temp, text, user="spark")
+                self.run_check_point()
+                self.write(command.dest, text)
+                del self.fs[temp]
+            else:
+                self.write(command.dest, text, user="spark")
             return
         words = shlex.split(str(command))
-        if words[:2] == ["mkdir", "-p"]:
+        if words[:2] == ["sh", "-c"] and words[3] == "install_private.sh":
+            # files/install_private.sh STAGE DEST OWNER GROUP MODE (tested on its own in test_private_file.py)
+            stage, dest, owner, group, mode = words[4:]
+            self.fs[dest] = {**self.fs[f"{stage}/upload"], "mode": int(mode), "user": owner, "group": group}
+            for path in [path for path in self.fs if path == stage or path.startswith(stage + "/")]:
+                del self.fs[path]
+        elif words[:2] == ["mkdir", "-m"]:
+            self.fs[words[3]] = {"type": "dir", "mode": int(words[2]), "user": "spark", "group": "spark"}
+        elif words[:2] == ["mkdir", "-p"]:
             path = words[2]
             while path not in ("/", ""):
                 self.fs.setdefault(path, {"type": "dir", "mode": 755, "user": "root", "group": "root"})
@@ -242,3 +290,39 @@ def test_a_clean_restart_stops_everywhere_then_starts_workers_before_the_head(mo
 ])
 def test_a_unit_systemd_is_bringing_up_is_not_started_again(words, state):
     assert UnitState().process(words) == state
+
+
+API_KEY = "sk-spark-test-0123456789abcdef"
+
+
+def converge_with_a_key(tmp_path, monkeypatch):
+    key_file = tmp_path / "api_key"
+    key_file.write_text(API_KEY + "\n")
+    key_file.chmod(0o600)
+    hosts = cluster(2, serving_standin=True, serving_api_key_file=str(key_file))
+    nodes = {name: FakeNode() for name, _ in hosts}
+    for node in nodes.values():
+        node.secrets = [API_KEY]
+    deploy(hosts, nodes, monkeypatch)
+    return nodes
+
+
+def test_no_file_that_holds_a_secret_is_readable_by_others_even_for_a_moment(tmp_path, monkeypatch):
+    """Every command the roles emit is applied to the fake node and, after it
+    (and between the steps of an upload), every file holding the API key must
+    be unreadable to other users: serving.env is staged in a 0700 directory
+    and lands with mode 0600 from its first byte."""
+    nodes = converge_with_a_key(tmp_path, monkeypatch)
+    for node in nodes.values():
+        assert API_KEY in node.fs[ENV_FILE]["text"] and node.fs[ENV_FILE]["mode"] == 600
+        assert node.exposed == []
+        assert not [path for path in node.fs if path.startswith("/tmp/")]  # no stage left behind
+
+
+def test_the_exposure_check_catches_pyinfras_own_put(tmp_path, monkeypatch):
+    """The same converge through files.put (staged 0644 under /tmp, 0644 at the
+    destination until its chmod): the check above can fail."""
+    monkeypatch.setattr("spark_cluster.file_state.is_private", lambda mode: False)
+    nodes = converge_with_a_key(tmp_path, monkeypatch)
+    exposed = {path for node in nodes.values() for _, path, _ in node.exposed}
+    assert ENV_FILE in exposed and any(path.startswith("/tmp/pyinfra-") for path in exposed)
