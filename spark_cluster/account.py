@@ -1,4 +1,5 @@
-"""Who the admin user is on the node: home directory and primary group."""
+"""Who the admin user is on the node: home directory and primary group; and
+whether it can become root there."""
 
 from __future__ import annotations
 
@@ -26,3 +27,14 @@ class UserAccount(FactBase):
         if len(lines) < 2:
             return None
         return {"home": lines[0], "group": lines[1], "groups": lines[2].split() if len(lines) > 2 else []}
+
+
+class Escalation(FactBase):
+    """0 when sudo (with the run's password, if any) makes the admin root; None when it is refused."""
+
+    def command(self) -> str:
+        return "id -u"
+
+    def process(self, output):
+        lines = [line.strip() for line in output if line.strip()]
+        return int(lines[0]) if lines and lines[0].isdigit() else None

@@ -31,12 +31,13 @@ from typing import Any, Callable
 
 import gevent
 from gevent.event import AsyncResult
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.context import ctx_config, ctx_host
 
-from .account import UserAccount
-from .batch_fact import Batch, Want, fact_key, unique
+from .account import Escalation, UserAccount
+from .batch_fact import Batch, Want, fact_key, unique, want
 
+SUDO_REFUSED = "sudo refused"
 # id(state) -> (state, {cache key: value}); the state is kept so that an id
 # reused by a later State (unit tests build many) never hits a stale entry.
 _RUNS: dict[int, tuple[Any, dict]] = {}
@@ -106,9 +107,28 @@ def _node_answers(member) -> dict:
         return answers.get(key)
 
     wanted = unique(item for plan in planners for item in plan(account))
-    if wanted:
-        answers.update(member.get_fact(Batch, wants=wanted) or {})
+    if not wanted:
+        return answers
+    # The batch's first command proves sudo worked. Without it the node is
+    # asked nothing more: a refused password is tried once here, not once per
+    # fact (each try a failed login in auth.log, towards a lockout).
+    escalation = want(Escalation)
+    answers.update(member.get_fact(Batch, wants=[escalation, *wanted], _ignore_errors=True) or {})
+    if answers.get(escalation.key) != 0:
+        run_cache().setdefault(SUDO_REFUSED, set()).add(member.name)
+        logger.error(sudo_refusal(member.name, user))
     return answers
+
+
+def sudo_refusal(name: str, user: str | None) -> str:
+    return (f"{name}: sudo as {user!r} did not answer (a wrong sudo password, or {user} may not use sudo there): "
+            "nothing more is asked or changed on this node; fix the password (--use-sudo-password, or "
+            f"sudo_password in the inventory) or run `usermod -aG sudo {user}` on it")
+
+
+def sudo_refused(name: str) -> bool:
+    """Whether `name` refused the admin's sudo in this run (it is then asked nothing more)."""
+    return name in run_cache().get(SUDO_REFUSED, ())
 
 
 def _answer(member, fact_cls, kwargs) -> Any:
@@ -116,6 +136,10 @@ def _answer(member, fact_cls, kwargs) -> Any:
     key = fact_key(fact_cls, kwargs)
     if key in answers:
         return answers[key]
+    if sudo_refused(member.name):
+        # Its roles plan on empty facts; preflight's failing operation, the
+        # first of the run for this node, keeps any of it from running.
+        return fact_cls().default()
     return member.get_fact(fact_cls, **kwargs)
 
 
@@ -140,7 +164,9 @@ def _gather(fact_cls, kwargs) -> dict[str, Any]:
         if member_connected(name) and (member := inventory.get_host(name))
     }
     gevent.joinall(list(asked.values()), raise_error=True)
-    return {name: asked[name].value if name in asked else None for name in names}
+    # A node that refused sudo is left out, as one outside --limit is: its
+    # empty answers would read as a node that disagrees with every other.
+    return {name: asked[name].value if name in asked and not sudo_refused(name) else None for name in names}
 
 
 def host_fact(fact, **kwargs) -> Any:

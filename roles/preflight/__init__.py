@@ -12,6 +12,8 @@ Desired state (checked, never changed):
   an RDMA device; no other QSFP netdev has link (a cable in the port
   qsfp_ports does not name); an RDMA device named otherwise than DGX OS names
   it is only logged (the RoCE detector reads the real names anyway);
+- the admin account (ssh_user) exists and owns its home, and sudo works for
+  it (files of its own are written there; every change needs sudo);
 - the filesystem of the admin's home has model_disk_gib free for the model cache;
 - no other configuration claims a QSFP netdev (NVIDIA's 40-cx7.yaml,
   NetworkManager profiles, networkd files), unless qsfp_takeover is on or it
@@ -29,7 +31,7 @@ from pyinfra import host, logger
 from pyinfra.api import deploy
 
 from spark_cluster.batch_fact import want
-from spark_cluster.cluster_facts import host_fact, member_fact, member_names, run_cache
+from spark_cluster.cluster_facts import host_fact, member_fact, member_names, run_cache, sudo_refusal, sudo_refused
 from spark_cluster.engine_image import image_of
 from spark_cluster.fabric import QSFP_NETDEVS, fabric
 from spark_cluster.host_ops import fail_host
@@ -76,6 +78,7 @@ def cluster_problems(s):
         carrier_required=s.qsfp_carrier_required,
         min_disk_gib=s.model_disk_gib,
         fields=[f for f in CONSISTENT_FIELDS if f != "image_id" or not s.distribute_image],
+        admin_user=s.ssh_user,
     )
     cache = run_cache()
     if cache.setdefault("preflight_problems", problems) is problems:
@@ -97,6 +100,10 @@ def apply():
             logger.warning(f"preflight: {problem.message}")
         elif problem not in fatal:
             logger.warning(f"preflight (preflight_strict = False): {problem.message}")
+    if sudo_refused(host.name):
+        # Asked nothing more: its facts are empty, so nothing else is judged.
+        fail_host("Preflight: this node refuses sudo", "preflight: " + sudo_refusal(host.name, s.ssh_user))
+        return
     messages = [p.message for p in fatal]
     claims = host_fact(owners_want())
     if verdict(claims, fabric(host.data), s.qsfp_takeover) == "refuse":

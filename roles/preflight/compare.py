@@ -145,6 +145,25 @@ def _disk_problem(node: str, facts: Mapping[str, Any], min_disk_gib: float) -> l
     return []
 
 
+def _admin_problems(node: str, facts: Mapping[str, Any], user: str | None) -> list[Problem]:
+    """The admin account (the inventory's ssh_user) must exist and own its home:
+    caches, the cluster key and the model are written there as that user."""
+    admin = facts.get("admin")
+    if not user or admin is None:
+        return []  # an older fact (no account line): nothing to judge
+    if admin is False:
+        return [Problem(node, f"admin account {user!r}", "present", "missing", "node",
+                        "create it (the same admin account on every node), or set ssh_user to the one this node has")]
+    home, owner = admin.get("home"), admin.get("owner")
+    if owner == "missing":
+        return [Problem(node, f"home of {user!r} ({home})", "a directory", "missing", "node",
+                        f"create it: sudo mkhomedir_helper {user}")]
+    if owner != user:
+        return [Problem(node, f"home of {user!r} ({home})", f"owned by {user}", f"owned by {owner}", "node",
+                        f"give it back: sudo chown {user}: {home}")]
+    return []
+
+
 def compare_nodes(
     facts_by_node: Mapping[str, Mapping[str, Any] | None],
     *,
@@ -152,6 +171,7 @@ def compare_nodes(
     carrier_required: str = "all",
     min_disk_gib: float = 200,
     fields=CONSISTENT_FIELDS,
+    admin_user: str | None = None,
 ) -> list[Problem]:
     """Every problem (and warning), sorted by node. `rails` are what group_data
     says (spark_cluster.fabric), the same for every node or per node name.
@@ -162,6 +182,7 @@ def compare_nodes(
     for node, facts in sorted(known.items()):
         node_rails = rails[node] if isinstance(rails, Mapping) else rails
         problems += _link_problems(node, facts, list(node_rails), carrier_required)
+        problems += _admin_problems(node, facts, admin_user)
         problems += _disk_problem(node, facts, min_disk_gib)
     for field in fields:
         problems += _odd_ones_out(field, {node: facts.get(field) for node, facts in known.items()})

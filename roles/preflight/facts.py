@@ -41,7 +41,12 @@ def parse_node_inventory(lines: list[str]) -> dict:
         elif key.startswith("rdma."):
             rdma[key[len("rdma."):]] = value or NO_RDMA
     avail = raw.get("disk_avail_kib", "")
+    home, _, owner = raw.get("admin_home", "").partition(" ")
+    admin = {"home": home, "owner": owner or None} if home else None
     return {
+        # False: no such account; else its home and who owns it ("missing": no
+        # such directory); None: the script said neither.
+        "admin": False if raw.get("admin") == "missing" else admin,
         "kernel": raw.get("kernel") or None,
         "driver": driver_version(raw.get("driver_proc"), raw.get("driver_smi")),
         # Absent (no docker, no image) is None: it is not compared.
@@ -60,7 +65,8 @@ def node_inventory_command(interfaces, image, user) -> str:
 
 
 class NodeInventory(FactBase):
-    """{"kernel", "driver", "image_id", "nccl", "carriers": {netdev: up|down|unknown|absent},
+    """{"kernel", "driver", "image_id", "nccl", "admin": False | {"home", "owner"},
+    "carriers": {netdev: up|down|unknown|absent},
     "rdma": {netdev: RDMA device or "none"}, "disk_path", "disk_free_gib"}.
     Carrier is "unknown" while a port is administratively down (a fresh node
     before the network role): not a fault."""

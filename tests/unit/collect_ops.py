@@ -24,7 +24,7 @@ from pyinfra.facts.files import Directory, File, FindInFile, Sha1File
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from roles.serving.facts import UnitState
-from spark_cluster.account import UserAccount
+from spark_cluster.account import Escalation, UserAccount
 from spark_cluster.batch_fact import Batch
 from spark_cluster.cluster_facts import read_ahead
 from spark_cluster.file_state import PathLines
@@ -33,6 +33,9 @@ from spark_cluster.inventory import define_cluster
 REPO = Path(__file__).resolve().parents[2]
 GROUP_DATA = {k: v for k, v in runpy.run_path(str(REPO / "group_data" / "all.py")).items() if not k.startswith("_")}
 
+
+# What spark_cluster.host_ops.fail_command emits: an operation that always fails.
+FAILS = re.compile(r"^\{ echo .* >&2; exit 1; \}$", re.S)
 
 # The test cluster's rails use subnets of their own choosing, as an owner may
 # (qsfp_subnets in group_data): 10.0.0.x on the first rail, 10.0.1.x on the second.
@@ -82,6 +85,8 @@ def composite(answer):
             return {item.key: answer_all(item.fact, item.kwargs) for item in kwargs["wants"]}
         if cls is PathLines:
             return path_lines(answer, kwargs["paths"], kwargs.get("lines", ()))
+        if cls is Escalation:
+            return 0  # sudo works (test_preflight_ops fakes a refusal)
         if cls is UnitState:
             unit = kwargs["unit"]
             running = answer(SystemdStatus, {"services": [unit]}) or {}
@@ -96,12 +101,15 @@ class Reads:
     """Host.get_fact as the fake answers it, noting what was read while the roles
     collected their operations (the facts a no-op run asks)."""
 
-    def __init__(self, answer_for):
+    def __init__(self, answer_for, refusing=()):
         self.answer_for, self.collecting, self.unplanned = answer_for, False, []
+        self.refusing = set(refusing)  # nodes whose sudo refuses: their batch never runs
 
     def __call__(self, host, cls, *args, **kwargs):
         if self.collecting and not host.in_op and cls not in (Batch, UserAccount):
             self.unplanned.append((host.name, cls.__name__, kwargs))
+        if cls is Batch and host.name in self.refusing:
+            return {}
         return composite(self.answer_for(host.name))(cls, kwargs)
 
     def check_planned(self):
@@ -126,14 +134,18 @@ def _connected_state(hosts, limit):
     return inventory, state
 
 
-def collect(hosts, get_fact, monkeypatch, roles, limit=None):
+def collect(hosts, get_fact, monkeypatch, roles, limit=None, refusing=(), yes=False):
     """{host name: [(op name, command text, op global arguments)]} after `roles` ran on every active host.
 
-    `get_fact(host_name, fact_class, kwargs)` answers every fact.
+    `get_fact(host_name, fact_class, kwargs)` answers every fact; the nodes
+    in `refusing` refuse sudo (their batch of facts gets no answer); `yes`:
+    as `pyinfra -y`, no operation is asked whether it would change anything
+    before the run.
     """
-    reads = Reads(lambda name: lambda cls, kwargs: get_fact(name, cls, kwargs))
+    reads = Reads(lambda name: lambda cls, kwargs: get_fact(name, cls, kwargs), refusing)
     monkeypatch.setattr(Host, "get_fact", lambda host, cls, *a, **kw: reads(host, cls, *a, **kw))
     inventory, state = _connected_state(hosts, limit)
+    state.check_for_changes = not yes
     _read_ahead(state, inventory, roles)
     reads.collecting = True
     monkeypatch.setattr(pyinfra, "is_cli", True)
@@ -159,6 +171,8 @@ def collect(hosts, get_fact, monkeypatch, roles, limit=None):
                 commands = list(op_data.command_generator())
             text = " ".join(command_text(c) for c in commands)
             ops[host.name].append((sorted(state.op_meta[op_hash].names)[0], text, op_data.global_arguments))
+            if FAILS.match(text):
+                break  # fail_host's operation: pyinfra drops the host there and runs nothing after it
     return ops
 
 

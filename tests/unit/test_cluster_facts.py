@@ -9,9 +9,9 @@ from pyinfra.api.host import Host
 from pyinfra.api.facts import FactBase
 from pyinfra.context import config, ctx_config, ctx_host, ctx_state, host
 
-from spark_cluster.account import UserAccount
+from spark_cluster.account import Escalation, UserAccount
 from spark_cluster.batch_fact import Batch, want
-from spark_cluster.cluster_facts import host_fact, member_fact, read_ahead
+from spark_cluster.cluster_facts import host_fact, member_fact, read_ahead, sudo_refusal, sudo_refused
 
 
 class Kernel(FactBase):
@@ -111,8 +111,9 @@ class Uptime(FactBase):
 class ReadAheadNodes:
     """Fake nodes for the read-ahead: every call is one round trip, noted with its sudo."""
 
-    def __init__(self):
+    def __init__(self, refusing=()):
         self.trips = []
+        self.refusing = set(refusing)  # nodes whose sudo refuses the run's password
 
     def __call__(self, host, cls, *args, **kwargs):
         sudo = kwargs.get("_sudo", config.SUDO)
@@ -121,7 +122,10 @@ class ReadAheadNodes:
         if cls is UserAccount:
             return {"home": f"/home/{kwargs['user']}", "group": "spark", "groups": []}
         if cls is Batch:
-            return {item.key: f"{item.fact.__name__} {item.kwargs} of {host.name}" for item in kwargs["wants"]}
+            if host.name in self.refusing:
+                return {}  # sudo never ran the script: no answer at all
+            return {item.key: 0 if item.fact is Escalation else f"{item.fact.__name__} {item.kwargs} of {host.name}"
+                    for item in kwargs["wants"]}
         return f"{cls.__name__} alone of {host.name}"
 
     def of(self, name):
@@ -167,6 +171,22 @@ def test_a_fact_no_role_named_is_still_asked_on_its_own(monkeypatch):
     nodes, results = read_ahead_run(2, monkeypatch, [KernelRole], lambda: host_fact(Uptime))
     assert nodes.of("spark-2") == [("Batch", True), ("Uptime", True)]
     assert results["spark-2"] == "Uptime alone of spark-2"
+
+
+def test_a_node_that_refuses_sudo_is_asked_once_then_nothing_more(monkeypatch, caplog):
+    """Its batch had no answer, not even `id -u`: one line says so, the
+    cluster's views leave it out (as if outside --limit), and its own reads
+    get each fact's default without another sudo attempt."""
+    fake = ReadAheadNodes(refusing={"spark-2"})
+
+    def roles_read():
+        return member_fact(Kernel), host_fact(Uptime), sudo_refused(host.name)
+
+    nodes, results = run_on_every_host(2, monkeypatch, roles_read, None, fake=fake, roles=[KernelRole, HomeRole])
+    assert nodes.of("spark-2") == [("UserAccount", False), ("Batch", True)]
+    assert results["spark-2"] == ({"spark-1": "Kernel {} of spark-1", "spark-2": None}, None, True)
+    assert results["spark-1"][2] is False
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [sudo_refusal("spark-2", "spark")]
 
 
 def test_read_ahead_reaches_only_the_members_inside_the_limit(monkeypatch):

@@ -66,10 +66,12 @@ def test_parse_a_real_spark():
         "rdma.enp1s0f0np0=rocep1s0f0",
         "carrier.enp1s0f1np1=1",
         "rdma.enp1s0f1np1=rocep1s0f1",
+        "admin_home=/home/nvidia nvidia",
         "disk_path=/home/nvidia",
         "disk_avail_kib=3145728000",
     ]
     assert parse_node_inventory(lines) == {
+        "admin": {"home": "/home/nvidia", "owner": "nvidia"},
         "kernel": "6.17.0-1014-nvidia",
         "driver": "580.142",
         "image_id": "sha256:0123456789abcdef",
@@ -115,7 +117,7 @@ BANNER = "NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  580.142  Rel
 IMAGE_ID = "sha256:0123456789abcdef"
 # What the script runs besides shell builtins: linked into the only directory on PATH,
 # so a docker or nvidia-smi of the machine running the tests is never found.
-TOOLS = ("sh", "uname", "head", "getent", "cut", "df", "awk", "cat", "sed", "readlink")
+TOOLS = ("sh", "uname", "head", "getent", "cut", "df", "awk", "cat", "sed", "readlink", "stat")
 # docker: its arguments one per line in $STUBS/docker_args, then what
 # `docker image inspect --format` prints for an NGC image.
 FAKE_DOCKER = f"""#!/bin/sh
@@ -199,6 +201,7 @@ def test_inventory_script_reads_a_spark(tmp_path):
                      "enp1s0f1np1": "up", "enP2p1s0f1np1": "up"},
         "rdma": {"enp1s0f0np0": "rocep1s0f0", "enP2p1s0f0np0": "roceP2p1s0f0",
                  "enp1s0f1np1": "rocep1s0f1", "enP2p1s0f1np1": "roceP2p1s0f1"},
+        "admin": {"home": me.pw_dir, "owner": me.pw_name},
         "disk_path": me.pw_dir,
     }
 
@@ -209,6 +212,7 @@ def test_inventory_script_on_a_node_without_driver_docker_or_admin(tmp_path):
     assert (facts["driver"], facts["image_id"], facts["nccl"]) == (NO_DRIVER, None, None)
     assert (facts["carriers"]["enp2s0"], facts["rdma"]["enp2s0"]) == ("absent", NO_RDMA)
     assert facts["disk_path"] == "/", "no home: the root filesystem's free space"
+    assert facts["admin"] is False, "no such account"
     assert facts["disk_free_gib"] is not None
 
 
@@ -420,6 +424,25 @@ def test_rdma_device_is_checked_on_the_rails_only():
     assert problems[1].message == (
         f"b: RDMA device on rail {P1B} is rxe1, expected roceP2p1s0f1 (DGX OS's name); the RoCE detector finds "
         "rxe1 from sysfs by itself; a pinned nccl_ib_hca must name rxe1")
+
+
+ADMIN = "nvidia"
+
+
+@pytest.mark.parametrize("admin, message", [
+    (False, "a: admin account 'nvidia' is missing, expected present; create it (the same admin account on every "
+            "node), or set ssh_user to the one this node has"),
+    ({"home": "/home/nvidia", "owner": "missing"},
+     "a: home of 'nvidia' (/home/nvidia) is missing, expected a directory; create it: sudo mkhomedir_helper nvidia"),
+    ({"home": "/home/nvidia", "owner": "root"},
+     "a: home of 'nvidia' (/home/nvidia) is owned by root, expected owned by nvidia; give it back: "
+     "sudo chown nvidia: /home/nvidia"),
+])
+def test_an_admin_account_that_cannot_hold_the_caches_fails_its_node(admin, message):
+    problems = compare({"a": {**node(), "admin": admin}, "b": {**node(), "admin": {"home": "/home/nvidia",
+                                                                                   "owner": ADMIN}}},
+                       admin_user=ADMIN)
+    assert [(p.node, p.kind, p.message) for p in problems] == [("a", "node", message)]
 
 
 def test_low_disk_fails_the_node():

@@ -8,6 +8,7 @@ import pytest
 from collect_ops import GROUP_DATA, cluster, collect
 from roles import gpu, preflight
 from spark_cluster.fabric import PORT_HALVES, QSFP_NETDEVS
+from spark_cluster.host_ops import fail_command
 from spark_cluster.qsfp_owners import Claim
 from spark_cluster.settings import SettingError
 
@@ -29,7 +30,7 @@ def inventory_fact(kernel="6.17.0-1014-nvidia", links=None, rdma=None, disk=500.
     }
 
 
-def prepare(hosts, facts, monkeypatch, limit=None, roles=(preflight,), owners=None):
+def prepare(hosts, facts, monkeypatch, limit=None, roles=(preflight,), owners=None, refusing=()):
     """Ops per host after collection: {host name: [(op name, command text)]}, and the
     fact calls. `owners`: {host name: [Claim]}, other owners of its QSFP ports."""
     calls = []
@@ -42,6 +43,8 @@ def prepare(hosts, facts, monkeypatch, limit=None, roles=(preflight,), owners=No
             return facts[name]
         if cls.__name__ == "QsfpOwners":
             return (owners or {}).get(name, [])
+        if cls.__name__ == "UserAccount":  # asked without sudo, before the batch
+            return {"home": "/home/spark", "group": "spark", "groups": ["spark"]}
         # Every node still has the DRM override: the gpu role has work on each.
         if cls.__name__ == "File":
             return {"mode": 644, "user": "root", "group": "root"}
@@ -49,7 +52,9 @@ def prepare(hosts, facts, monkeypatch, limit=None, roles=(preflight,), owners=No
             return None
         raise AssertionError(f"unexpected fact {cls.__name__}")
 
-    ops = collect(hosts, get_fact, monkeypatch, roles, limit)
+    # A node that refuses sudo: as the lab and CI run it, with -y (without,
+    # pyinfra's own operations' change check may ask a few facts more).
+    ops = collect(hosts, get_fact, monkeypatch, roles, limit, refusing, yes=bool(refusing))
     return {name: [(op, text) for op, text, _ in entries] for name, entries in ops.items()}, calls
 
 
@@ -74,6 +79,35 @@ def test_odd_kernel_fails_that_node_first_and_only_that_node(monkeypatch):
     assert "exit 1" in text and "spark-2: kernel is 6.17.0-1012-nvidia, expected 6.17.0-1014-nvidia" in text
     for name in ("spark-1", "spark-3", "spark-4"):
         assert not ops[name][0][0].startswith("preflight"), name
+
+
+SUDO_FIX = ("spark-2: sudo as 'spark' did not answer (a wrong sudo password, or spark may not use sudo there): "
+            "nothing more is asked or changed on this node; fix the password (--use-sudo-password, or "
+            "sudo_password in the inventory) or run `usermod -aG sudo spark` on it")
+
+
+def test_a_node_that_refuses_sudo_fails_first_and_the_others_go_on(monkeypatch):
+    hosts = cluster(2)
+    facts = {name: inventory_fact() for name, _ in hosts}
+    ops, calls = prepare(hosts, facts, monkeypatch, roles=(preflight, gpu), refusing={"spark-2"})
+    (first, text), *_ = ops["spark-2"]
+    assert first.startswith("preflight") and text == fail_command("preflight: " + SUDO_FIX)
+    assert ops["spark-1"] and not ops["spark-1"][0][0].startswith("preflight")
+    assert [fact for name, fact in calls if name == "spark-2"] == [], "nothing more is asked of spark-2"
+
+
+def test_every_role_plans_without_error_on_a_node_that_refused_sudo(monkeypatch):
+    """All of deploy.py's roles on nodes that answered nothing: they plan on
+    empty facts without an exception, and each node's first operation is
+    preflight's failure, so pyinfra runs none of the rest."""
+    from roles import caches, distribute, network, rdma, serving, ssh, standin
+    hosts = cluster(2, serving_standin=True)
+    ops, calls = prepare(hosts, {}, monkeypatch, roles=(preflight, gpu, network, rdma, caches, ssh, standin,
+                                                         distribute, serving), refusing={"spark-1", "spark-2"})
+    assert {fact for _, fact in calls} == {"UserAccount"}, "only the unprivileged read before the batch"
+    for name in ("spark-1", "spark-2"):
+        assert ops[name][0] == (ops[name][0][0], fail_command("preflight: " + SUDO_FIX.replace("spark-2", name)))
+        assert ops[name][0][0].startswith("preflight")
 
 
 def test_two_nodes_that_disagree_both_fail(monkeypatch):

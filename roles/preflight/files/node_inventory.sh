@@ -1,8 +1,12 @@
 #!/bin/sh
 # What a node is made of, one key=value line each (a value may hold spaces):
 # kernel, NVIDIA driver (/proc banner and nvidia-smi), the engine image's id
-# and NCCL version, free disk under USER's home, and for each QSFP netdev
-# named: its carrier and the RDMA device sitting on it.
+# and NCCL version, the admin USER's account and who owns its home, free disk
+# under that home, and for each QSFP netdev named: its carrier and the RDMA
+# device sitting on it.
+#
+#   admin=missing                       no such account
+#   admin_home=HOME OWNER|missing       its home directory and that directory's owner
 #
 #   node_inventory.sh USER IMAGE [NETDEV...]
 #
@@ -78,7 +82,17 @@ for name in "$@"; do
     fi
     echo "rdma.$name=${device:-none}"
 done
-home=$(getent passwd "$user" | cut -d: -f6)
+# The admin account the roles write as: it must exist and own its home (the
+# model cache lives there). Checked here, before the gpu role can reboot.
+entry=$(getent passwd "$user")
+home=$(printf '%s\n' "$entry" | cut -d: -f6)
+if [ -z "$entry" ]; then
+    echo "admin=missing"
+elif [ -d "$home" ]; then
+    echo "admin_home=$home $(stat -c %U "$home" 2>/dev/null)"
+else
+    echo "admin_home=$home missing"
+fi
 [ -d "$home" ] || home=/
 echo "disk_path=$home"
 echo "disk_avail_kib=$(df -Pk "$home" 2>/dev/null | awk 'NR==2 {print $4}')"
