@@ -83,7 +83,8 @@ def cluster_problems(s):
     cache = run_cache()
     if cache.setdefault("preflight_problems", problems) is problems:
         for name in member_names():
-            logger.info(summary_line(name, facts.get(name), problems))
+            logger.info(f"preflight {name}: sudo refused, not checked" if sudo_refused(name)
+                        else summary_line(name, facts.get(name), problems))
             warning = nccl_warning(name, (facts.get(name) or {}).get("nccl"), host.data.world_size)
             if warning:
                 logger.warning(f"preflight: {warning}")

@@ -2,7 +2,7 @@
 dual_subnet on one cable in port 1), no-op, verify, a dead head, a dead
 worker, a wedged head (each healed by the watcher alone), a profile change
 (the deploy waits for a completion), reboot, break and repair, a node with
-missing hardware, a rebuilt node, a node whose QSFP ports another
+missing hardware, a node whose admin cannot sudo, a rebuilt node, a node whose QSFP ports another
 configuration already claims (NVIDIA's playbook), and the switch to bond mode.
 Each test builds on the state the previous one left, as a user's session would.
 The last three are marked `extended`: CI's hour has no room for them, so
@@ -259,6 +259,46 @@ def test_missing_roce_device_stops_only_that_host(lab2):
     finally:
         as_root(WORKER, "; ".join(f"rdma link add {device} type rxe netdev {netdev}"
                                   for netdev, device in RAILS.items()), check=False)
+
+
+# An inventory as a user could get it wrong: the worker's sudo password.
+WRONG_SUDO_INVENTORY = """from inventory.lab_common import lab_cluster
+
+spark = lab_cluster(2)
+spark[1][1]["_sudo_password"] = "not-the-password"
+"""
+DRM_OVERRIDE = "/etc/modprobe.d/zz-nvidia-drm-override.conf"
+
+
+def test_a_node_whose_admin_cannot_sudo_stops_before_the_gpu_role_and_the_other_converges(lab2, tmp_path):
+    """The worker's admin cannot become root (a wrong sudo password): the run
+    asks it once, says so in one line, and changes nothing there, not even
+    the gpu role's work that is waiting on it (a DRM override put back, as on
+    a fresh Spark: removing it means a reboot); the head converges (it repairs
+    a drifted file) in the same run."""
+    inventory = tmp_path / "lab2_wrong_sudo.py"
+    inventory.write_text(WRONG_SUDO_INVENTORY)
+    as_root(WORKER, f"printf 'options nvidia-drm modeset=1 fbdev=1\\n' > {DRM_OVERRIDE}")
+    as_root(HEAD, "chmod 0600 /etc/spark-cluster/watch.json")
+    boots = boot_count(WORKER)
+    try:
+        result = deploy(str(inventory))
+        assert result.returncode != 0
+        words = "spark-2: sudo as 'spark' did not answer (a wrong sudo password, or spark may not use sudo there)"
+        assert words in result.output, result.output[-6000:]
+        # One sudo on the worker for the whole run (its batch of facts), not one per fact.
+        attempts = [line for line in result.host_lines(WORKER) if "incorrect password attempts" in line]
+        assert len(attempts) == 1, attempts
+        assert not result.changed_operations(WORKER), result.changed_operations(WORKER)
+        assert as_root(WORKER, f"test -e {DRM_OVERRIDE}", check=False).returncode == 0, "the gpu role ran"
+        assert boot_count(WORKER) == boots
+        head_lines = result.host_lines(HEAD)
+        assert head_lines and not any("Error" in line for line in head_lines), head_lines
+        assert any("Watcher settings" in op for op in result.changed_operations(HEAD)), result.output[-6000:]
+        assert as_root(HEAD, "stat -c %a /etc/spark-cluster/watch.json").stdout.strip() == "644"
+    finally:
+        # Planted by this test and never acted on: removing it restores the node exactly.
+        as_root(WORKER, f"rm -f {DRM_OVERRIDE}", check=False)
 
 
 @pytest.mark.extended
