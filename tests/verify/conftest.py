@@ -4,7 +4,9 @@
 
 Every check reads live state from the nodes over their SSH endpoints (the
 QSFP network is only ever used from one node to another). Root reads use sudo
-with the password from SPARK_SUDO_PASSWORD or the inventory's sudo_password.
+with the password from --ask-sudo-password (a prompt), --sudo-password-file
+(mode 600), SPARK_SUDO_PASSWORD, or the inventory's sudo_password (the lab):
+never from a command line.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ if str(REPO_ROOT) not in sys.path:
 from sparkverify.inventory import load_cluster  # noqa: E402
 from sparkverify.remote import Node, VerifyEnvironmentError  # noqa: E402
 from sparkverify.report import ResultBook, format_summary, message_of, write_json  # noqa: E402
+from sparkverify.sudo_password import session_password  # noqa: E402
 
 DEFAULT_REPORT = "reports/verify.json"
 # Parameter names that select nodes; the check name is the test name minus "test_".
@@ -35,18 +38,22 @@ def pytest_addoption(parser):
     group = parser.getgroup("spark-cluster verify")
     group.addoption("--inventory", default=None,
                     help="pyinfra inventory of the cluster to verify (e.g. inventory/spark2.py)")
+    group.addoption("--ask-sudo-password", action="store_true", default=False,
+                    help="ask the nodes' sudo password once, on the terminal")
+    group.addoption("--sudo-password-file", default=None,
+                    help="read the nodes' sudo password from this file (mode 600: nobody else may read it)")
     group.addoption("--report-json", default=DEFAULT_REPORT,
                     help=f"where to write the JSON report (default {DEFAULT_REPORT})")
 
 
 class Cluster:
-    def __init__(self, inventory: str):
+    def __init__(self, inventory: str, sudo_password: str | None = None):
         self.inventory = inventory
         try:
             self.specs = load_cluster(inventory, REPO_ROOT)
         except Exception as error:  # one line, before any host is touched
             raise pytest.UsageError(f"tests/verify: cannot load inventory {inventory}: {error}") from None
-        self._nodes = {spec.name: Node(spec, REPO_ROOT) for spec in self.specs}
+        self._nodes = {spec.name: Node(spec, REPO_ROOT, sudo_password) for spec in self.specs}
 
     @property
     def names(self) -> list[str]:
@@ -73,7 +80,12 @@ def _cluster(config) -> Cluster:
         inventory = config.getoption("--inventory")
         if not inventory:
             raise pytest.UsageError("tests/verify needs --inventory, e.g. --inventory inventory/spark2.py")
-        cluster = config._spark_cluster = Cluster(inventory)
+        try:
+            password = session_password(config.getoption("--sudo-password-file"),
+                                        config.getoption("--ask-sudo-password"))
+        except VerifyEnvironmentError as error:
+            raise pytest.UsageError(f"tests/verify: {error}") from None
+        cluster = config._spark_cluster = Cluster(inventory, password)
     return cluster
 
 

@@ -21,10 +21,10 @@ from testinfra.backend.paramiko import IgnorePolicy, ParamikoBackend
 
 from .errors import VerifyEnvironmentError
 from .expect import CONTAINER
+from .sudo_password import SUDO_PASSWORD_ENV
 from .result import Result
 from .inventory import NodeSpec
 
-SUDO_PASSWORD_ENV = "SPARK_SUDO_PASSWORD"
 _SUDO_REFUSED = ("incorrect password", "a password is required", "no password was provided",
                  "is not in the sudoers", "may not run sudo")
 
@@ -101,8 +101,10 @@ class Background:
 
 
 class Node:
-    def __init__(self, spec: NodeSpec, repo_root: Path):
+    def __init__(self, spec: NodeSpec, repo_root: Path, sudo_password: str | None = None):
         self.spec = spec
+        # The run's password (--sudo-password-file, --ask-sudo-password), if one was given.
+        self._sudo_password = sudo_password
         self.name = spec.name
         self.repo_root = Path(repo_root)
         self._unreachable: str | None = None
@@ -211,7 +213,7 @@ class Node:
         return Background(self, command, self._open(command))
 
     def sudo_password(self) -> str | None:
-        return os.environ.get(SUDO_PASSWORD_ENV) or self.spec.get("_sudo_password")
+        return self._sudo_password or os.environ.get(SUDO_PASSWORD_ENV) or self.spec.get("_sudo_password")
 
     def run_root(self, command: str, timeout: float = 60) -> Result:
         password = self.sudo_password()
@@ -220,8 +222,8 @@ class Node:
         result = self._collect(self._open(wrapped, stdin), command, timeout)
         if result.rc == 1 and any(s in result.stderr for s in _SUDO_REFUSED) and "sudo:" in result.stderr:
             raise SudoRefused(
-                f"{self.name}: sudo refused {self.spec.admin} ({result.brief}); fix: set "
-                f"{SUDO_PASSWORD_ENV} (real Sparks), sudo_password in the inventory (lab), or NOPASSWD sudo"
+                f"{self.name}: sudo refused {self.spec.admin} ({result.brief}); fix: give the password with "
+                "--ask-sudo-password or --sudo-password-file FILE (mode 600), or NOPASSWD sudo"
             )
         return result
 
