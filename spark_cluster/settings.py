@@ -12,11 +12,10 @@ from pyinfra.connectors.ssh import SSHConnector
 
 from . import schema
 
-# Keys of a host's data that are not settings: the inventory's per-node fields,
-# what spark_cluster.inventory derives from them, and pyinfra's SSH connector
-# data (its CLI's --user/--port/--key land there too).
-NODE_FIELDS = ("ssh_hostname", "ssh_user", "qsfp_address", "ssh_port", "ssh_key", "ssh_known_hosts_file",
-               "ssh_strict_host_key_checking")
+# Keys of a host's data that are not settings: the inventory's per-node fields
+# (its ssh_* ones are pyinfra's SSH connector data, as are the CLI's
+# --user/--port/--key), and what spark_cluster.inventory derives from them.
+NODE_FIELDS = ("qsfp_address",)
 DERIVED_FIELDS = ("node_rank", "is_head", "world_size", "head_name", "head_qsfp_ip", "qsfp_ip", "qsfp_prefixlen",
                   "cluster_members", "peers")
 

@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from collect_ops import GROUP_DATA, cluster, collect
-from roles import gpu, preflight
+from roles import caches, distribute, gpu, network, preflight, rdma, serving, ssh, standin
 from spark_cluster.fabric import PORT_HALVES, QSFP_NETDEVS
 from spark_cluster.host_ops import fail_command
 from spark_cluster.qsfp_owners import Claim
@@ -100,7 +100,6 @@ def test_every_role_plans_without_error_on_a_node_that_refused_sudo(monkeypatch)
     """All of deploy.py's roles on nodes that answered nothing: they plan on
     empty facts without an exception, and each node's first operation is
     preflight's failure, so pyinfra runs none of the rest."""
-    from roles import caches, distribute, network, rdma, serving, ssh, standin
     hosts = cluster(2, serving_standin=True)
     ops, calls = prepare(hosts, {}, monkeypatch, roles=(preflight, gpu, network, rdma, caches, ssh, standin,
                                                          distribute, serving), refusing={"spark-1", "spark-2"})

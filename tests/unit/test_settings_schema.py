@@ -13,7 +13,8 @@ import pytest
 
 from inventory.lab_common import LAB_OVERRIDES
 from spark_cluster import schema
-from spark_cluster.settings import SettingError, cluster_settings
+from spark_cluster.inventory import OPTIONAL_FIELDS, REQUIRED_FIELDS, derive_topology
+from spark_cluster.settings import DERIVED_FIELDS, NODE_FIELDS, SettingError, cluster_settings, unknown_keys
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP_DATA = REPO / "group_data" / "all.py"
@@ -105,3 +106,10 @@ def test_the_cli_refuses_before_connecting(tmp_path, extra_group_data, args, mes
     assert result.returncode != 0, output
     assert f"pyinfra error: {tmp_path}/{message}" in output or f"pyinfra error: {message}" in output, output
     assert "Connecting" not in output
+
+
+def test_the_derived_keys_the_settings_allow_are_the_ones_the_inventory_derives():
+    nodes = [{"name": "spark-1", "qsfp_address": "10.0.0.1/24"}, {"name": "spark-2", "qsfp_address": "10.0.0.2/24"}]
+    assert set(derive_topology(nodes)["spark-1"]) == set(DERIVED_FIELDS)
+    assert unknown_keys([*REQUIRED_FIELDS, *OPTIONAL_FIELDS, *NODE_FIELDS]) == ["name", "sudo_password"], \
+        "every node field reaches host data as connector data or qsfp_address (name and sudo_password do not)"
