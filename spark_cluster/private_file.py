@@ -16,7 +16,9 @@ users nothing (serving.env, the netplan file) goes this way instead:
 
 from __future__ import annotations
 
+import os
 import secrets
+import stat
 from pathlib import Path
 
 from pyinfra import host
@@ -25,6 +27,21 @@ from pyinfra.api import FileUploadCommand, OperationValueError, StringCommand, o
 from .shipped import shipped_command
 
 INSTALL_PRIVATE = Path(__file__).parent / "files" / "install_private.sh"
+
+
+def read_owner_only(path: str, what: str) -> str:
+    """The text of a file on the controller that holds `what` (a secret) and
+    that nobody but its owner may read; ValueError with the second half of a
+    one-line message otherwise."""
+    file = Path(os.path.expanduser(str(path)))
+    try:
+        info, text = file.stat(), file.read_text()
+    except OSError as error:
+        raise ValueError(f"{str(file)!r} cannot be read: {error.strerror}") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ValueError(f"{str(file)!r} is mode {stat.S_IMODE(info.st_mode):04o}: others can read {what}; "
+                         f"chmod 600 {file}")
+    return text
 
 
 def is_private(mode) -> bool:

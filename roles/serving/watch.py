@@ -9,13 +9,12 @@ inventory and group_data into what it reads: /etc/spark-cluster/watch.json.
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 from pathlib import Path
 from typing import Any, Mapping
 
 from spark_cluster.engines import Engine
+from spark_cluster.private_file import read_owner_only
 from spark_cluster.settings import SettingError
 from spark_cluster.templates import render_template
 
@@ -62,20 +61,14 @@ def read_api_key(path: str | None) -> str | None:
     must be readable by its owner only, and hold one word."""
     if not path:
         return None
-    file = Path(os.path.expanduser(str(path)))
     try:
-        info = file.stat()
-        text = file.read_text()
-    except OSError as error:
-        raise SettingError(f"group_data: 'serving_api_key_file' {str(file)!r} cannot be read: {error.strerror}") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise SettingError(
-            f"group_data: 'serving_api_key_file' {str(file)!r} is mode {stat.S_IMODE(info.st_mode):04o}: "
-            f"others can read the API key; chmod 600 {file}")
+        text = read_owner_only(path, "the API key")
+    except ValueError as error:
+        raise SettingError(f"group_data: 'serving_api_key_file' {error}") from None
     key = text.strip()
     if not _KEY.match(key):
         raise SettingError(
-            f"group_data: 'serving_api_key_file' {str(file)!r} must hold one key of 16 to 512 printable "
+            f"group_data: 'serving_api_key_file' {str(path)!r} must hold one key of 16 to 512 printable "
             "characters without spaces")
     return key
 

@@ -30,7 +30,7 @@ def test_a_file_others_can_read_is_refused_with_the_fix(tmp_path, mode):
     path = password_file(tmp_path, mode=mode)
     with pytest.raises(VerifyEnvironmentError) as error:
         session_password(path, ask=False)
-    assert str(error.value) == (f"--sudo-password-file {path}: mode {mode:04o} lets other users read the password; "
+    assert str(error.value) == (f"--sudo-password-file {path!r} is mode {mode:04o}: others can read the password; "
                                 f"chmod 600 {path}")
 
 

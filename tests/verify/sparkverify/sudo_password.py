@@ -6,9 +6,8 @@ exports it from such a file), or the inventory's sudo_password (the lab)."""
 from __future__ import annotations
 
 import getpass
-import os
-import stat
-from pathlib import Path
+
+from spark_cluster.private_file import read_owner_only
 
 from .errors import VerifyEnvironmentError
 
@@ -17,18 +16,12 @@ SUDO_PASSWORD_ENV = "SPARK_SUDO_PASSWORD"
 
 def read_password_file(path: str) -> str:
     """The first line of `path`, which no one but its owner may read."""
-    file = Path(os.path.expanduser(path))
     try:
-        info, text = file.stat(), file.read_text()
-    except OSError as error:
-        raise VerifyEnvironmentError(f"--sudo-password-file {path}: cannot be read ({error.strerror})") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise VerifyEnvironmentError(
-            f"--sudo-password-file {path}: mode {stat.S_IMODE(info.st_mode):04o} lets other users read the "
-            f"password; chmod 600 {path}")
-    lines = text.splitlines()
+        lines = read_owner_only(path, "the password").splitlines()
+    except ValueError as error:
+        raise VerifyEnvironmentError(f"--sudo-password-file {error}") from None
     if not lines or not lines[0]:
-        raise VerifyEnvironmentError(f"--sudo-password-file {path}: empty; write the password on its first line")
+        raise VerifyEnvironmentError(f"--sudo-password-file {path!r}: empty; write the password on its first line")
     return lines[0]
 
 
