@@ -317,10 +317,9 @@ def cli_layers(inventory_file: str) -> tuple[list[tuple[str, dict]], dict] | Non
                *map(Path, context.params.get("group_data") or ())]
     groups = []
     for folder in dict.fromkeys(folders):  # in order, once each
-        for group in ("all", inventory.stem):
-            if (folder / f"{group}.py").is_file():
-                values = _get_group_data(str(folder / f"{group}.py")).get(group, {})
-                groups.append((_relative(folder / f"{group}.py"), values))
+        found = _get_group_data(str(folder)) if folder.is_dir() else {}
+        groups += [(_relative(folder / f"{group}.py"), found[group]) for group in ("all", inventory.stem)
+                   if group in found]
     data = dict(arg.split("=", 1) for arg in context.params.get("data") or () if "=" in arg)
     return groups, {key: parse_cli_arg(value) for key, value in data.items()}
 
