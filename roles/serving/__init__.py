@@ -112,8 +112,12 @@ def apply():
     watcher = _write_watcher(managed, desired)
     written = _write_files(managed, desired, identity)
     # Only a real change restarts the engine: a restart costs 3-19 minutes.
+    # Once more on failure: a start the watcher asked for earlier in this run
+    # (the network change made an engine miss its peer) may still be running
+    # the old unit, and systemd fails this job with it.
     started = [systemd.service(name="Reload and restart serving after a change", service=defaults.UNIT_NAME,
-                               running=True, restarted=True, daemon_reload=True, _if=any_changed(*written))]
+                               running=True, restarted=True, daemon_reload=True, _if=any_changed(*written),
+                               _retries=1, _retry_delay=10)]
     if host_fact(UNIT_STATE) != {"active": True, "enabled": True}:
         started.append(systemd.service(name="Serving enabled at boot and running", service=defaults.UNIT_NAME,
                                        running=True, enabled=True))

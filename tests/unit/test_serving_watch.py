@@ -100,6 +100,19 @@ def test_nothing_is_done_while_systemd_has_serving_stopped_or_restarting():
     assert action == "none" and "systemd starts it" in reason
 
 
+def test_nothing_is_restarted_while_a_deploy_rewrites_the_unit():
+    """A head that misses its probes, while the unit file on disk is newer
+    than systemd's copy: a restart now would run the old unit (a lab run in
+    bond mode caught one running the old rails' RoCE detection); the deploy
+    restarts it once it has reloaded."""
+    _, memory = head_run([True, False, False])
+    changing = {"unit_active": True, "unit_changing": True, "engine_started_at": T0, "probe_ok": False}
+    action, reason, memory = watch.decide(CONFIG, changing, memory, T0 + 40)
+    assert action == "none" and "a deploy is rewriting the unit" in reason
+    action, _, _ = watch.decide(CONFIG, dict(changing, unit_changing=False), memory, T0 + 50)
+    assert action == "restart"
+
+
 # --- backoff ----------------------------------------------------------------------
 
 def test_restarts_back_off_exponentially_and_hold_at_the_hourly_cap():
@@ -385,6 +398,8 @@ def test_a_wedged_stand_in_head_is_restarted_by_its_watcher_and_the_worker_follo
     def fake_run(argv, timeout=30):
         if argv[:2] == ["systemctl", "is-active"]:
             return 0, "active\n"
+        if argv[:4] == ["systemctl", "show", "-p", "NeedDaemonReload"]:
+            return 0, "no\n"
         if argv[:3] == ["systemctl", "--no-block", "restart"]:
             restarts.append(argv[3])
             return 0, ""
@@ -404,6 +419,8 @@ def test_a_wedged_stand_in_head_is_restarted_by_its_watcher_and_the_worker_follo
     assert head.state()["answering"] is True
 
     head_process.send_signal(signal.SIGUSR1)  # the stand-in's wedge: no tokens, /health 200
+    # A loaded machine may deliver the signal after the next probe: wait for the wedge itself.
+    until(lambda: not watch.probe_completion(head.config, None)[0])
     actions = [cycle(head, "head", T0 + 20 + i)[0] for i in range(3)]
     assert actions == ["none", "none", "restart"] and restarts == ["spark-serving.service"]
     assert head.state()["answering"] is False

@@ -30,7 +30,10 @@ Restart=always only sees a process that exits, so:
   (rejoin_grace_s), the worker's engine joined a head that is gone, so it is
   restarted and rejoins the new one;
 - every restart is spaced by an exponential backoff and capped per hour, and
-  each action is one journal line naming its cause.
+  each action is one journal line naming its cause;
+- nothing is restarted while the unit file on disk is newer than what systemd
+  loaded (NeedDaemonReload): a deploy is rewriting it and restarts the engine
+  itself once it has reloaded; a restart now would run the old unit.
 
 decide() is the whole policy: observed state and memory in, action out, no
 I/O. Standard library only, Python 3.8: it runs on every node's own python3.
@@ -171,7 +174,8 @@ def _restart(memory, now, config, cause):
 def decide(config, observed, memory, now):
     """(action, reason, memory'): action is "none", "restart" or "hold".
 
-    observed: unit_active (systemd wants the engine running), engine_started_at
+    observed: unit_active (systemd wants the engine running), unit_changing
+    (its file is newer than what systemd loaded: a deploy is mid-way), engine_started_at
     (this node's engine container, None when none runs); on the head probe_ok
     (a completion answered) and tokens (the engine's generation counter, None
     when it exports none); on a worker head (the head's watcher view, None
@@ -184,6 +188,8 @@ def decide(config, observed, memory, now):
     if not observed.get("unit_active"):
         memory.update(engine_started_at=None, answered=False, failures=0, head_seen=None)
         return NONE, "serving is stopped (systemd): nothing to watch", memory
+    if observed.get("unit_changing"):
+        return NONE, "a deploy is rewriting the unit (systemd has not reloaded it): the deploy restarts it", memory
     if started is None:
         return NONE, "no engine container: systemd starts it (Restart=always)", memory
     if memory.get("engine_started_at") != started:
@@ -290,6 +296,12 @@ def unit_active(config):
     return out.strip() in ("active", "activating", "reloading")
 
 
+def unit_changing(config):
+    """The unit's file changed on disk since systemd loaded it: a deploy is writing it."""
+    code, out = run(["systemctl", "show", "-p", "NeedDaemonReload", "--value", config["unit"]])
+    return code == 0 and out.strip() == "yes"
+
+
 def log_lines(config, count=200):
     code, out = run(["docker", "logs", "--tail", str(count), config["container"]])
     return out.splitlines() if code == 0 else []
@@ -367,7 +379,8 @@ def head_view(config):
 def observe(config, key, last_tokens=None):
     """What decide() judges, read on this node; a head whose generation
     counter moved since `last_tokens` is busy generating and is not probed."""
-    observed = {"unit_active": unit_active(config), "engine_started_at": engine_started_at(config)}
+    observed = {"unit_active": unit_active(config), "unit_changing": unit_changing(config),
+                "engine_started_at": engine_started_at(config)}
     if observed["engine_started_at"] is None:
         return observed
     if config["role"] == "head":
