@@ -105,8 +105,7 @@ def up(count: int, timeout: float | None = None, log=print, cables: str | None =
     cables = cables or recorded_cables()
     if running and cables != recorded_cables():
         raise LabError(f"the lab is running with --cables {recorded_cables()}: `python -m lab down` first")
-    choice = accel_mod.choose(accel)
-    log(choice.line())
+    choice = _accelerator(accel, running, log)
     image = image_mod.ensure_image(log=log)
     state.state_dir().mkdir(parents=True, exist_ok=True)
     ensure_api_key()
@@ -152,6 +151,22 @@ def wait_for_ssh(indexes: list[int], budget: bootwait.Budget, log=print) -> dict
     return {n.index: n.answered for n in watched}
 
 
+def _accelerator(requested: str | None, running: list[int], log) -> accel_mod.Choice:
+    """The probe's choice, or the running VMs' accelerator: one lab runs under one accelerator,
+    so `lab status` tells the truth about every node."""
+    recorded = recorded_accel()
+    if running and recorded:
+        kept = accel_mod.Choice(*recorded)
+        if requested and requested != accel_mod.AUTO and requested != kept.accel:
+            raise LabError(f"the lab is running under {kept.accel}, not {requested}: "
+                           "`python -m lab down` first")
+        log(f"lab: accelerator {kept.accel} ({kept.reason}; kept: the lab's VMs run under it)")
+        return kept
+    choice = accel_mod.choose(requested)
+    log(choice.line())
+    return choice
+
+
 def host_load() -> float:
     """The 1-minute load average: work the booting VMs will share the CPUs with."""
     try:
@@ -188,10 +203,12 @@ def rebuild(name: str, timeout: float | None = None, log=print, accel: str | Non
     count = recorded_count() or max(2, index)
     if index > count:
         raise LabError(f"{name} is not part of the {count}-node lab")
-    choice = accel_mod.choose(accel)
-    log(choice.line())
+    choice = _accelerator(accel, [i for i in running_indexes() if i != index], log)
     image = image_mod.ensure_image(log=log)
     state.state_dir().mkdir(parents=True, exist_ok=True)
+    layout = _recorded()
+    if layout:
+        _layout_file().write_text(json.dumps(dict(layout, accel=choice.accel, accel_reason=choice.reason)) + "\n")
     if nodes.stop(index, graceful=False):
         log(f"{name}: stopped")
     nodes.delete_files(index)

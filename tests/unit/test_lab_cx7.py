@@ -230,3 +230,26 @@ def test_up_waits_by_a_budget_for_its_accelerator_vms_and_load(offline_lab, monk
     monkeypatch.setenv("SPARK_LAB_BOOT_TIMEOUT", "50")
     lab.rebuild("spark-2", log=lambda *a: None)
     assert (offline_lab["budgets"][-1].booting, offline_lab["budgets"][-1].seconds) == (1, 75)
+
+
+def test_a_running_lab_keeps_its_accelerator_and_refuses_another(offline_lab, monkeypatch):
+    probe = {"found": lab.accel_mod.KvmProbe(exists=False)}
+    monkeypatch.setattr(lab.accel_mod, "probe_kvm", lambda: probe["found"])
+    monkeypatch.delenv("SPARK_LAB_ACCEL", raising=False)
+    lab.up(2, log=lambda *a: None)
+    assert lab.recorded_accel()[0] == "tcg"
+    # KVM appears (say, a module loaded) while the lab runs: the lab stays under one accelerator.
+    probe["found"] = lab.accel_mod.KvmProbe(exists=True, api_version=12, cpu_flags=frozenset({"svm"}))
+    offline_lab["running"] = [1]
+    lines = []
+    lab.up(2, log=lines.append)
+    assert lines[0].startswith("lab: accelerator tcg (/dev/kvm: missing") and lines[0].endswith(
+        "; kept: the lab's VMs run under it)")
+    assert offline_lab["accel"][-1] == "tcg"
+    lab.rebuild("spark-2", log=lambda *a: None)
+    assert offline_lab["accel"][-1] == "tcg"
+    with pytest.raises(LabError, match=r"the lab is running under tcg, not kvm: `python -m lab down` first"):
+        lab.up(2, accel="kvm", log=lambda *a: None)
+    offline_lab["running"] = []
+    lab.up(2, log=lambda *a: None)
+    assert lab.recorded_accel() == ("kvm", "/dev/kvm answers") and offline_lab["accel"][-1] == "kvm"
