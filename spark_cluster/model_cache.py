@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pyinfra.api import FactBase
 
+from .batch_fact import Want, want
+from .caches import hf_home
 from .shipped import shipped_command
 
 # Shipped with the package and run by the unit tests against temporary trees.
@@ -68,3 +70,9 @@ class ModelManifest(FactBase):
 
     def process(self, output):
         return parse_manifest(output)
+
+
+def model_manifest_want(home: str, model: str) -> Want:
+    """What a node holds of `model` in the Hugging Face cache under the admin's `home`:
+    preflight and distribute read this one fact."""
+    return want(ModelManifest, path=model_cache_dir(hf_home(home), model))

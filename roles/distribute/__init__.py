@@ -21,8 +21,6 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
-from spark_cluster.batch_fact import want
-from spark_cluster.caches import hf_home
 from spark_cluster.cluster_facts import member_fact
 from spark_cluster.cluster_ssh import KEY_NAME, SYSTEM_KNOWN_HOSTS
 from spark_cluster.copy_source import choose_source
@@ -36,12 +34,8 @@ from spark_cluster.engine_image import (
     needs_copy,
 )
 from spark_cluster.host_ops import PACKAGES_WANT, admin_account, ensure_packages
-from spark_cluster.model_cache import ModelManifest, model_cache_dir, model_whole
+from spark_cluster.model_cache import model_manifest_want, model_whole
 from spark_cluster.settings import cluster_settings
-
-
-def _model_manifest(s, home):
-    return want(ModelManifest, path=model_cache_dir(hf_home(home), s.serving_model))
 
 
 def _copies_model(s):
@@ -67,7 +61,7 @@ def wants(account):
         reads.append(PACKAGES_WANT)
         admin = account()
         if admin:
-            reads.append(_model_manifest(s, admin["home"]))
+            reads.append(model_manifest_want(admin["home"], s.serving_model))
     return reads
 
 
@@ -90,7 +84,7 @@ def apply():
     if copies_model:
         # Both ends of a copy run rsync: the source serves it over SSH.
         ensure_packages("rsync for model copies", ["rsync"])
-        manifest_fact = _model_manifest(s, account["home"])
+        manifest_fact = model_manifest_want(account["home"], s.serving_model)
         model_dir = manifest_fact.kwargs["path"]
         manifests = member_fact(manifest_fact)
         source = model_source(host.data, manifests)

@@ -315,6 +315,8 @@ def test_serving_fails_clearly_when_no_node_has_the_image(monkeypatch):
         failing = [text for _, text, _ in ops[name] if "exit 1" in text]
         assert len(failing) == 1, ops[name]
         assert f"image {IMAGE} is on no node of this cluster" in failing[0]
+        # group_data's image is a local build: loaded or built, never pulled.
+        assert f"docker save {IMAGE} | ssh spark@NODE docker load" in failing[0] and "docker pull" not in failing[0]
 
 
 def lab_ops(nodes, monkeypatch, limit=None):
