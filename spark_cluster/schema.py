@@ -179,12 +179,13 @@ SETTINGS: tuple[Setting, ...] = (
             pattern=r"[0-7]{3,4}"),
     # --- distribute --------------------------------------------------------
     Setting("distribute_model", "distribute", True,
-            "Copy the model from the source node to nodes that lack it, over QSFP.", kind=bool),
+            "Copy the model from a node that holds it whole to nodes that lack it, over QSFP.", kind=bool),
     Setting("distribute_image", "distribute", True,
-            "Copy the engine image from the source to nodes whose image differs (preflight then only logs it).",
+            "Copy the engine image from a node that has it to nodes whose image differs (preflight then only logs it).",
             kind=bool),
     Setting("distribute_source", "distribute", None,
-            "The node that already holds the model and the image; None: the head.", nullable=True),
+            "The node both are copied from; None: per item, the first node (head first) that holds it.",
+            nullable=True),
     # --- the lab's stand-in engine -----------------------------------------
     Setting("serving_standin", "standin", False,
             "Lab only: run the stand-in engine (no GPU, no weights) instead of serving_image.", kind=bool),
