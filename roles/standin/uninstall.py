@@ -20,6 +20,6 @@ def wants(account):
 @deploy("standin (lab only): uninstall the stand-in's sources")
 def apply():
     paths = Snapshot(OWNED_PATHS)
-    paths.absent(name="Remove the stand-in image builder", path=defaults.STANDIN_BUILDER)
+    paths.absent(name=f"Remove {defaults.STANDIN_BUILDER}", path=defaults.STANDIN_BUILDER)
     if paths.get(defaults.STANDIN_DIR):
-        files.directory(name="Remove the stand-in engine sources", path=defaults.STANDIN_DIR, present=False)
+        files.directory(name=f"Remove {defaults.STANDIN_DIR}", path=defaults.STANDIN_DIR, present=False)
