@@ -10,7 +10,6 @@ Desired state after it:
 The engine image stays (roles/distribute/uninstall.py removes it on request).
 """
 
-from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed

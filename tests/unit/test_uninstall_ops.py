@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from collect_ops import GROUP_DATA, cluster, collect
+from collect_ops import cluster, collect
 from test_layering import role_order
 
 from roles import leftovers
@@ -29,7 +29,6 @@ from roles.rdma import uninstall as rdma_uninstall
 from roles.serving import defaults as serving_defaults
 from roles.serving import uninstall as serving_uninstall
 from roles.ssh import uninstall as ssh_uninstall
-from roles.ssh.defaults import CONFIG_MARKER, KNOWN_HOSTS_MARKER
 from roles.standin import defaults as standin_defaults
 from roles.standin import uninstall as standin_uninstall
 from spark_cluster import schema

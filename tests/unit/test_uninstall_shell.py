@@ -10,7 +10,7 @@ from test_qsfp_owners import CX7, NM_KEYFILE, NM_PATH, put, tree
 
 from roles.network.uninstall import RELEASE, RESTORE
 from spark_cluster.qsfp_owners import TAKEOVER, TAKEOVER_DIR
-from spark_cluster.uninstall import LEFT_BEHIND, left_behind_command, parse_left_behind
+from spark_cluster.uninstall import left_behind_command, parse_left_behind
 
 CX7_PATH = "/etc/netplan/40-cx7.yaml"
 # What calls the stubs log: "<tool> <args>" per call, in order.
