@@ -4,17 +4,21 @@ module list are gone.
 Desired state after it:
 - /usr/local/lib/spark-cluster (the detector; the watcher and the stand-in
   lived there too) and /run/spark-cluster (the detected roce.env) are gone;
-- the memlock files (limits.d, system.conf.d, dockerd's drop-in) and
-  modules-load.d's ib_uverbs line are gone, and systemd reloaded.
+- the memlock files (limits.d, system.conf.d, dockerd's drop-in) are gone,
+  and systemd reloaded;
+- modules-load.d's ib_uverbs file is gone, and ib_uverbs, which the deploy
+  loaded when it wrote that file, is unloaded: a later deploy then finds it
+  absent and writes the file again (loaded, it would skip the file and the
+  next boot would come up without /dev/infiniband/uverbs*). A module in use
+  stays loaded until the next boot.
 Not undone, on purpose: dockerd is not restarted (that would stop every
 container on the node, the owner's too; its unlimited memlock ends at its
-next restart or boot); ib_uverbs stays loaded until the next boot (unloading
-it under a user of /dev/infiniband fails); the RDMA packages stay (DGX OS
-ships them; other tools use them).
+next restart or boot); the RDMA packages stay (DGX OS ships them; other
+tools use them).
 """
 
 from pyinfra.api import deploy
-from pyinfra.operations import files, systemd
+from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from spark_cluster.file_state import Snapshot, snapshot_want
@@ -45,3 +49,6 @@ def apply():
             files.directory(name=f"Remove {path}", path=path, present=False)
     systemd.daemon_reload(name="Reload systemd without the memlock settings",
                           _if=any_changed(*(removed[path] for path in SYSTEMD_FILES)))
+    server.shell(name="Unload ib_uverbs, which the deploy loaded (kept while in use)",
+                 commands=["modprobe -r ib_uverbs 2>/dev/null || true"],
+                 _if=any_changed(removed[MODULES_LOAD_FILE]))

@@ -185,6 +185,9 @@ def test_a_converged_node_is_taken_apart_in_order(monkeypatch):
     removed = {step.split(" ", 1)[1] for step in steps if step.startswith("Remove /") and " " not in step[7:]}
     assert removed == set(leftovers.owned_paths(HOME)) - {serving_defaults.CONFIG_DIR, TAKEOVER_DIR}
     assert f"rmdir --ignore-fail-on-non-empty {serving_defaults.CONFIG_DIR}" in texts.values()
+    # ib_uverbs goes with its modules-load file: a redeploy then loads it and writes the file again.
+    assert at(f"Remove {MODULES_LOAD_FILE}") < at("Unload ib_uverbs")
+    assert texts[steps[at("Unload ib_uverbs")]] == "modprobe -r ib_uverbs 2>/dev/null || true"
     # The admin's own key stays; the cluster's goes; both managed blocks go.
     assert "The cluster key may no longer log in as the admin" in steps
     assert "Remove the peers from ~/.ssh/config" in steps
