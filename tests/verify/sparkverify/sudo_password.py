@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import getpass
 
+from spark_cluster.inventory import SUDO_PASSWORD_ENV  # noqa: F401 (one name, shared with the deploy)
 from spark_cluster.private_file import read_owner_only
 
 from .errors import VerifyEnvironmentError
-
-SUDO_PASSWORD_ENV = "SPARK_SUDO_PASSWORD"
 
 
 def read_password_file(path: str) -> str:
