@@ -29,12 +29,12 @@ def find_checkout(package_dir: Path | None = None, cwd: Path | None = None) -> P
     return None
 
 
-def require_checkout(package_dir: Path | None = None, cwd: Path | None = None, stderr=sys.stderr) -> Path:
+def require_checkout(package_dir: Path | None = None, cwd: Path | None = None) -> Path:
     """The checkout's root, or exit 2 after one line saying what to do."""
     root = find_checkout(package_dir, cwd)
     if root is None:
         beside = Path(package_dir or Path(__file__).resolve().parent).parent
         print(f"spark-cluster runs from a checkout of the repository: {CLONE}; "
-              f"found no deploy.py beside {beside} nor in {Path(cwd or os.getcwd()).resolve()}", file=stderr)
+              f"found no deploy.py beside {beside} nor in {Path(cwd or os.getcwd()).resolve()}", file=sys.stderr)
         raise SystemExit(2)
     return root

@@ -26,18 +26,18 @@ DEFAULT_INVENTORY = "inventory/spark2.py"
 REPORTS = "reports"
 # Subcommand -> (deploy file at the checkout's root, one line of help).
 PYINFRA_COMMANDS = {
-    "deploy": ("deploy.py", "converge every node to a serving cluster (pyinfra deploy.py); reruns change nothing"),
-    "stop": ("stop.py", "stop serving on every node: the watchers first, then every engine"),
-    "start": ("start.py", "start serving: workers, head, then watchers; waits until it answers"),
-    "restart": ("restart.py", "stop, then start, cluster-wide (after a watcher held, or to free memory)"),
-    "uninstall": ("uninstall.py", "remove what the deploy installed; keeps the model and images unless asked"),
+    "deploy": ("deploy.py", "converge every node to a serving cluster (pyinfra deploy.py)"),
+    "stop": ("stop.py", "stop serving everywhere: the watchers first, then the engines"),
+    "start": ("start.py", "start serving: workers, head, watchers; wait for an answer"),
+    "restart": ("restart.py", "stop, then start, cluster-wide"),
+    "uninstall": ("uninstall.py", "remove what the deploy installed (keeps model and images)"),
 }
 NODE_COMMANDS = {
-    "status": "one table: each node's serving state, model, image, rails, uptime",
-    "logs": "every node's engine log, kept after a crash (--follow, --watcher)",
-    "smoke": "one chat completion; tokens/s single-stream and at small concurrency",
+    "status": "each node's serving state, model, image, rails, uptime",
+    "logs": "every node's engine log, also after a crash (--follow)",
+    "smoke": "one chat completion; tokens/s alone and at small concurrency",
 }
-VERIFY_HELP = "check the cluster (pytest tests/verify): a table, JUnit XML and JSON"
+VERIFY_HELP = "check the cluster (pytest tests/verify): table, JUnit, JSON"
 LAB_HELP = "the qemu lab that imitates Sparks (python -m lab ARGS)"
 
 
@@ -73,6 +73,8 @@ def _pyinfra_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spark-cluster",
+        # One line per subcommand: its name and help side by side.
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=24),
         description="Provision, check and run a DGX Spark serving cluster (over pyinfra and pytest).",
         epilog="Runs from a checkout of the repository; `spark-cluster SUBCOMMAND --help` for its options.")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --- what every child shares -------------------------------------------------
 
-def sudo_password(args, prompt: Callable[[str], str] = getpass.getpass) -> str | None:
+def sudo_password(args, prompt: Callable[[str], str] | None = None) -> str | None:
     """The run's sudo password, asked or read once: --sudo-password-file, then
     --ask-sudo-password, then an exported SPARK_SUDO_PASSWORD; None otherwise
     (the inventory's sudo_password, or NOPASSWD sudo)."""
@@ -115,7 +117,7 @@ def sudo_password(args, prompt: Callable[[str], str] = getpass.getpass) -> str |
         except ValueError as error:
             raise Refusal(str(error)) from None
     if args.ask_sudo_password:
-        return prompt("sudo password for the nodes: ")
+        return (prompt or getpass.getpass)("sudo password for the nodes: ")
     return os.environ.get(SUDO_PASSWORD_ENV) or None
 
 
