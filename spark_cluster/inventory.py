@@ -16,9 +16,10 @@ from typing import Any, Iterable
 
 import click
 from pyinfra.api.exceptions import InventoryError
-from pyinfra.context import state
+from pyinfra.api import State
+from pyinfra.context import ctx_state, state
 # pyinfra's own group_data reader: the values it will merge, read the same way.
-from pyinfra_cli.inventory import _get_group_data
+from pyinfra_cli.inventory import _get_group_data, make_inventory
 from pyinfra_cli.exceptions import CliError
 from pyinfra_cli.util import parse_cli_arg
 
@@ -406,10 +407,6 @@ def load_hosts(inventory_file: str | os.PathLike, repo_root: str | os.PathLike, 
     `pyinfra INVENTORY ... --data K=V --group-data DIR` run from `repo_root`
     reads them (group_data < inventory < --data), with the deploy's settings
     check. Nothing connects: the inventory is only executed and merged."""
-    from pyinfra.api import State
-    from pyinfra.context import ctx_state
-    from pyinfra_cli.inventory import make_inventory
-
     repo_root = str(Path(repo_root).resolve())
     path = Path(os.path.expanduser(str(inventory_file)))
     if not path.is_absolute():

@@ -282,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "lab":
             return _run([sys.executable, "-m", "lab", *args.lab_args, *extra], root, dict(os.environ))
+        # Paths as the user typed them, made absolute once: every child runs in the checkout.
+        args.inventory = resolve(args.inventory, root)
+        args.group_data = [resolve(folder, root) for folder in args.group_data]
+        args.checkout = root
         args.sudo_password = sudo_password(args)
         env = child_env(args.sudo_password)
         if args.command == "verify":

@@ -229,6 +229,6 @@ def test_status_logs_and_smoke_go_to_the_nodes_module_with_the_shared_options(mo
     (_, logs), (_, status) = calls
     assert (logs.follow, logs.watcher, logs.lines, logs.data, logs.sudo_password) == (True, True, 20, ["api_port=9000"],
                                                                                       "exported")
-    assert status.inventory == "inventory/lab2.py" and status.group_data == [] and [c for c, _ in calls] == \
-        ["logs", "status"]
+    assert status.inventory == str(REPO / "inventory/lab2.py") and status.group_data == []
+    assert status.checkout == REPO and [c for c, _ in calls] == ["logs", "status"]
     assert command.build_parser().parse_args(["logs"]).lines == 50

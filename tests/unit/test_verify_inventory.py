@@ -19,8 +19,10 @@ from spark_cluster.inventory import ClusterInventoryError, require_group_data  #
 
 
 @pytest.fixture(autouse=True)
-def read_only_inventories(monkeypatch):
+def read_only_inventories(monkeypatch, tmp_path):
     monkeypatch.setenv("SPARK_CLUSTER_READ_ONLY_INVENTORY", "1")
+    # No ~/.ssh/config of the person running the tests: endpoints are the inventory's.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
 @pytest.fixture
