@@ -63,11 +63,13 @@ def _cluster_options() -> argparse.ArgumentParser:
     return common
 
 
-def _pyinfra_options(parser: argparse.ArgumentParser) -> None:
+def _pyinfra_options(parser: argparse.ArgumentParser, limit: bool) -> None:
     parser.add_argument("-y", "--yes", action="store_true",
                         help="run the operations without pyinfra's confirmation prompt")
-    parser.add_argument("--limit", action="append", default=[], metavar="NODE",
-                        help="only these nodes (pyinfra's --limit; repeatable)")
+    # stop/start/restart move the whole cluster together: a head alone cannot serve.
+    if limit:
+        parser.add_argument("--limit", action="append", default=[], metavar="NODE",
+                            help="only these nodes (pyinfra's --limit; repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _cluster_options()
     for name in ("deploy",):
         _pyinfra_options(sub.add_parser(name, parents=[common], help=PYINFRA_COMMANDS[name][1],
-                                        description=PYINFRA_COMMANDS[name][1]))
+                                        description=PYINFRA_COMMANDS[name][1]), limit=True)
     sub.add_parser("verify", parents=[common], help=VERIFY_HELP, description=VERIFY_HELP + "; other arguments go to pytest")
     for name, line in NODE_COMMANDS.items():
         command = sub.add_parser(name, parents=[common], help=line, description=line)
@@ -94,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("stop", "start", "restart", "uninstall"):
         command = sub.add_parser(name, parents=[common], help=PYINFRA_COMMANDS[name][1],
                                  description=PYINFRA_COMMANDS[name][1])
-        _pyinfra_options(command)
+        _pyinfra_options(command, limit=name == "uninstall")
         if name == "uninstall":
             command.add_argument("--remove-model", action="store_true",
                                  help="also delete the model from every node's Hugging Face cache")
@@ -153,7 +155,7 @@ def pyinfra_argv(args, root: Path, deploy_file: str, python: str = sys.executabl
     argv = [python, "-m", "pyinfra"]
     if args.yes:
         argv.append("-y")
-    for node in args.limit:
+    for node in getattr(args, "limit", []):
         argv += ["--limit", node]
     argv += overrides(args, root)
     if getattr(args, "remove_model", False):

@@ -101,6 +101,8 @@ def test_lifecycle_subcommands_run_their_deploy_file(children, name):
     assert command.main([name, "-i", "inventory/lab2.py"]) == 0
     (argv, cwd, _), = children
     assert argv[-2:] == [str(REPO / "inventory/lab2.py"), f"{name}.py"] and (cwd / f"{name}.py").is_file()
+    with pytest.raises(SystemExit):  # the whole cluster moves together: no --limit
+        command.build_parser().parse_args([name, "--limit", "spark-2"])
 
 
 def test_uninstall_turns_its_flags_into_settings(children, monkeypatch, tmp_path):
