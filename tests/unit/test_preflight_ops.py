@@ -93,7 +93,8 @@ def test_odd_kernel_fails_that_node_first_and_only_that_node(monkeypatch):
 
 
 SUDO_FIX = ("spark-2: sudo as 'spark' did not answer (a wrong sudo password, or spark may not use sudo there): "
-            "nothing more is asked or changed on this node; fix the password (--use-sudo-password, or "
+            "nothing more is asked or changed on this node; fix the password (spark-cluster --ask-sudo-password, "
+            "pyinfra --use-sudo-password, or "
             "sudo_password in the inventory) or run `usermod -aG sudo spark` on it")
 
 
