@@ -23,7 +23,7 @@ from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.host_ops import admin_account
 from spark_cluster.settings import cluster_settings
 
-from .plan import model_cache_dir
+from spark_cluster.model_cache import model_cache_dir
 
 
 def model_dir(s, home):

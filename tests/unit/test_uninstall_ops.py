@@ -17,7 +17,7 @@ from test_layering import role_order
 
 from roles import leftovers
 from roles.distribute import uninstall as distribute_uninstall
-from roles.distribute.plan import model_cache_dir
+from spark_cluster.model_cache import model_cache_dir
 from roles.network import uninstall as network_uninstall
 from roles.network.checks import NM_UNMANAGED_FILE
 from roles.network.facts import parse_links
