@@ -27,7 +27,7 @@ from sparkverify.errors import VerifyEnvironmentError  # noqa: E402
 from sparkverify.inventory import data_overrides, load_cluster  # noqa: E402
 from sparkverify.parse import parse_ip_addr_json  # noqa: E402
 from sparkverify.rails import node_fabric  # noqa: E402
-from sparkverify.remote import Node  # noqa: E402
+from sparkverify.remote import Node, SudoRefused  # noqa: E402
 
 from .report import NodeStatus, RailAddress, prefixed, smoke_text, status_exit, status_table  # noqa: E402
 
@@ -91,7 +91,9 @@ def node_status(node: Node) -> NodeStatus:
     try:
         rails = node_rails(node)
         shown = node.run_root(f"{WATCH} report", timeout=60)
-    except VerifyEnvironmentError as error:  # unreachable, or sudo refused: it says the fix
+    except SudoRefused as error:  # it says the fix
+        return NodeStatus(node.name, error=str(error), problem="sudo refused")
+    except VerifyEnvironmentError as error:  # unreachable: it says the fix
         return NodeStatus(node.name, error=str(error))
     except Exception as error:  # a connection lost mid-way (paramiko, socket): still one row
         return NodeStatus(node.name, error=f"{node.name}: lost its SSH connection ({type(error).__name__}: {error}); "
@@ -172,9 +174,15 @@ def follow_logs(nodes: list[Node], command: str, width: int) -> int:
                 say(node.name, line.decode(errors="replace"))
         if buffer:
             say(node.name, buffer.decode(errors="replace"))
+        if stopping.is_set():
+            return
+        if background.channel.recv_stderr_ready():  # sudo or journalctl said why
+            for line in background.channel.recv_stderr(65536).decode(errors="replace").splitlines():
+                say(node.name, line)
         say(node.name, "(journal stream ended: the node went away or rebooted)")
 
     channels: list = []
+    stopping = threading.Event()
     threads = [threading.Thread(target=stream, args=(node,), daemon=True) for node in nodes]
     for thread in threads:
         thread.start()
@@ -183,6 +191,7 @@ def follow_logs(nodes: list[Node], command: str, width: int) -> int:
             for thread in threads:
                 thread.join(timeout=0.5)
     except KeyboardInterrupt:
+        stopping.set()
         for channel in channels:
             channel.close()
     return 0

@@ -36,11 +36,13 @@ class NodeStatus:
     rails: tuple[RailAddress, ...] = ()
     error: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # What the error means in the STATE column: unreachable, or sudo refused.
+    problem: str = UNREACHABLE
 
     @property
     def state(self) -> str:
         if self.error:
-            return UNREACHABLE
+            return self.problem
         if self.report is None:
             return "no report"
         return str(self.report.get("state") or "unknown")

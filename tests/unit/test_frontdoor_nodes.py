@@ -274,3 +274,56 @@ def test_smoke_runs_on_the_head_only_and_prints_its_figures(spark2, monkeypatch,
     assert "stand-in engine" in out
     answer.update(ok=False, error="1 of 5 timed requests failed: HTTP 503")
     assert nodes.smoke(Namespace()) == 1
+
+
+class FakeChannel:
+    def __init__(self, chunks, stderr=b""):
+        self.chunks, self.stderr, self.closed = list(chunks), stderr, False
+
+    def recv(self, size):
+        return self.chunks.pop(0) if self.chunks else b""
+
+    def recv_stderr_ready(self):
+        return bool(self.stderr)
+
+    def recv_stderr(self, size):
+        return self.stderr
+
+    def close(self):
+        self.closed = True
+
+
+def test_follow_streams_every_node_line_by_line_behind_its_name(spark2, capsys):
+    class Streaming(FakeNode):
+        def __init__(self, spec, chunks, stderr=b""):
+            super().__init__(spec)
+            self.channel = FakeChannel(chunks, stderr)
+
+        def start_root(self, command):
+            self.asked.append("sudo " + command)
+            return Namespace(channel=self.channel)
+
+    head = Streaming(spark2[0], [b"10:00 engine up\n10:01 par", b"tial line\n"])
+    worker = Streaming(spark2[1], [], stderr=b"sudo: a password is required\n")
+    assert nodes.follow_logs([head, worker], nodes.journal_command("spark-serving.service", 5, True), 7) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if line.startswith("spark-1")] == [
+        "spark-1 | 10:00 engine up", "spark-1 | 10:01 partial line",
+        "spark-1 | (journal stream ended: the node went away or rebooted)"]
+    assert "spark-2 | sudo: a password is required" in out
+    assert head.asked == ["sudo journalctl -u spark-serving.service --no-pager --no-hostname -o short-iso -n 5 -f"]
+
+
+def test_a_node_whose_admin_cannot_sudo_says_so_in_its_row(spark2, monkeypatch, capsys):
+    from sparkverify.remote import SudoRefused
+
+    class NoSudo(FakeNode):
+        def run_root(self, command, timeout=60):
+            raise SudoRefused(f"{self.name}: sudo refused nvidia (sudo: a password is required); fix: give the "
+                              "password with --ask-sudo-password")
+
+    monkeypatch.setattr(nodes, "cluster_nodes", lambda args: [NoSudo(spark2[0])])
+    assert nodes.status(Namespace()) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split()[:4] == ["spark-1", "-", "sudo", "refused"]
+    assert "spark-1: sudo refused nvidia (sudo: a password is required); fix:" in out
