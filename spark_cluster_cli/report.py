@@ -92,7 +92,8 @@ def status_row(node: NodeStatus) -> tuple[str, ...]:
     if report.get("standin") and image != "-":
         image += STANDIN_MARK
     return (node.name, str(report.get("role") or "-"), node.state, str(report.get("model") or "-"), image,
-            rails_text(node.rails), uptime_text(report.get("since_s")) if report else "-")
+            # UP: how long the engine's unit has been active; nothing for a stopped one.
+            rails_text(node.rails), uptime_text(report.get("since_s")) if report.get("unit") == "active" else "-")
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
