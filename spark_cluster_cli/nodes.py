@@ -34,6 +34,7 @@ from .report import NodeStatus, RailAddress, prefixed, smoke_text, status_exit, 
 WATCH = f"/usr/bin/python3 {serving.WATCH_PATH}"
 SMOKE_CONCURRENCY = 4
 SMOKE_MAX_TOKENS = 128
+LOG_LINES = 40
 
 
 def inventory_path(inventory: str) -> str:
@@ -48,6 +49,16 @@ def cluster_nodes(args) -> list[Node]:
                          override_data=data_overrides(getattr(args, "data", None)),
                          group_data_dirs=[args.group_data] if getattr(args, "group_data", None) else ())
     return [Node(spec, REPO_ROOT, getattr(args, "sudo_password", None)) for spec in specs]
+
+
+def loaded_nodes(args) -> list[Node] | None:
+    """cluster_nodes, or None after one line saying why the inventory did not load."""
+    try:
+        return cluster_nodes(args)
+    except Exception as error:  # nothing was connected: what the inventory or --data says is wrong
+        print(f"spark-cluster: cannot load inventory {args.inventory}: {error}; fix: the inventory file, "
+              "its group_data or a --data KEY=VALUE", file=sys.stderr)
+        return None
 
 
 def on_every_node(nodes: list[Node], ask: Callable[[Node], Any]) -> list[Any]:
@@ -106,7 +117,9 @@ def node_status(node: Node) -> NodeStatus:
 
 
 def status(args) -> int:
-    nodes = cluster_nodes(args)
+    nodes = loaded_nodes(args)
+    if nodes is None:
+        return 2
     statuses = on_every_node(nodes, node_status)
     print(status_table(statuses))
     return status_exit(statuses)
@@ -122,12 +135,15 @@ def journal_command(unit: str, lines: int, follow: bool) -> str:
 
 
 def logs(args) -> int:
-    nodes = cluster_nodes(args)
+    nodes = loaded_nodes(args)
+    if nodes is None:
+        return 2
     unit = serving.WATCH_UNIT_NAME if getattr(args, "watcher", False) else serving.UNIT_NAME
-    command = journal_command(unit, getattr(args, "lines", 40) or 40, follow=False)
+    lines = getattr(args, "lines", None) or LOG_LINES
     width = max(len(node.name) for node in nodes)
     if getattr(args, "follow", False):
-        return follow_logs(nodes, journal_command(unit, getattr(args, "lines", 40) or 40, follow=True), width)
+        return follow_logs(nodes, journal_command(unit, lines, follow=True), width)
+    command = journal_command(unit, lines, follow=False)
 
     def read(node: Node):
         # As root: the journal of a system unit is for root, adm and systemd-journal
@@ -200,7 +216,10 @@ def follow_logs(nodes: list[Node], command: str, width: int) -> int:
 # --- smoke --------------------------------------------------------------------
 
 def smoke(args) -> int:
-    head = cluster_nodes(args)[0]
+    nodes = loaded_nodes(args)
+    if nodes is None:
+        return 2
+    head = nodes[0]
     concurrency = int(getattr(args, "concurrency", None) or SMOKE_CONCURRENCY)
     max_tokens = int(getattr(args, "max_tokens", None) or SMOKE_MAX_TOKENS)
     try:

@@ -327,3 +327,13 @@ def test_a_node_whose_admin_cannot_sudo_says_so_in_its_row(spark2, monkeypatch, 
     out = capsys.readouterr().out
     assert out.splitlines()[1].split()[:4] == ["spark-1", "-", "sudo", "refused"]
     assert "spark-1: sudo refused nvidia (sudo: a password is required); fix:" in out
+
+
+def test_an_inventory_that_does_not_load_is_one_line_and_exit_2(capsys):
+    args = Namespace(inventory="inventory/spark2.py", data=["api_listen"], group_data=None, sudo_password=None)
+    assert nodes.status(args) == 2 and nodes.smoke(args) == 2
+    assert nodes.logs(Namespace(**vars(args), lines=5, follow=False, watcher=False)) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == ("spark-cluster: cannot load inventory inventory/spark2.py: --data 'api_listen': expected "
+                      "KEY=VALUE, e.g. --data api_listen=all; fix: the inventory file, its group_data or a --data "
+                      "KEY=VALUE") and len(err) == 3
