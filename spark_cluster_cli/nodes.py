@@ -24,7 +24,7 @@ if str(REPO_ROOT / "tests" / "verify") not in sys.path:
 
 from roles.serving import defaults as serving  # noqa: E402
 from sparkverify.errors import VerifyEnvironmentError  # noqa: E402
-from sparkverify.inventory import data_overrides, load_cluster  # noqa: E402
+from sparkverify.inventory import load_cluster  # noqa: E402
 from sparkverify.parse import parse_ip_addr_json  # noqa: E402
 from sparkverify.rails import node_fabric  # noqa: E402
 from sparkverify.remote import Node, SudoRefused  # noqa: E402
@@ -45,9 +45,8 @@ def inventory_path(inventory: str) -> str:
 
 def cluster_nodes(args) -> list[Node]:
     """The inventory's nodes, head first, with the deploy's --data and --group-data."""
-    specs = load_cluster(inventory_path(args.inventory), REPO_ROOT,
-                         override_data=data_overrides(getattr(args, "data", None)),
-                         group_data_dirs=[args.group_data] if getattr(args, "group_data", None) else ())
+    specs = load_cluster(inventory_path(args.inventory), REPO_ROOT, getattr(args, "data", None) or (),
+                         getattr(args, "group_data", None) or ())
     return [Node(spec, REPO_ROOT, getattr(args, "sudo_password", None)) for spec in specs]
 
 

@@ -41,24 +41,23 @@ class NodeSpec:
         return self.data["qsfp_ip"]
 
 
-def data_overrides(items) -> dict[str, Any]:
-    """pyinfra's --data KEY=VALUE list as the deploy reads it (pyinfra's own parser)."""
+def _data_args(pairs) -> dict[str, Any]:
+    """--data KEY=VALUE pairs as pyinfra's CLI reads them (its parse_cli_arg)."""
     from pyinfra_cli.util import parse_cli_arg
 
-    overrides = {}
-    for item in items or ():
-        key, sep, value = str(item).partition("=")
+    data = {}
+    for pair in pairs or ():
+        key, sep, value = str(pair).partition("=")
         if not sep or not key:
-            raise ValueError(f"--data {item!r}: expected KEY=VALUE, e.g. --data api_listen=all")
-        overrides[key] = parse_cli_arg(value)
-    return overrides
+            raise ValueError(f"--data {pair!r}: expected KEY=VALUE, e.g. --data serving_wait_ready=False")
+        data[key] = parse_cli_arg(value)
+    return data
 
 
-def load_cluster(inventory_file: str | os.PathLike, repo_root: str | os.PathLike, *,
-                 override_data: dict[str, Any] | None = None,
-                 group_data_dirs: list[str] | tuple[str, ...] = ()) -> list[NodeSpec]:
-    """Nodes in inventory order (the head first), each with pyinfra's merged data:
-    the deploy's --data overrides and --group-data folders count as they do for it.
+def load_cluster(inventory_file: str | os.PathLike, repo_root: str | os.PathLike, data=(),
+                 group_data=()) -> list[NodeSpec]:
+    """Nodes in inventory order (the head first), each with pyinfra's merged
+    data, as the deploy reads them with the same --data and --group-data.
 
     Nothing connects here: the inventory is only executed and merged."""
     from pyinfra.api import State
@@ -76,8 +75,8 @@ def load_cluster(inventory_file: str | os.PathLike, repo_root: str | os.PathLike
         sys.path.insert(0, repo_root)
     # pyinfra's exec_file records the file on the current State.
     with ctx_state.use(State()):
-        inventory = make_inventory(str(path), cwd=repo_root, override_data=override_data or None,
-                                   group_data_directories=[str(Path(d).resolve()) for d in group_data_dirs] or None)
+        inventory = make_inventory(str(path), override_data=_data_args(data), cwd=repo_root,
+                                   group_data_directories=[str(Path(f).resolve()) for f in group_data or ()] or None)
     nodes = [NodeSpec(host.name, dict(host.data.dict())) for host in inventory]
     nodes.sort(key=lambda node: node.data.get("node_rank", 0))
     return nodes
