@@ -167,7 +167,8 @@ def logs(args) -> int:
 
 
 def follow_logs(nodes: list[Node], command: str, width: int) -> int:
-    """Every node's journal, interleaved line by line behind its name, until Ctrl-C."""
+    """Every node's journal, interleaved line by line behind its name, until Ctrl-C
+    (or every stream ended); 1 when a node's journal could not be opened."""
     printing = threading.Lock()
 
     def say(name: str, line: str):
@@ -179,6 +180,7 @@ def follow_logs(nodes: list[Node], command: str, width: int) -> int:
             background = node.start_root(command)
         except Exception as error:
             say(node.name, f"cannot read the journal: {error}")
+            unread.append(node.name)
             return
         channels.append(background.channel)
         buffer = b""
@@ -197,6 +199,7 @@ def follow_logs(nodes: list[Node], command: str, width: int) -> int:
         say(node.name, "(journal stream ended: the node went away or rebooted)")
 
     channels: list = []
+    unread: list = []
     stopping = threading.Event()
     threads = [threading.Thread(target=stream, args=(node,), daemon=True) for node in nodes]
     for thread in threads:
@@ -209,7 +212,7 @@ def follow_logs(nodes: list[Node], command: str, width: int) -> int:
         stopping.set()
         for channel in channels:
             channel.close()
-    return 0
+    return 1 if unread else 0
 
 
 # --- smoke --------------------------------------------------------------------

@@ -18,6 +18,7 @@ from sparkverify.inventory import load_cluster  # noqa: E402
 from sparkverify.remote import NodeUnreachable, sudo_command  # noqa: E402
 from sparkverify.result import Result  # noqa: E402
 
+from spark_cluster.inventory import ClusterInventoryError  # noqa: E402
 from spark_cluster_cli import nodes  # noqa: E402
 from spark_cluster_cli.report import (NodeStatus, RailAddress, rails_text, short_image_id, smoke_text,  # noqa: E402
                                       status_exit, status_table, uptime_text)
@@ -140,7 +141,7 @@ def test_a_failed_smoke_says_what_expected_found_and_fix():
 def test_data_pairs_parse_as_pyinfra_parses_them():
     specs = load_cluster("inventory/spark2.py", REPO, ["api_listen=all", "serving_watch_port=29521"])
     assert [(s.get("api_listen"), s.get("serving_watch_port")) for s in specs] == [("all", 29521)] * 2
-    with pytest.raises(ValueError, match="--data 'api_listen': expected KEY=VALUE"):
+    with pytest.raises(ClusterInventoryError, match="--data 'api_listen': expected KEY=VALUE"):
         load_cluster("inventory/spark2.py", REPO, ["api_listen"])
 
 
@@ -305,12 +306,16 @@ def test_follow_streams_every_node_line_by_line_behind_its_name(spark2, capsys):
     head = Streaming(spark2[0], [b"10:00 engine up\n10:01 par", b"tial line\n"])
     worker = Streaming(spark2[1], [], stderr=b"sudo: a password is required\n")
     assert nodes.follow_logs([head, worker], nodes.journal_command("spark-serving.service", 5, True), 7) == 0
+    unreachable = FakeNode(spark2[1], unreachable=True)
+    unreachable.start_root = lambda command: unreachable._reach()
+    assert nodes.follow_logs([unreachable], "journalctl -f", 7) == 1
     out = capsys.readouterr().out.splitlines()
     assert [line for line in out if line.startswith("spark-1")] == [
         "spark-1 | 10:00 engine up", "spark-1 | 10:01 partial line",
         "spark-1 | (journal stream ended: the node went away or rebooted)"]
     assert "spark-2 | sudo: a password is required" in out
     assert head.asked == ["sudo journalctl -u spark-serving.service --no-pager --no-hostname -o short-iso -n 5 -f"]
+    assert "spark-2 | cannot read the journal: spark-2: cannot reach its SSH endpoint; fix: check the node is up" in out
 
 
 def test_a_node_whose_admin_cannot_sudo_says_so_in_its_row(spark2, monkeypatch, capsys):

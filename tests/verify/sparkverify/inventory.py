@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spark_cluster.inventory import ClusterInventoryError
 from spark_cluster.settings import SettingError, cluster_settings
 
 from .errors import VerifyEnvironmentError
@@ -49,7 +50,7 @@ def _data_args(pairs) -> dict[str, Any]:
     for pair in pairs or ():
         key, sep, value = str(pair).partition("=")
         if not sep or not key:
-            raise ValueError(f"--data {pair!r}: expected KEY=VALUE, e.g. --data serving_wait_ready=False")
+            raise ClusterInventoryError(f"--data {pair!r}: expected KEY=VALUE, e.g. --data serving_wait_ready=False")
         data[key] = parse_cli_arg(value)
     return data
 
