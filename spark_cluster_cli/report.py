@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from spark_cluster.engine_image import STANDIN_REPOSITORY
+
 HEADERS = ("NODE", "ROLE", "STATE", "MODEL", "IMAGE ID", "RAILS", "UP")
 SERVING = "serving"
 UNREACHABLE = "unreachable"
@@ -46,6 +48,11 @@ class NodeStatus:
         if self.report is None:
             return "no report"
         return str(self.report.get("state") or "unknown")
+
+
+def is_standin(image: str | None) -> bool:
+    """The lab's stand-in engine image (roles/standin tags it spark-standin:<content hash>)."""
+    return bool(image) and str(image).startswith(f"{STANDIN_REPOSITORY}:")
 
 
 def short_image_id(image_id: str | None) -> str:
@@ -89,7 +96,7 @@ def rails_text(rails: Sequence[RailAddress]) -> str:
 def status_row(node: NodeStatus) -> tuple[str, ...]:
     report = node.report or {}
     image = short_image_id(report.get("image_id"))
-    if report.get("standin") and image != "-":
+    if is_standin(report.get("image")) and image != "-":
         image += STANDIN_MARK
     return (node.name, str(report.get("role") or "-"), node.state, str(report.get("model") or "-"), image,
             # UP: how long the engine's unit has been active; nothing for a stopped one.
@@ -133,9 +140,9 @@ def status_table(nodes: Sequence[NodeStatus]) -> str:
         found = ", ".join(f"{name} {short_image_id(value)}" for name, value in ids.items())
         notes.append(f"image ids differ ({found}): every node must run the same image; "
                      "fix: deploy again (it copies the head's image to the others)")
-    standin = next((node.report for node in nodes if node.report and node.report.get("standin")), None)
+    standin = next((node.report for node in nodes if node.report and is_standin(node.report.get("image"))), None)
     if standin:
-        notes.append(f"{STANDIN_MARK} {standin.get('image') or 'spark-standin'} is the lab's stand-in engine "
+        notes.append(f"{STANDIN_MARK} {standin['image']} is the lab's stand-in engine "
                      "(roles/standin: no GPU, no weights), not the real engine")
     serving = sum(node.state == SERVING for node in nodes)
     lines.append("")
@@ -182,7 +189,7 @@ def smoke_text(head: str, result: dict[str, Any]) -> tuple[str, int]:
         lines.append(f"single stream: {_figure(result['single'])}")
     if result.get("concurrent"):
         lines.append(f"at concurrency {result.get('concurrency')}: {_figure(result['concurrent'])}")
-    if result.get("standin"):
+    if is_standin(result.get("image")):
         lines.append("(the lab's stand-in engine: these figures say nothing of a real engine's speed)")
     if result.get("ok"):
         return "\n".join(lines), 0

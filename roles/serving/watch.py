@@ -98,8 +98,8 @@ def watch_config(
 ) -> dict[str, Any]:
     """/etc/spark-cluster/watch.json for one node (no secret: the key stays in serving.env).
 
-    model, image and standin are for `serving_watch.py report` (spark-cluster
-    status): what this node was deployed to serve, read where it runs."""
+    model and image are for `serving_watch.py report` (spark-cluster status):
+    what this node was deployed to serve, read where it runs."""
     # Where this node reaches the head's API: the head itself asks its own
     # listen address; a worker never needs the API (it asks the head's watcher).
     api_ip = head_ip if api_host_ip == "0.0.0.0" else api_host_ip
@@ -116,8 +116,6 @@ def watch_config(
         "served_model_name": s.serving_served_model_name or s.serving_model,
         "model": s.serving_model,
         "image": image,
-        # The lab's stand-in engine: status says so rather than pass it off as the real one.
-        "standin": bool(s.serving_standin),
         "tokens_metric": engine.tokens_metric,
         "listen": control_ip,
         "state_port": int(s.serving_watch_port),

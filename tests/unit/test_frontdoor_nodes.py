@@ -18,9 +18,10 @@ from sparkverify.inventory import load_cluster  # noqa: E402
 from sparkverify.remote import NodeUnreachable, sudo_command  # noqa: E402
 from sparkverify.result import Result  # noqa: E402
 
+from spark_cluster.engine_image import standin_tag  # noqa: E402
 from spark_cluster.inventory import ClusterInventoryError  # noqa: E402
 from spark_cluster_cli import nodes  # noqa: E402
-from spark_cluster_cli.report import (NodeStatus, RailAddress, rails_text, short_image_id, smoke_text,  # noqa: E402
+from spark_cluster_cli.report import (NodeStatus, RailAddress, is_standin, rails_text, short_image_id, smoke_text,  # noqa: E402
                                       status_exit, status_table, uptime_text)
 
 IMAGE_ID = "sha256:3f9a1c2b7d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcd"
@@ -40,9 +41,9 @@ def no_ssh(monkeypatch):
 
 
 def watcher_report(node, role, state="serving", since_s=3725.0, image_id=IMAGE_ID, standin=True, **more):
+    image = "spark-standin:0123456789ab" if standin else "vllm-ds4-sm121:latest"
     return dict({"node": node, "role": role, "engine": "vllm", "model": "deepseek-ai/DeepSeek-V4-Flash",
-                 "served_model_name": "deepseek-v4-flash", "image": "spark-standin:0123456789ab",
-                 "standin": standin, "unit": "active", "sub": "running", "restarts": "0", "since_s": since_s,
+                 "served_model_name": "deepseek-v4-flash", "image": image, "unit": "active", "sub": "running", "restarts": "0", "since_s": since_s,
                  "image_id": image_id, "engine_running": True, "ready": state == "serving", "phase": "",
                  "detail": "", "health": "200" if role == "head" else None, "state": state}, **more)
 
@@ -116,7 +117,7 @@ def test_image_ids_and_rails_read_short():
 # --- smoke's words ------------------------------------------------------------------------
 
 def test_smoke_prints_the_answer_and_both_figures():
-    result = {"ok": True, "model": "deepseek-v4-flash", "standin": False, "concurrency": 4, "error": "",
+    result = {"ok": True, "model": "deepseek-v4-flash", "image": "vllm-ds4-sm121:latest", "concurrency": 4, "error": "",
               "answer": " ".join(f"w{i}" for i in range(30)),
               "single": {"requests": 1, "failed": 0, "tokens": 128, "seconds": 4.0, "tokens_per_s": 32.0},
               "concurrent": {"requests": 4, "failed": 0, "tokens": 512, "seconds": 5.12, "tokens_per_s": 100.0}}
@@ -256,7 +257,7 @@ def test_the_journal_is_read_through_sudo_with_the_password_on_stdin_only():
 
 
 def test_smoke_runs_on_the_head_only_and_prints_its_figures(spark2, monkeypatch, capsys):
-    answer = {"ok": True, "model": "m", "standin": True, "concurrency": 4, "answer": "[stand-in] echo: hi",
+    answer = {"ok": True, "model": "m", "image": "spark-standin:0123456789ab", "concurrency": 4, "answer": "[stand-in] echo: hi",
               "single": {"requests": 1, "failed": 0, "tokens": 6, "seconds": 0.01, "tokens_per_s": 600.0},
               "concurrent": {"requests": 4, "failed": 0, "tokens": 24, "seconds": 0.02, "tokens_per_s": 1200.0}}
 
@@ -341,3 +342,7 @@ def test_an_inventory_that_does_not_load_is_one_line_and_exit_2(capsys):
     assert err[0].startswith("spark-cluster: cannot load inventory inventory/spark2.py: --data 'api_listen': "
                              "expected KEY=VALUE") and len(err) == 3
     assert err[0].endswith("; fix: the inventory file, its group_data or a --data KEY=VALUE")
+
+
+def test_the_stand_in_is_known_by_the_tag_roles_standin_gives_it():
+    assert is_standin(standin_tag()) and not is_standin("vllm-ds4-sm121:latest") and not is_standin(None)

@@ -48,7 +48,7 @@ def node_config(tmp_path, api, role="head"):
     return {"node": "spark-1", "role": role, "engine": "vllm", "unit": "spark-serving.service",
             "container": "spark-serving", "env_file": str(env), "api_key_variable": "VLLM_API_KEY",
             "api_url": f"http://127.0.0.1:{api}", "served_model_name": "m", "model": "org/m",
-            "image": "spark-standin:0123456789ab", "standin": True, "probe_timeout_s": 5,
+            "image": "spark-standin:0123456789ab", "probe_timeout_s": 5,
             "head_state_url": f"http://127.0.0.1:{free_port()}/state"}
 
 
@@ -104,7 +104,7 @@ def test_a_serving_head_reports_its_model_image_id_uptime_and_health(tmp_path, s
     assert result["state"] == "serving" and result["ready"] is True and result["health"] == "200"
     assert result["model"] == "org/m" and result["engine"] == "vllm" and result["role"] == "head"
     assert result["image"] == "spark-standin:0123456789ab" and result["image_id"] == IMAGE_ID
-    assert result["standin"] is True and result["unit"] == "active" and result["restarts"] == "2"
+    assert result["unit"] == "active" and result["restarts"] == "2"
     assert result["since_s"] == pytest.approx(125.0, abs=0.01)
     assert KEY not in json.dumps(result)
 
@@ -211,4 +211,4 @@ def test_watch_settings_name_the_model_and_image_the_node_was_deployed_with():
                           head_ip="10.0.0.1", api_host_ip="10.0.0.1", memory=("gpu_memory_utilization", 0.8),
                           image="spark-standin:0123456789ab")
     assert config["model"] == GROUP_DATA["serving_model"] and config["image"] == "spark-standin:0123456789ab"
-    assert config["standin"] is True and config["role"] == "head"
+    assert config["role"] == "head"

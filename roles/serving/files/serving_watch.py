@@ -595,7 +595,7 @@ def report(config):
     unit = unit_show(config)
     ready = status(config)
     result = {key: config.get(key) for key in ("node", "role", "engine", "model", "served_model_name", "image")}
-    result.update(standin=bool(config.get("standin")), unit=unit["active"], sub=unit["sub"],
+    result.update(unit=unit["active"], sub=unit["sub"],
                   restarts=unit["restarts"], since_s=unit["since_s"], image_id=image_id(config),
                   engine_running=ready["engine_running"], ready=ready["ready"], phase=ready["phase"],
                   detail=ready["detail"], health=None)
@@ -656,7 +656,7 @@ def smoke(config, key, concurrency=4, max_tokens=128, timeout=300.0):
         return {"ok": False, "node": config.get("node"), "error": "smoke runs on the head only"}
     first = chat_completion(config, key, max_tokens, timeout)
     result = {"ok": first["ok"], "node": config.get("node"), "model": config.get("served_model_name"),
-              "standin": bool(config.get("standin")), "answer": first["text"], "error": first["error"],
+              "image": config.get("image"), "answer": first["text"], "error": first["error"],
               "max_tokens": max_tokens, "concurrency": concurrency}
     if not first["ok"]:
         return result
