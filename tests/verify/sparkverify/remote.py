@@ -277,6 +277,12 @@ class Node:
             )
         return result
 
+    def start_root(self, command: str) -> Background:
+        """`command` as root, left running (journalctl -f, say) until its Background is waited on or closed."""
+        password = self.sudo_password()
+        stdin = (password + "\n").encode() if password is not None else None
+        return Background(self, command, self._open(sudo_command(command, with_password=password is not None), stdin))
+
     def read_root_file(self, path: str) -> str | None:
         result = self.run_root(f"cat {shlex.quote(path)}")
         return result.stdout if result.ok else None
