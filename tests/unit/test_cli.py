@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from spark_cluster.inventory import SUDO_PASSWORD_ENV, define_cluster
+import spark_cluster_cli
 from spark_cluster_cli import checkout, command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -225,6 +226,8 @@ def test_status_logs_and_smoke_go_to_the_nodes_module_with_the_shared_options(mo
     for name in ("status", "logs", "smoke"):
         setattr(fake, name, lambda args, name=name: calls.append((name, args)) or 3)
     monkeypatch.setitem(sys.modules, "spark_cluster_cli.nodes", fake)
+    # Another test may have imported the real module already: `from . import nodes` then reads the package attribute.
+    monkeypatch.setattr(spark_cluster_cli, "nodes", fake, raising=False)
     monkeypatch.setenv(SUDO_PASSWORD_ENV, "exported")
     assert command.main(["logs", "-f", "--watcher", "-n", "20", "--data", "api_port=9000"]) == 3
     assert command.main(["status", "-i", "inventory/lab2.py"]) == 3
