@@ -200,8 +200,9 @@ def summary_lines(lost: dict[str, str], failed: Iterable[str], rerun: str) -> li
     if others:
         lines.append(f"--> failed: {', '.join(others)} (the errors are above).")
     if lines:
-        nodes = ", ".join(sorted({*lost, *others}))
-        lines.append(f"--> Run again once {nodes} answer(s) SSH (nodes that converged change nothing): {rerun}")
+        names = sorted({*lost, *others})
+        verb = "answers" if len(names) == 1 else "answer"
+        lines.append(f"--> Run again once {', '.join(names)} {verb} SSH (nodes that converged change nothing): {rerun}")
     return lines
 
 

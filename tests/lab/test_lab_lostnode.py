@@ -58,7 +58,7 @@ def test_a_worker_lost_mid_deploy_fails_alone_and_one_more_deploy_converges_it(l
         text[-3000:]
     assert HEAD not in summary[0].split(" (", 1)[0]
     rerun = [line for line in text.splitlines() if line.startswith("--> Run again once ")]
-    assert len(rerun) == 1 and f"{WORKER} answer" in rerun[0] and rerun[0].rstrip().endswith(f"{lab2} deploy.py"), \
+    assert len(rerun) == 1 and f"{WORKER} answers SSH" in rerun[0] and rerun[0].rstrip().endswith(f"{lab2} deploy.py"), \
         rerun
 
     # Power back on (`lab up` starts only the stopped node, on its own disk).

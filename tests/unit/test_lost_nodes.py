@@ -262,7 +262,7 @@ def test_an_error_of_a_live_link_fails_that_node_but_is_not_called_lost(monkeypa
     assert failed_this_run(state) == ["spark-2"]
     lines = summary_lines(lost_nodes.lost_nodes(state), failed_this_run(state), "pyinfra inventory/spark2.py deploy.py")
     assert lines == ["--> failed: spark-2 (the errors are above).",
-                     "--> Run again once spark-2 answer(s) SSH (nodes that converged change nothing): "
+                     "--> Run again once spark-2 answers SSH (nodes that converged change nothing): "
                      "pyinfra inventory/spark2.py deploy.py"]
 
 
@@ -287,7 +287,7 @@ def test_the_summary_names_lost_and_failed_nodes_and_nothing_when_all_went_well(
     assert lines == [
         "--> lost mid-run: spark-2 (EOFError). The other nodes finished their run.",
         "--> failed: spark-4 (the errors are above).",
-        "--> Run again once spark-2, spark-4 answer(s) SSH (nodes that converged change nothing): "
+        "--> Run again once spark-2, spark-4 answer SSH (nodes that converged change nothing): "
         "pyinfra inventory/spark4.py deploy.py",
     ]
 
@@ -300,3 +300,108 @@ def test_the_command_to_run_again_is_the_runs_own_or_the_clis():
 
 def test_link_error_is_what_pyinfra_fails_one_host_for():
     assert issubclass(LinkError, OSError)
+
+
+# --- the pyinfra CLI itself, in a subprocess, over the same kind of fake network
+
+CLI_LAUNCHER = '''
+import sys
+from pyinfra.api.exceptions import ConnectError
+from pyinfra.connectors.ssh import SSHConnector
+from pyinfra.connectors.util import CommandOutput
+
+
+class Transport:
+    active, sock = True, None
+
+    def is_active(self):
+        return self.active
+
+    def set_keepalive(self, interval):
+        pass
+
+
+class Client:
+    def __init__(self):
+        self.transport = Transport()
+
+    def get_transport(self):
+        return self.transport
+
+
+def connect(self):
+    self.client = Client()
+
+
+def run_shell_command(self, command, **_):
+    if not self.client.transport.active:
+        raise EOFError()
+    print("RAN", self.host.name, command.get_raw_value(), flush=True)
+    return True, CommandOutput([])
+
+
+def put_file(self, filename_or_io, remote_filename, **_):
+    if self.host.name == "spark-2":  # powered off just now
+        self.client.transport.active = False
+        raise ConnectError("Unable to establish SFTP connection. Check that the SFTP subsystem for the SSH "
+                           "service at spark-2 is enabled.")
+    return True
+
+
+SSHConnector.connect, SSHConnector.run_shell_command, SSHConnector.put_file = connect, run_shell_command, put_file
+sys.argv = ["pyinfra", "-y", "inventory.py", "deploy.py"]
+from pyinfra_cli.main import main
+main()
+'''
+
+CLI_DEPLOY = '''
+from io import StringIO
+
+from pyinfra.api import FileUploadCommand, operation
+from pyinfra.operations import server
+{isolate}
+
+@operation()
+def upload(dest):
+    yield FileUploadCommand(StringIO("links"), dest)
+
+
+server.shell(name="Before", commands=["echo before"])
+upload(name="Describe the links", dest="/etc/netplan/40-spark-cluster.yaml")
+server.shell(name="After", commands=["echo after"])
+'''
+
+ISOLATE = "from spark_cluster.lost_nodes import isolate_lost_nodes\nisolate_lost_nodes()\n"
+
+
+def run_cli(tmp_path, isolate: bool):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "inventory.py").write_text('nodes = ["spark-1", "spark-2"]\n')
+    (tmp_path / "deploy.py").write_text(CLI_DEPLOY.format(isolate=ISOLATE if isolate else ""))
+    (tmp_path / "launch.py").write_text(CLI_LAUNCHER)
+    return subprocess.run([sys.executable, "launch.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
+
+
+def test_the_pyinfra_cli_aborts_every_node_without_isolation(tmp_path):
+    result = run_cli(tmp_path, isolate=False)
+    assert result.returncode != 0
+    assert "Unable to establish SFTP connection" in result.stderr
+    assert "RAN spark-1 echo after" not in result.stdout
+
+
+def test_the_pyinfra_cli_finishes_the_head_and_ends_with_the_summary(tmp_path):
+    result = run_cli(tmp_path, isolate=True)
+    assert result.returncode == 1, result.stderr[-3000:]  # pyinfra's exit when a host failed
+    assert "RAN spark-1 echo after" in result.stdout and "RAN spark-2 echo after" not in result.stdout
+    assert "--> pyinfra error" not in result.stderr
+    assert result.stderr.splitlines()[-2:] == [
+        "--> lost mid-run: spark-2 (its SSH connection dropped during 'Describe the links': ConnectError: "
+        "Unable to establish SFTP connection). The other nodes finished their run.",
+        "--> Run again once spark-2 answers SSH (nodes that converged change nothing): "
+        "pyinfra -y inventory.py deploy.py",
+    ]
