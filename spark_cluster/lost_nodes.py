@@ -200,9 +200,12 @@ def summary_lines(lost: dict[str, str], failed: Iterable[str], rerun: str) -> li
     if others:
         lines.append(f"--> failed: {', '.join(others)} (the errors are above).")
     if lines:
-        names = sorted({*lost, *others})
-        verb = "answers" if len(names) == 1 else "answer"
-        lines.append(f"--> Run again once {', '.join(names)} {verb} SSH (nodes that converged change nothing): {rerun}")
+        waits = []
+        if lost:
+            waits.append(f"{', '.join(sorted(lost))} {'answers' if len(lost) == 1 else 'answer'} SSH")
+        if others:
+            waits.append("the errors above are fixed")
+        lines.append(f"--> Run again once {' and '.join(waits)} (nodes that converged change nothing): {rerun}")
     return lines
 
 

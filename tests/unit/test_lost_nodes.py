@@ -262,7 +262,7 @@ def test_an_error_of_a_live_link_fails_that_node_but_is_not_called_lost(monkeypa
     assert failed_this_run(state) == ["spark-2"]
     lines = summary_lines(lost_nodes.lost_nodes(state), failed_this_run(state), "pyinfra inventory/spark2.py deploy.py")
     assert lines == ["--> failed: spark-2 (the errors are above).",
-                     "--> Run again once spark-2 answers SSH (nodes that converged change nothing): "
+                     "--> Run again once the errors above are fixed (nodes that converged change nothing): "
                      "pyinfra inventory/spark2.py deploy.py"]
 
 
@@ -283,11 +283,14 @@ def test_every_link_gets_a_keepalive_and_a_dead_peer_timeout_also_after_a_reconn
 
 def test_the_summary_names_lost_and_failed_nodes_and_nothing_when_all_went_well():
     assert summary_lines({}, [], "pyinfra x.py deploy.py") == []
+    two = summary_lines({"spark-2": "EOFError", "spark-3": "EOFError"}, ["spark-2", "spark-3"], "x")
+    assert two[-1] == "--> Run again once spark-2, spark-3 answer SSH (nodes that converged change nothing): x"
     lines = summary_lines({"spark-2": "EOFError"}, ["spark-2", "spark-4"], "pyinfra inventory/spark4.py deploy.py")
     assert lines == [
         "--> lost mid-run: spark-2 (EOFError). The other nodes finished their run.",
         "--> failed: spark-4 (the errors are above).",
-        "--> Run again once spark-2, spark-4 answer SSH (nodes that converged change nothing): "
+        "--> Run again once spark-2 answers SSH and the errors above are fixed (nodes that converged change "
+        "nothing): "
         "pyinfra inventory/spark4.py deploy.py",
     ]
 
