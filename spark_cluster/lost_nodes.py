@@ -99,11 +99,12 @@ def _operation(host: Host) -> str:
     return ", ".join(sorted(names))
 
 
-def mark_lost(host: Host, error: str) -> None:
-    """Remember `host` as lost in its run (the first reason is kept)."""
+def mark_lost(host: Host, error: str, operation: str | None = None) -> None:
+    """Remember `host` as lost in its run (the first reason is kept); `operation`
+    defaults to the one the host is executing."""
     lost = _lost_of(host.state)
     if host.name not in lost:
-        operation = _operation(host)
+        operation = operation or _operation(host)
         why = f"its SSH connection dropped{f' during {operation!r}' if operation else ''}: {error}"
         lost[host.name] = why
         logger.error(f"{host.print_prefix}lost mid-run ({why}): this node stops here, the others carry on")
@@ -151,7 +152,7 @@ def _isolating(run_host_op_with_context: Callable) -> Callable:
         except (*ESCAPING, LinkError) as error:
             names = ", ".join(sorted(state.get_op_meta(op_hash).names)) or "an operation"
             if not link_alive(host):
-                mark_lost(host, _why(error))
+                mark_lost(host, _why(error), operation=names)
             host.log_styled(f"Error: {_why(error)} (in {names})", fg="red", log_func=logger.error)
             results = state.get_results_for_host(host)
             results.ops += 1

@@ -243,6 +243,26 @@ def test_a_reconnect_that_fails_while_an_operation_is_built_fails_that_node_alon
     assert state.get_results_for_host(spark2).error_ops == 1
 
 
+def test_a_dead_link_found_while_an_operation_is_built_is_named_with_that_operation(monkeypatch, isolated):
+    lab = Lab(monkeypatch, how="eof")
+    state = deploy()
+    isolated(state)
+    network_role(state)
+    spark2 = state.inventory.get_host("spark-2")
+    spark2.connector.client.transport.active = False  # dead before the first operation reads its fact
+
+    def read_dead(self, cls, *args, **kwargs):
+        if self.name == "spark-2":
+            raise EOFError()  # as paramiko raises it, straight out of a fact read that pyinfra does not guard
+        return "ok"
+
+    monkeypatch.setattr(Host, "get_fact", read_dead)
+    run_ops(state)
+    assert lab.ran["spark-1"][-1] == "echo serving"
+    assert lost_nodes.lost_nodes(state) == {
+        "spark-2": "its SSH connection dropped during 'test_lost_nodes.reads_a_fact_then_runs': EOFError"}
+
+
 def test_an_error_of_a_live_link_fails_that_node_but_is_not_called_lost(monkeypatch, isolated):
     lab = Lab(monkeypatch)
     state = deploy()
