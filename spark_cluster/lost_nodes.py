@@ -1,7 +1,7 @@
 """A node lost mid-run fails alone: the other nodes finish their run, and the
 run ends naming the lost node and the command to run again.
 
-pyinfra (3.10, pinned by the unit tests in tests/unit/test_lost_nodes.py)
+pyinfra (3.6.1 to 3.10, pinned by the unit tests in tests/unit/test_lost_nodes.py)
 fails one host on TimeoutError, OSError or paramiko's SSHException raised by
 a command (pyinfra/api/operations.py `_run_host_op`, pyinfra/api/facts.py
 `_get_fact`). A link that died under the run raises other things too: the
