@@ -11,6 +11,10 @@ is for a person: after fixing what made a watcher hold, or to free memory.)
 from pyinfra import config
 
 from roles.serving import restart
+from spark_cluster.lost_nodes import isolate_lost_nodes
+
+# First: a node lost mid-run fails alone, and the run ends naming it (docs/design.md).
+isolate_lost_nodes()
 
 # Stopping and starting units needs root; the admin user escalates with sudo.
 config.SUDO = True
