@@ -6,6 +6,10 @@
 from pyinfra import config
 
 from roles.serving import control
+from spark_cluster.lost_nodes import isolate_lost_nodes
+
+# First: a node lost mid-run fails alone, and the run ends naming it (docs/design.md).
+isolate_lost_nodes()
 
 # Starting units needs root; the admin user escalates with sudo.
 config.SUDO = True

@@ -7,6 +7,10 @@ deploy, `start.py` or a reboot brings it back.
 from pyinfra import config
 
 from roles.serving import control
+from spark_cluster.lost_nodes import isolate_lost_nodes
+
+# First: a node lost mid-run fails alone, and the run ends naming it (docs/design.md).
+isolate_lost_nodes()
 
 # Stopping units needs root; the admin user escalates with sudo.
 config.SUDO = True

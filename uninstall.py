@@ -22,6 +22,10 @@ from roles.serving import uninstall as serving
 from roles.ssh import uninstall as ssh
 from roles.standin import uninstall as standin
 from spark_cluster.cluster_facts import read_ahead
+from spark_cluster.lost_nodes import isolate_lost_nodes
+
+# First: a node lost mid-run fails alone, and the run ends naming it (docs/design.md).
+isolate_lost_nodes()
 
 # Every step changes system state; the admin user escalates with sudo.
 config.SUDO = True

@@ -11,6 +11,7 @@ import getpass
 import ipaddress
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from spark_cluster.inventory import SUDO_PASSWORD_ENV  # every child reads the password there, never in argv
+from spark_cluster.lost_nodes import RERUN_ENV
 from spark_cluster.private_file import read_password_file
 
 from .checkout import require_checkout
@@ -241,6 +243,8 @@ def run_pyinfra(args, root: Path, env: dict[str, str]) -> int:
         raise Refusal(f"{root / deploy_file} is missing: this checkout has no `{args.command}`; update it (git pull)")
     if args.command == "deploy":
         refuse_controller_node(args, root)
+    # A node lost mid-run is named at the end with the command to run again: this one, not pyinfra's.
+    env = {**env, RERUN_ENV: shlex.join(["spark-cluster", *args.command_line])}
     return _run(pyinfra_argv(args, root, deploy_file), root, env)
 
 
@@ -278,6 +282,7 @@ def run_nodes(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.command_line = list(sys.argv[1:] if argv is None else argv)
     if extra and args.command not in ("verify", "lab"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     root = require_checkout()

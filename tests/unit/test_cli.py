@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from spark_cluster.inventory import SUDO_PASSWORD_ENV, define_cluster
+from spark_cluster.lost_nodes import RERUN_ENV
 import spark_cluster_cli
 from spark_cluster_cli import checkout, command
 
@@ -92,6 +93,9 @@ def test_deploy_runs_pyinfra_on_deploy_py_in_the_checkout_with_the_overrides(chi
     assert rc == 0
     (argv, cwd, env), = children
     assert cwd == REPO and argv[:3] == [sys.executable, "-m", "pyinfra"]
+    # A lost node's summary tells the user to run this command again, not the pyinfra line under it.
+    assert env[RERUN_ENV] == ("spark-cluster deploy --data serving_wait_ready=False --group-data mine -y"
+                              " --limit spark-2")
     assert argv[3:] == ["-y", "--limit", "spark-2", "--data", "serving_wait_ready=False",
                         "--group-data", str(tmp_path / "mine"), str(REPO / "inventory/spark2.py"), "deploy.py"]
     assert SUDO_PASSWORD_ENV not in env

@@ -443,3 +443,17 @@ def test_the_pyinfra_cli_finishes_the_head_and_ends_with_the_summary(tmp_path):
         "--> Run again once spark-2 answers SSH (nodes that converged change nothing): "
         "pyinfra -y inventory.py deploy.py",
     ]
+
+
+def test_every_deploy_file_isolates_lost_nodes_before_anything_else():
+    """A deploy file that forgot the line would let one dead node abort the others again."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for name in ("deploy.py", "stop.py", "start.py", "restart.py", "uninstall.py"):
+        body = ast.parse((root / name).read_text()).body
+        calls = [node for node in body if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)]
+        assert calls, name
+        first = calls[0].value.func
+        assert isinstance(first, ast.Name) and first.id == "isolate_lost_nodes", f"{name}: first call is not isolate_lost_nodes()"
