@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -202,16 +203,21 @@ def follow_logs(nodes: list[Node], command: str, width: int) -> int:
     unread: list = []
     stopping = threading.Event()
     threads = [threading.Thread(target=stream, args=(node,), daemon=True) for node in nodes]
-    for thread in threads:
-        thread.start()
+    # Ctrl-C only sets a flag: pyinfra's modules run under gevent's monkey patches, whose hub
+    # swallows a KeyboardInterrupt raised while the main thread waits; the loop below notices.
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
     try:
-        while any(thread.is_alive() for thread in threads):
+        for thread in threads:
+            thread.start()
+        while not stopping.is_set() and any(thread.is_alive() for thread in threads):
             for thread in threads:
                 thread.join(timeout=0.5)
-    except KeyboardInterrupt:
-        stopping.set()
-        for channel in channels:
-            channel.close()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    for channel in channels:
+        channel.close()
+    for node in nodes:  # the SSH transports end too: nothing is left to wait for at exit
+        node.close()
     return 1 if unread else 0
 
 

@@ -4,7 +4,11 @@ the deploy loads it (--data, --group-data). No SSH: nodes are fakes that
 answer as a node does (the watcher's JSON, `ip -j addr`, journalctl)."""
 
 import json
+import os
+import signal
 import sys
+import threading
+import time
 from argparse import Namespace
 from pathlib import Path
 
@@ -180,6 +184,10 @@ class FakeNode:
         self.spec, self.name = spec, spec.name
         self.report, self.unreachable, self.journal = report, unreachable, journal
         self.asked = []
+        self.closed = False
+
+    def close(self):
+        self.closed = True
 
     def _reach(self):
         if self.unreachable:
@@ -317,6 +325,40 @@ def test_follow_streams_every_node_line_by_line_behind_its_name(spark2, capsys):
     assert "spark-2 | sudo: a password is required" in out
     assert head.asked == ["sudo journalctl -u spark-serving.service --no-pager --no-hostname -o short-iso -n 5 -f"]
     assert "spark-2 | cannot read the journal: spark-2: cannot reach its SSH endpoint; fix: check the node is up" in out
+    assert head.closed and worker.closed  # no SSH transport is left for the interpreter's exit to wait on
+
+
+def test_ctrl_c_ends_following_closes_every_stream_and_exits_0(spark2, capsys):
+    """A stream that never ends (journalctl -f) ends on SIGINT, however the main thread waits."""
+    class Endless(FakeChannel):
+        def __init__(self):
+            super().__init__([b"10:00 engine up\n"])
+            self.gone = threading.Event()
+
+        def recv(self, size):
+            if self.chunks:
+                return self.chunks.pop(0)
+            self.gone.wait(30)
+            return b""
+
+        def close(self):
+            super().close()
+            self.gone.set()
+
+    class Following(FakeNode):
+        def start_root(self, command):
+            self.channel = Endless()
+            return Namespace(channel=self.channel)
+
+    followed = [Following(spec) for spec in spark2]
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    assert nodes.follow_logs(followed, "journalctl -f", 7) == 0
+    assert time.monotonic() - started < 10
+    assert all(node.channel.closed and node.closed for node in followed)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C is the user's again
+    assert "spark-1 | 10:00 engine up" in capsys.readouterr().out
 
 
 def test_a_node_whose_admin_cannot_sudo_says_so_in_its_row(spark2, monkeypatch, capsys):

@@ -203,6 +203,14 @@ class Node:
             raise NodeUnreachable(self._unreachable) from None
         return client
 
+    def close(self) -> None:
+        """Ends this node's SSH connection, if one was made (its transport thread with it)."""
+        backend = self.__dict__.get("host") and self.host.backend
+        client = backend and backend.__dict__.get("client")
+        if client is not None:
+            client.close()
+            del backend.client
+
     def testinfra_host(self) -> testinfra.host.Host:
         """The testinfra host, connected: NodeUnreachable here rather than a
         paramiko error inside a module. Its modules run as the admin user."""
