@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
+import subprocess
 import sys
 import tomllib
 from importlib.metadata import packages_distributions
@@ -160,8 +162,37 @@ def test_the_lock_leaves_out_the_project_itself():
         "constraints.txt pins spark-cluster: pip would refuse the editable install; run scripts/lock")
 
 
-@pytest.mark.parametrize("script", ["setup", "lock", "check-lowest"])
-def test_the_install_scripts_use_the_constraint_files(script):
-    text = (REPO / "scripts" / script).read_text()
-    expected = "constraints-lowest.txt" if script == "check-lowest" else "constraints.txt"
-    assert expected in text, f"scripts/{script} does not name {expected}"
+def run_setup(tree: Path) -> list[str]:
+    """Runs a copy of scripts/setup in `tree` with every tool it looks for
+    stubbed out; returns the argument lines the venv's python was called with."""
+    log = tree / "python.log"
+    log.write_text("")
+    result = subprocess.run(["bash", str(tree / "scripts" / "setup")], capture_output=True, text=True,
+                            timeout=30, env={"PATH": f"{tree / 'stubs'}:/usr/bin:/bin", "LOG": str(log)})
+    assert result.returncode == 0, result.stderr
+    return log.read_text().splitlines()
+
+
+def test_setup_installs_the_lock_and_again_only_when_pyproject_or_the_lock_changes(tmp_path):
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO / "scripts" / "setup", tmp_path / "scripts" / "setup")
+    for name in ("pyproject.toml", "constraints.txt"):
+        shutil.copy(REPO / name, tmp_path / name)
+    (tmp_path / "stubs").mkdir()
+    for tool in ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "shellcheck", "python3"):
+        (tmp_path / "stubs" / tool).write_text("#!/bin/sh\nexit 0\n")
+        (tmp_path / "stubs" / tool).chmod(0o755)
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").write_text('#!/bin/sh\necho "$*" >>"$LOG"\n')
+    (tmp_path / ".venv" / "bin" / "python").chmod(0o755)
+    install = "-m pip install -q -c constraints.txt -e .[test]"
+
+    assert install in run_setup(tmp_path)
+    assert run_setup(tmp_path) == []
+    with (tmp_path / "constraints.txt").open("a") as lock:
+        lock.write("six==1.17.0\n")
+    assert install in run_setup(tmp_path)
+    assert run_setup(tmp_path) == []
+    with (tmp_path / "pyproject.toml").open("a") as project:
+        project.write("\n# changed\n")
+    assert install in run_setup(tmp_path)
