@@ -6,6 +6,7 @@ scripts/setup installs pins every declared dependency inside pyproject's range."
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shutil
 import subprocess
@@ -19,8 +20,8 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[2]
-# Folders that hold no project source: virtualenvs, the lab's state, build output.
-NOT_SOURCE = {"__pycache__", "build", "dist", "reports"}
+# Folders that hold no project source (and any virtualenv: a folder with pyvenv.cfg).
+NOT_SOURCE = {"__pycache__", "build", "dist", "reports", "node_modules"}
 
 
 def canonical(name: str) -> str:
@@ -29,9 +30,13 @@ def canonical(name: str) -> str:
 
 
 def source_files(root: Path) -> list[Path]:
-    return sorted(path for path in root.rglob("*.py")
-                  if not any(part.startswith(".") or part in NOT_SOURCE or part.endswith(".egg-info")
-                             for part in path.relative_to(root).parts))
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [name for name in subfolders
+                         if not (name.startswith(".") or name in NOT_SOURCE or name.endswith(".egg-info")
+                                 or (Path(folder) / name / "pyvenv.cfg").exists())]
+        found += [Path(folder) / name for name in files if name.endswith(".py")]
+    return sorted(found)
 
 
 def first_party_names(files: list[Path], root: Path) -> set[str]:
@@ -98,8 +103,10 @@ def test_the_walk_finds_third_party_imports_and_skips_the_tree_and_the_stdlib(tm
     (tmp_path / "tests" / "test_x.py").write_text(
         "import helper_sibling\nfrom gevent.event import AsyncResult\ndef f():\n    import yaml.loader\n")
     (tmp_path / "tests" / "helper_sibling.py").write_text("")
-    (tmp_path / ".venv" / "lib").mkdir(parents=True)
-    (tmp_path / ".venv" / "lib" / "site.py").write_text("import requests\n")
+    for venv in (".venv", "venv"):
+        (tmp_path / venv / "lib").mkdir(parents=True)
+        (tmp_path / venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+        (tmp_path / venv / "lib" / "site.py").write_text("import requests\n")
     assert third_party_imports(tmp_path) == {"yaml": ["pkg/helper.py:1", "tests/test_x.py:4"],
                                              "gevent": ["tests/test_x.py:2"]}
 
