@@ -11,6 +11,10 @@ from pyinfra import config
 
 from roles import caches, distribute, gpu, network, preflight, rdma, serving, ssh, standin
 from spark_cluster.cluster_facts import read_ahead
+from spark_cluster.lost_nodes import isolate_lost_nodes
+
+# First: a node lost mid-run fails alone, and the run ends naming it (docs/design.md).
+isolate_lost_nodes()
 
 # Every role changes system state; the admin user escalates with sudo.
 config.SUDO = True

@@ -58,7 +58,9 @@ MODULES = {
     "roles/serving/unit.py": ["test_serving_render*.py", "test_serving_unit*.py"],
     "roles/serving/environment.py": ["test_serving_render*.py", "test_serving_env*.py"],
     "roles/ssh/render.py": ["test_ssh.py", "test_ssh_render*.py"],
-    "roles/distribute/plan.py": ["test_distribute*.py"],
+    "spark_cluster/model_cache.py": ["test_distribute*.py", "test_copy_source.py"],
+    "spark_cluster/copy_source.py": ["test_copy_source.py", "test_distribute*.py"],
+    "roles/preflight/staging.py": ["test_preflight_staging.py"],
     "tests/verify/sparkverify/parse.py": ["test_verify_parse*.py"],
     # Where the renovation (fe3c4c2) moved logic out of the modules above: the
     # Jinja settings every rendered file shares, and the image-copy decisions.

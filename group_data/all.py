@@ -99,8 +99,9 @@ serving_api_key_file = None
 # 3 failures in a row, backoff from 60 s, at most 6 restarts an hour.
 # Before each start the page cache is dropped and the engine refused (one
 # journal line) unless the profile's gpu_memory_utilization / mem_fraction_static
-# share of memory is free. `pyinfra INVENTORY restart.py` restarts the whole
-# cluster cleanly (workers first, then the head).
+# share of memory is free. `spark-cluster stop|start|restart` (stop.py,
+# start.py, restart.py) act on the whole cluster: watchers stop first; the
+# workers start before the head, then the watchers.
 
 # Engine flags per model profile; the serving role adds the cluster-derived
 # ones (tensor parallel size = world size, nnodes, node rank, master address).

@@ -6,8 +6,17 @@ import argparse
 import os
 import sys
 
-from . import cx7, image, lab, plant, ssh, state
+from . import accel, bootwait, cx7, image, lab, plant, ssh, state
 from .errors import LabError
+
+
+TIMEOUT_HELP = (
+    "seconds one VM gets to answer SSH on an idle host (default "
+    f"{bootwait.BASE_S[accel.TCG]:.0f} under tcg, {bootwait.BASE_S[accel.KVM]:.0f} under kvm; "
+    "env SPARK_LAB_BOOT_TIMEOUT); scaled by VMs booting and host load per CPU, extended while "
+    f"a VM's console grows, at most {bootwait.CEILING_S:.0f}s")
+ACCEL_HELP = (f"qemu accelerator (default: env {accel.ENV}, else auto: kvm when /dev/kvm works, "
+              "else tcg)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="build or reuse the image, start the VMs, wait for SSH")
     up.add_argument("--nodes", type=int, choices=state.SUPPORTED_SIZES, default=2)
-    up.add_argument("--timeout", type=float, help="seconds per node to answer SSH "
-                    f"(default {state.DEFAULT_BOOT_TIMEOUT}, env SPARK_LAB_BOOT_TIMEOUT)")
+    up.add_argument("--timeout", type=float, help=TIMEOUT_HELP)
+    up.add_argument("--accel", choices=accel.CHOICES + (accel.AUTO,), help=ACCEL_HELP)
     up.add_argument("--cables", choices=sorted(cx7.CABLES),
                     help="which QSFP ports have a cable: port1 (one cable, the README's setup) or both; "
                          f"kept for restarts and rebuilds (default: as last time, else {cx7.DEFAULT_CABLES})")
@@ -32,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("cmd", nargs=argparse.REMAINDER)
     rebuild = commands.add_parser("rebuild", help="reinstall one node from the base image")
     rebuild.add_argument("node")
-    rebuild.add_argument("--timeout", type=float)
+    rebuild.add_argument("--timeout", type=float, help=TIMEOUT_HELP)
+    rebuild.add_argument("--accel", choices=accel.CHOICES + (accel.AUTO,), help=ACCEL_HELP)
     planted = commands.add_parser(
         "plant-nvidia", help="configure a running node as NVIDIA's playbook leaves it "
         "(/etc/netplan/40-cx7.yaml and NetworkManager profiles on port 1's two halves)")
@@ -44,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "up":
-        lab.up(args.nodes, args.timeout, cables=args.cables)
+        lab.up(args.nodes, args.timeout, cables=args.cables, accel=args.accel)
     elif args.command == "down":
         lab.down(force=args.force)
     elif args.command == "destroy":
@@ -59,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         os.execv(argv[0], argv)
     elif args.command == "rebuild":
-        lab.rebuild(args.node, args.timeout)
+        lab.rebuild(args.node, args.timeout, accel=args.accel)
     elif args.command == "plant-nvidia":
         lab._index_of(args.node)
         plant.plant_nvidia(args.node)

@@ -7,7 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from .tools import require
 RECIPE_VERSION = 2
 SUITE = "trixie"
 DISK_SIZE = "12G"
+# A build step that prints nothing for this long still gets a line: the build is not hung.
+PROGRESS_EVERY_S = 20.0
 RECIPE_DIR = Path(__file__).resolve().parent / "recipe"
 PACKAGES = (
     "systemd", "systemd-sysv", "udev", "dbus", "openssh-server", "openssh-client",
@@ -101,40 +105,114 @@ def ensure_image(force: bool = False, log=print) -> Image:
 
 
 def build(image: Image, log=print) -> None:
-    started = time.monotonic()
+    progress = Progress(log)
     work = image.directory.with_name(image.directory.name + f".build-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     tree = work / "tree"
+    # Beside the image, not in `work`: it outlives a failed build.
+    bootstrap_log = image.directory.with_name(image.directory.name + ".mmdebstrap.log")
     try:
-        log(f"building image {image.directory.name} (Debian {SUITE}, a few minutes)...")
-        _bootstrap(tree, work)
+        log(f"building image {image.directory.name} (Debian {SUITE}, a few minutes; a line at least "
+            f"every {PROGRESS_EVERY_S:.0f}s, mmdebstrap's output in {bootstrap_log})...")
+        _bootstrap(tree, progress, bootstrap_log)
+        progress.step("finishing the tree (host keys, machine-id, kernel and initrd)")
         _finalize_tree(tree)
         _copy_boot_files(tree, work)
         raw = work / "disk.raw"
-        _run([require("mkfs.ext4"), "-q", "-F", "-L", "spark-root", "-d", str(tree), str(raw), DISK_SIZE],
-             "mkfs.ext4")
+        progress.run([require("mkfs.ext4"), "-q", "-F", "-L", "spark-root", "-d", str(tree), str(raw),
+                      DISK_SIZE], "mkfs.ext4")
         shutil.rmtree(tree)
-        _run([require("qemu-img"), "convert", "-O", "qcow2", str(raw), str(work / "base.qcow2")],
-             "qemu-img convert")
+        progress.run([require("qemu-img"), "convert", "-O", "qcow2", str(raw), str(work / "base.qcow2")],
+                     "qemu-img convert")
         raw.unlink()
         if image.directory.exists():
             shutil.rmtree(image.directory)
         work.rename(image.directory)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    log(f"image ready in {time.monotonic() - started:.0f}s: {image.directory}")
+    log(f"image ready in {progress.elapsed():.0f}s: {image.directory}")
 
 
-def _bootstrap(tree: Path, work: Path) -> None:
+def _bootstrap(tree: Path, progress: "Progress", log_file: Path) -> None:
     public_key = Path(str(state.ssh_key_path()) + ".pub")
     hook = f'sh {RECIPE_DIR / "customize.sh"} "$1" {RECIPE_DIR / "files"} {public_key}'
-    _run(
-        [require("mmdebstrap"), "--mode=root", "--variant=minbase", "--quiet",
+    # Not --quiet: its "I: <stage>..." lines are the build's progress.
+    progress.run(
+        [require("mmdebstrap"), "--mode=root", "--variant=minbase",
          "--include=" + ",".join(PACKAGES), "--customize-hook=" + hook, SUITE, str(tree)],
         "mmdebstrap",
-        log_file=work / "mmdebstrap.log",
+        log_file=log_file,
     )
+
+
+def stage_of(line: str) -> str | None:
+    """The stage an output line announces: mmdebstrap's "I: ..." info lines, without the dots."""
+    line = line.strip()
+    if not line.startswith("I: "):
+        return None
+    stage = line[3:].rstrip(".").strip()
+    return stage[:117] + "..." if len(stage) > 120 else stage
+
+
+class Progress:
+    """The build's progress: a line per step and stage, and one every `every` seconds while a
+    step runs, so a build that takes minutes never looks hung."""
+
+    def __init__(self, log=print, every: float = PROGRESS_EVERY_S, clock=time.monotonic):
+        self.log, self.every, self.clock = log, every, clock
+        self.started = clock()
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def step(self, what: str) -> None:
+        self.log(f"image build: {self.elapsed():.0f}s, {what}")
+
+    def run(self, argv: list[str], what: str, log_file: Path | None = None) -> None:
+        """Runs one step, its output (stdout and stderr) kept in `log_file` when given."""
+        self.step(what)
+        tail: deque[str] = deque(maxlen=20)
+        current = {"stage": "starting"}
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, errors="replace")
+
+        def pump():
+            sink = open(log_file, "w") if log_file else None
+            try:
+                for line in process.stdout:
+                    if sink:
+                        sink.write(line)
+                        sink.flush()
+                    tail.append(line.rstrip("\n"))
+                    stage = stage_of(line)
+                    if stage:
+                        current["stage"] = stage
+                        self.log(f"image build: {self.elapsed():.0f}s, {what}: {stage}")
+            finally:
+                if sink:
+                    sink.close()
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            while True:
+                try:
+                    returncode = process.wait(timeout=self.every)
+                    break
+                except subprocess.TimeoutExpired:
+                    self.log(f"image build: {self.elapsed():.0f}s, {what}: still {current['stage']}")
+        except BaseException:
+            # Interrupted (Ctrl-C): the step must not run on behind the user's back.
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            reader.join()
+        if returncode != 0:
+            print("\n".join(line for line in tail if line.strip()), file=sys.stderr)
+            raise LabError(f"image build: {what} failed (exit {returncode})"
+                           + (f"; its whole output is in {log_file}" if log_file else ""))
 
 
 def _finalize_tree(tree: Path) -> None:
@@ -156,17 +234,3 @@ def _copy_boot_files(tree: Path, work: Path) -> None:
         raise LabError(f"image build: no kernel or initrd in {tree / 'boot'}")
     shutil.copyfile(kernels[-1], work / "vmlinuz")
     shutil.copyfile(initrds[-1], work / "initrd")
-
-
-def _run(argv: list[str], what: str, log_file: Path | None = None) -> None:
-    if log_file is None:
-        result = subprocess.run(argv, capture_output=True, text=True)
-        output = result.stdout + result.stderr
-    else:
-        with open(log_file, "w") as sink:
-            result = subprocess.run(argv, stdout=sink, stderr=subprocess.STDOUT, text=True)
-        output = log_file.read_text()
-    if result.returncode != 0:
-        tail = "\n".join(output.strip().splitlines()[-20:])
-        print(tail, file=sys.stderr)
-        raise LabError(f"image build: {what} failed (exit {result.returncode})")

@@ -11,6 +11,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from . import accel as accel_mod
+from . import bootwait
 from . import image as image_mod
 from . import cx7, nodes, ssh, state, switchproc, topology
 from .errors import LabError
@@ -42,8 +44,17 @@ def recorded_cables() -> str:
     return cables if cables in cx7.CABLES else cx7.DEFAULT_CABLES
 
 
-def _record(count: int, image, cables: str) -> None:
-    layout = {"nodes": count, "image": str(image.directory), "cables": cables}
+def recorded_accel() -> tuple[str, str] | None:
+    """The accelerator the lab was last brought up with, and why; None before the first up."""
+    layout = _recorded()
+    if layout.get("accel") in accel_mod.CHOICES:
+        return layout["accel"], str(layout.get("accel_reason", ""))
+    return None
+
+
+def _record(count: int, image, cables: str, choice: accel_mod.Choice) -> None:
+    layout = {"nodes": count, "image": str(image.directory), "cables": cables,
+              "accel": choice.accel, "accel_reason": choice.reason}
     _layout_file().write_text(json.dumps(layout) + "\n")
 
 
@@ -77,8 +88,10 @@ def ensure_api_key() -> Path:
     return path
 
 
-def up(count: int, timeout: float | None = None, log=print, cables: str | None = None) -> dict[int, float]:
-    """Starts the lab; `cables` (cx7.CABLES) defaults to what the lab was last brought up with."""
+def up(count: int, timeout: float | None = None, log=print, cables: str | None = None,
+       accel: str | None = None) -> dict[int, float]:
+    """Starts the lab; `cables` (cx7.CABLES) defaults to what the lab was last brought up with;
+    `accel` (kvm, tcg, auto; default SPARK_LAB_ACCEL, else auto) picks the qemu accelerator."""
     if count not in state.SUPPORTED_SIZES:
         raise LabError(f"--nodes must be one of {state.SUPPORTED_SIZES}, got {count}")
     if cables is not None and cables not in cx7.CABLES:
@@ -92,12 +105,14 @@ def up(count: int, timeout: float | None = None, log=print, cables: str | None =
     cables = cables or recorded_cables()
     if running and cables != recorded_cables():
         raise LabError(f"the lab is running with --cables {recorded_cables()}: `python -m lab down` first")
+    choice = _accelerator(accel, running, log)
     image = image_mod.ensure_image(log=log)
     state.state_dir().mkdir(parents=True, exist_ok=True)
     ensure_api_key()
-    _record(count, image, cables)
+    _record(count, image, cables, choice)
     indexes = list(range(1, count + 1))
     to_start = [i for i in indexes if i not in running]
+    load = host_load()
     for index in to_start:
         nodes.check_ports(index)
     if topology.uses_switch(count) and switchproc.ensure_running(count, cables):
@@ -107,39 +122,62 @@ def up(count: int, timeout: float | None = None, log=print, cables: str | None =
     for index in to_start:
         if nodes.ensure_overlay(index, image):
             ssh.forget_host_key(index)
-        nodes.start(index, count, image, cables)
+        nodes.start(index, count, image, cables, choice.accel)
         log(f"{state.node_name(index)}: started (ssh port {state.ssh_port(index)})")
-    answered = wait_for_ssh(indexes, _scaled(timeout, len(to_start)))
+    budget = bootwait.boot_budget(choice.accel, len(to_start), os.cpu_count() or 1, load,
+                                  _base_timeout(timeout))
+    answered = wait_for_ssh(indexes, budget, log=log)
     print_table(indexes, answered, set(running), log)
     return answered
 
 
-def wait_for_ssh(indexes: list[int], timeout: float | None = None) -> dict[int, float]:
-    timeout = timeout if timeout is not None else state.boot_timeout()
-    answered = ssh.wait_reachable(indexes, timeout, lambda i: nodes.running_pid(i) is not None)
-    missing = [i for i in indexes if i not in answered]
-    if missing:
-        first = missing[0]
-        name = state.node_name(first)
-        why = ("its VM exited" if nodes.running_pid(first) is None
-               else f"no SSH within {timeout:.0f}s")
-        print(f"--- last lines of {name}'s console ({nodes.console_path(first)}) ---",
-              file=sys.stderr)
-        print(nodes.console_tail(first), file=sys.stderr)
-        others = ", ".join(state.node_name(i) for i in missing[1:])
-        raise LabError(f"{name} did not come up: {why}" + (f" (also: {others})" if others else "")
+def wait_for_ssh(indexes: list[int], budget: bootwait.Budget, log=print) -> dict[int, float]:
+    """Seconds until each node answered SSH; a LabError naming what was awaited when one did not."""
+    if budget.factor > 1:
+        log(f"slow host: waiting up to {budget.seconds:.0f}s per boot (x{budget.factor:.1f} for "
+            f"{budget.booting} VM(s) + load {budget.load:.1f} on {budget.cpus} CPU(s))")
+    watched = [bootwait.Node(i, state.node_name(i), f"{state.SSH_HOST}:{state.ssh_port(i)}",
+                             nodes.console_path(i)) for i in indexes]
+    bootwait.wait(watched, budget, ssh.reachable, lambda i: nodes.running_pid(i) is not None, log=log)
+    failed = [n for n in watched if n.answered is None]
+    if failed:
+        first = failed[0]
+        print(f"--- last lines of {first.name}'s console ({first.console}) ---", file=sys.stderr)
+        print(nodes.console_tail(first.index), file=sys.stderr)
+        others = ", ".join(n.name for n in failed[1:])
+        raise LabError(f"{first.name} did not come up: {first.failure}"
+                       + (f" (also: {others})" if others else "")
                        + "; the VMs are left running: `python -m lab down` to stop them")
-    return answered
+    return {n.index: n.answered for n in watched}
 
 
-def _scaled(timeout: float | None, booting: int) -> float:
-    """The per-node timeout, stretched when more VMs boot at once than there are cores.
+def _accelerator(requested: str | None, running: list[int], log) -> accel_mod.Choice:
+    """The probe's choice, or the running VMs' accelerator: one lab runs under one accelerator,
+    so `lab status` tells the truth about every node."""
+    recorded = recorded_accel()
+    if running and recorded:
+        kept = accel_mod.Choice(*recorded)
+        if requested and requested != accel_mod.AUTO and requested != kept.accel:
+            raise LabError(f"the lab is running under {kept.accel}, not {requested}: "
+                           "`python -m lab down` first")
+        log(f"lab: accelerator {kept.accel} ({kept.reason}; kept: the lab's VMs run under it)")
+        return kept
+    choice = accel_mod.choose(requested)
+    log(choice.line())
+    return choice
 
-    Under TCG each VM needs a core for its whole boot, so 4 nodes on 2 cores take
-    about twice as long as 2 nodes: the budget is per node, not per lab.
-    """
-    base = timeout if timeout is not None else state.boot_timeout()
-    return base * max(1.0, booting / (os.cpu_count() or 1))
+
+def host_load() -> float:
+    """The 1-minute load average: work the booting VMs will share the CPUs with."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
+def _base_timeout(timeout: float | None) -> float | None:
+    """--timeout, else SPARK_LAB_BOOT_TIMEOUT, else None (the accelerator's default)."""
+    return timeout if timeout is not None else state.boot_timeout()
 
 
 def down(force: bool = False, log=print) -> None:
@@ -160,13 +198,17 @@ def destroy(log=print) -> None:
         log(f"removed {directory}")
 
 
-def rebuild(name: str, timeout: float | None = None, log=print) -> float:
+def rebuild(name: str, timeout: float | None = None, log=print, accel: str | None = None) -> float:
     index = _index_of(name)
     count = recorded_count() or max(2, index)
     if index > count:
         raise LabError(f"{name} is not part of the {count}-node lab")
+    choice = _accelerator(accel, [i for i in running_indexes() if i != index], log)
     image = image_mod.ensure_image(log=log)
     state.state_dir().mkdir(parents=True, exist_ok=True)
+    layout = _recorded()
+    if layout:
+        _layout_file().write_text(json.dumps(dict(layout, accel=choice.accel, accel_reason=choice.reason)) + "\n")
     if nodes.stop(index, graceful=False):
         log(f"{name}: stopped")
     nodes.delete_files(index)
@@ -176,10 +218,12 @@ def rebuild(name: str, timeout: float | None = None, log=print) -> float:
     cables = recorded_cables()
     if topology.uses_switch(count):
         switchproc.ensure_running(count, cables)
+    load = host_load()
     started = time.monotonic()
-    nodes.start(index, count, image, cables)
+    nodes.start(index, count, image, cables, choice.accel)
     log(f"{name}: reinstalled from the base image, booting")
-    wait_for_ssh([index], timeout)
+    wait_for_ssh([index], bootwait.boot_budget(choice.accel, 1, os.cpu_count() or 1, load,
+                                               _base_timeout(timeout)), log=log)
     elapsed = time.monotonic() - started
     log(f"{name}: reachable after {elapsed:.0f}s")
     return elapsed
@@ -202,6 +246,9 @@ def status(log=print) -> list[dict]:
     for row in rows:
         log(f"{row['name']:<10}{_yes(row['running']):<9}{row['ssh_port']:<10}{_yes(row['reachable'])}")
     log(f"QSFP cables: {describe_cables(recorded_cables())}")
+    accelerator = recorded_accel()
+    if accelerator:
+        log(f"accelerator: {accelerator[0]} ({accelerator[1]})")
     if topology.uses_switch(recorded_count() or 0):
         log(f"QSFP switch: {'running' if switchproc.running_pid() else 'stopped'}")
     return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from . import accel as accel_mod
 from . import cx7, processes, qmp, state, topology
 from .errors import LabError
 from .image import Image
@@ -41,7 +42,8 @@ def check_ports(index: int) -> None:
         require_free(port, f"QSFP port {nic} of {name}", udp=True)
 
 
-def start(index: int, count: int, image: Image, cables: str = cx7.DEFAULT_CABLES) -> None:
+def start(index: int, count: int, image: Image, cables: str = cx7.DEFAULT_CABLES,
+          accel: str = accel_mod.TCG) -> None:
     """Starts the node's VM paused, pulls the cables of the ports that have none, resumes it.
 
     qemu forgets a link set off when its process ends, so this runs at every start
@@ -51,7 +53,7 @@ def start(index: int, count: int, image: Image, cables: str = cx7.DEFAULT_CABLES
     files = node_files(name)
     files["pid"].unlink(missing_ok=True)
     files["qmp"].unlink(missing_ok=True)
-    argv = qemu_argv(index, count, image, binary=require("qemu-system-x86_64")) + ["-daemonize"]
+    argv = qemu_argv(index, count, image, binary=require("qemu-system-x86_64"), accel=accel) + ["-daemonize"]
     # Own session: the VM must outlive the shell (and the ssh session) that started it.
     result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                             start_new_session=True, timeout=120)

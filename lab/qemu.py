@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import accel as accel_mod
 from . import cx7, state, topology
 from .image import Image
 
@@ -35,13 +36,13 @@ def mac(index: int, nic: int) -> str:
 
 
 def qemu_argv(index: int, count: int, image: Image, binary: str = "qemu-system-x86_64",
-              directory: Path | None = None) -> list[str]:
+              directory: Path | None = None, accel: str = accel_mod.TCG) -> list[str]:
     name = state.node_name(index)
     files = node_files(name, directory)
     argv = [
         binary,
         "-name", f"{name},process=spark-lab-{name}",
-        "-accel", "tcg,thread=multi",
+        *accel_mod.qemu_options(accel),
         "-machine", "pc", "-nodefaults", "-vga", "none", "-display", "none",
         "-smp", "1", "-m", str(MEMORY_MIB),
         "-kernel", str(image.kernel), "-initrd", str(image.initrd),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 
 from . import state
 from .tools import require
@@ -50,23 +49,3 @@ def forget_host_key(index: int) -> None:
         subprocess.run([require("ssh-keygen"), "-R", f"[{state.SSH_HOST}]:{state.ssh_port(index)}",
                         "-f", str(known_hosts)], capture_output=True)
         known_hosts.with_name(known_hosts.name + ".old").unlink(missing_ok=True)
-
-
-def wait_reachable(indexes: list[int], timeout: float, is_running) -> dict[int, float]:
-    """Seconds until each node answered; a node missing from the result did not in time.
-
-    Stops waiting for a node whose VM has exited (`is_running(index)` false).
-    """
-    started = time.monotonic()
-    pending = set(indexes)
-    answered: dict[int, float] = {}
-    while pending and time.monotonic() - started < timeout:
-        for index in sorted(pending):
-            if reachable(index):
-                answered[index] = time.monotonic() - started
-                pending.discard(index)
-            elif not is_running(index):
-                pending.discard(index)
-        if pending:
-            time.sleep(3)
-    return answered

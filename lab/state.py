@@ -15,7 +15,6 @@ SSH_HOST = "127.0.0.1"
 DEFAULT_SSH_BASE = 2220
 # The QSFP "cables" live well clear of the SSH ports so both ranges can move together.
 LINK_OFFSET = 2000
-DEFAULT_BOOT_TIMEOUT = 300
 SUPPORTED_SIZES = (2, 4)
 # QSFP netdevs per node: two ports, two PCIe halves each (lab/cx7.py).
 QSFP_LANES = 4
@@ -53,8 +52,11 @@ def link_base() -> int:
     return _int_env("SPARK_LAB_LINK_BASE", ssh_base() + LINK_OFFSET)
 
 
-def boot_timeout() -> float:
-    return float(_int_env("SPARK_LAB_BOOT_TIMEOUT", DEFAULT_BOOT_TIMEOUT))
+def boot_timeout() -> float | None:
+    """SPARK_LAB_BOOT_TIMEOUT: seconds for one VM on an idle host (lab/bootwait.py scales it);
+    None when unset: the accelerator's own default."""
+    raw = _int_env("SPARK_LAB_BOOT_TIMEOUT", 0)
+    return float(raw) if raw > 0 else None
 
 
 def node_name(index: int) -> str:

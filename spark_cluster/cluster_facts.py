@@ -122,7 +122,8 @@ def _node_answers(member) -> dict:
 
 def sudo_refusal(name: str, user: str | None) -> str:
     return (f"{name}: sudo as {user!r} did not answer (a wrong sudo password, or {user} may not use sudo there): "
-            "nothing more is asked or changed on this node; fix the password (--use-sudo-password, or "
+            "nothing more is asked or changed on this node; fix the password (spark-cluster --ask-sudo-password, "
+            "pyinfra --use-sudo-password, or "
             f"sudo_password in the inventory) or run `usermod -aG sudo {user}` on it")
 
 

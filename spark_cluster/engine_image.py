@@ -1,7 +1,7 @@
 """The engine image every role means, and where it comes from in this run.
 
 preflight compares it across nodes, standin builds it in the lab, distribute
-copies it from the source, serving runs it: all four ask here, so they name
+copies it from the node that has it, serving runs it: all four ask here, so they name
 the same image and agree on which node receives it.
 
 In the lab (serving_standin) the image is the stand-in engine that roles/standin
@@ -21,6 +21,7 @@ from pyinfra.api import FactBase
 
 from .batch_fact import Want, want
 from .cluster_facts import member_connected, member_fact
+from .copy_source import choose_source
 from .engines import default_image
 from .settings import cluster_settings, require
 
@@ -79,12 +80,40 @@ def needs_copy(source_value, own_value) -> bool:
     return source_value is not None and own_value != source_value
 
 
-def distribution_source(host_data: Any) -> dict:
-    """The cluster member ({name, qsfp_ip, rank}) that images and the model are copied from."""
-    name = cluster_settings(host_data).distribute_source or host_data.get("head_name")
-    members = {member["name"]: member for member in host_data.get("cluster_members")}
-    require(name in members, "distribute_source", f"{name!r} is not a node of this inventory")
-    return members[name]
+def explicit_source(host_data: Any) -> str | None:
+    """distribute_source, checked to name a node of this inventory; None: each item's
+    source is chosen from what the nodes hold (spark_cluster/copy_source.py)."""
+    name = cluster_settings(host_data).distribute_source
+    if name is not None:
+        names = [member["name"] for member in host_data.get("cluster_members")]
+        require(name in names, "distribute_source", f"{name!r} is not a node of this inventory")
+    return name
+
+
+def member_named(host_data: Any, name: str) -> dict:
+    """The cluster member ({name, qsfp_ip, rank}) called `name`."""
+    return next(member for member in host_data.get("cluster_members") if member["name"] == name)
+
+
+def member_order(host_data: Any) -> list[str]:
+    """The nodes in inventory order, the head first: the order sources are chosen in."""
+    return [member["name"] for member in host_data.get("cluster_members")]
+
+
+def image_source(host_data: Any) -> dict | None:
+    """The member the engine image is copied from, or None when no node holds it.
+
+    distribute_source when set, else the first node (head first) that has the
+    image. In the lab nobody has a new stand-in yet: the first node this run
+    reaches builds it (roles/standin) and is the source.
+    """
+    image = image_of(host_data)
+    order = member_order(host_data)
+    # One cluster-wide read per run: standin, distribute and serving all ask.
+    name = choose_source(member_fact(image_id_of(image)), order, explicit_source(host_data))
+    if name is None and cluster_settings(host_data).serving_standin:
+        name = next((member for member in order if member_connected(member)), None)
+    return None if name is None else member_named(host_data, name)
 
 
 def image_to_receive(host_data: Any) -> tuple[str, str] | None:
@@ -100,10 +129,9 @@ def image_to_receive(host_data: Any) -> tuple[str, str] | None:
     image = image_of(host_data)
     if not image:
         return None
-    source = distribution_source(host_data)
-    if source["name"] == host.name:
+    source = image_source(host_data)
+    if source is None or source["name"] == host.name:
         return None
-    # One cluster-wide read per run: standin, distribute and serving all ask.
     image_ids = member_fact(image_id_of(image))
     source_id = image_ids.get(source["name"])
     if source_id is None and s.serving_standin and member_connected(source["name"]):

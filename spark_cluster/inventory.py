@@ -16,9 +16,10 @@ from typing import Any, Iterable
 
 import click
 from pyinfra.api.exceptions import InventoryError
-from pyinfra.context import state
+from pyinfra.api import State
+from pyinfra.context import ctx_state, state
 # pyinfra's own group_data reader: the values it will merge, read the same way.
-from pyinfra_cli.inventory import _get_group_data
+from pyinfra_cli.inventory import _get_group_data, make_inventory
 from pyinfra_cli.exceptions import CliError
 from pyinfra_cli.util import parse_cli_arg
 
@@ -54,6 +55,11 @@ _PLACEHOLDER_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.1
 ALLOW_PLACEHOLDERS_ENV = "SPARK_CLUSTER_READ_ONLY_INVENTORY"
 # Inventory files inside the checkout are named relative to it, as a user types them.
 _REPO = Path(__file__).resolve().parents[1]
+# The nodes' sudo password for one run, set by `spark-cluster` (asked once, or
+# read from a mode-600 file) for every pyinfra and pytest it starts: an
+# environment variable, never a command line. It wins over an inventory's
+# sudo_password (the lab's), as the verify suite's --sudo-password-file does.
+SUDO_PASSWORD_ENV = "SPARK_SUDO_PASSWORD"
 
 
 class ClusterInventoryError(InventoryError, CliError):
@@ -273,8 +279,9 @@ def derive_topology(nodes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def _pyinfra_host_data(node: dict[str, Any]) -> dict[str, Any]:
     data = {key: value for key, value in node.items() if key not in ("name", "sudo_password")}
-    if "sudo_password" in node:
-        data["_sudo_password"] = node["sudo_password"]
+    password = os.environ.get(SUDO_PASSWORD_ENV) or node.get("sudo_password")
+    if password:
+        data["_sudo_password"] = password
     return data
 
 
@@ -315,6 +322,7 @@ def cli_layers(inventory_file: str) -> tuple[list[tuple[str, dict]], dict] | Non
     inventory = Path(context.params["inventory"])
     folders = [cwd / "group_data", (cwd / inventory).resolve().parent / "group_data",
                *map(Path, context.params.get("group_data") or ())]
+    require_group_data(folders, cwd)
     groups = []
     for folder in dict.fromkeys(folders):  # in order, once each
         found = _get_group_data(str(folder)) if folder.is_dir() else {}
@@ -322,6 +330,20 @@ def cli_layers(inventory_file: str) -> tuple[list[tuple[str, dict]], dict] | Non
                    if group in found]
     data = dict(arg.split("=", 1) for arg in context.params.get("data") or () if "=" in arg)
     return groups, {key: parse_cli_arg(value) for key, value in data.items()}
+
+
+def require_group_data(folders: Iterable[Path], cwd: Path) -> None:
+    """Refuse a run that would read no group_data/all.py: pyinfra looks only in
+    the current directory, beside the inventory and in --group-data, and a
+    missing folder silently means every setting's default (another image,
+    another network mode) rather than an error."""
+    folders = list(folders)
+    if any((Path(folder) / "all.py").is_file() for folder in folders):
+        return
+    raise ClusterInventoryError(
+        f"found no group_data/all.py in {', '.join(str(f) for f in dict.fromkeys(folders))} (run from {cwd}): "
+        f"pyinfra reads group_data from the current directory and beside the inventory; "
+        f"run from the checkout (cd {_REPO}) or pass --group-data {_REPO / 'group_data'}")
 
 
 def _relative(path: Path) -> str:
@@ -351,3 +373,65 @@ def check_settings(hosts: list[tuple[str, dict]], source: str, groups: list[tupl
             fabric(merged)
         except SettingError as error:
             raise ClusterInventoryError(f"{source}: {name}: {error}") from None
+
+
+def parse_data_args(pairs: Iterable[str]) -> dict[str, Any]:
+    """--data KEY=VALUE pairs as pyinfra's CLI reads them (parse_cli_arg:
+    true/false, integers, JSON, else the string); later pairs win."""
+    data = {}
+    for pair in pairs or ():
+        key, sep, value = str(pair).partition("=")
+        if not sep or not key:
+            raise ClusterInventoryError(f"--data {pair!r}: expected KEY=VALUE, e.g. --data serving_wait_ready=False")
+        data[key] = parse_cli_arg(value)
+    return data
+
+
+def group_data_folders(group_data: Iterable[str], cwd: str | os.PathLike | None = None) -> list[str]:
+    """--group-data folders as absolute paths (relative ones from `cwd`, where
+    the user typed them); a folder that is not there is refused, not skipped."""
+    base = Path(cwd or os.getcwd())
+    folders = []
+    for folder in group_data or ():
+        path = Path(os.path.expanduser(str(folder)))
+        path = path if path.is_absolute() else base / path
+        if not path.is_dir():
+            raise ClusterInventoryError(f"--group-data {folder}: no such folder ({path}); give a folder of group_data files")
+        folders.append(str(path.resolve()))
+    return folders
+
+
+def load_hosts(inventory_file: str | os.PathLike, repo_root: str | os.PathLike, data: Iterable[str] = (),
+               group_data: Iterable[str] = ()) -> list[tuple[str, dict[str, Any]]]:
+    """[(node name, merged host data)] in rank order (the head first), read as
+    `pyinfra INVENTORY ... --data K=V --group-data DIR` run from `repo_root`
+    reads them (group_data < inventory < --data), with the deploy's settings
+    check. Nothing connects: the inventory is only executed and merged."""
+    repo_root = str(Path(repo_root).resolve())
+    path = Path(os.path.expanduser(str(inventory_file)))
+    if not path.is_absolute():
+        path = Path(repo_root) / path
+    if not path.is_file():
+        raise FileNotFoundError(f"inventory file not found: {path}")
+    override = parse_data_args(data)
+    folders = group_data_folders(group_data)
+    require_group_data([Path(repo_root) / "group_data", path.resolve().parent / "group_data", *map(Path, folders)],
+                       Path(repo_root))
+    # Inventories import spark_cluster / inventory.lab_common from the repo.
+    if repo_root not in sys.path:
+        sys.path.insert(0, repo_root)
+    # pyinfra's exec_file records the file on the current State.
+    with ctx_state.use(State()):
+        inventory = make_inventory(str(path), override_data=override, cwd=repo_root,
+                                   group_data_directories=folders or None)
+    hosts = [(host.name, dict(host.data.dict())) for host in inventory]
+    hosts.sort(key=lambda item: item[1].get("node_rank", 0))
+    for name, merged in hosts:
+        found = problems(merged)
+        if found:
+            raise ClusterInventoryError(f"{name}: {found[0][1]}")
+        try:
+            fabric(merged)
+        except SettingError as error:
+            raise ClusterInventoryError(f"{name}: {error}") from None
+    return hosts

@@ -44,6 +44,18 @@ def read_owner_only(path: str, what: str) -> str:
     return text
 
 
+def read_password_file(path: str) -> str:
+    """The first line of `path` (--sudo-password-file), which no one but its
+    owner may read; ValueError with a one-line message otherwise."""
+    try:
+        lines = read_owner_only(path, "the password").splitlines()
+    except ValueError as error:
+        raise ValueError(f"--sudo-password-file {error}") from None
+    if not lines or not lines[0]:
+        raise ValueError(f"--sudo-password-file {path!r}: empty; write the password on its first line")
+    return lines[0]
+
+
 def is_private(mode) -> bool:
     """Whether a file of this mode ("600", "0640", 0o600) hides its content from other users."""
     return mode is not None and int(str(mode), 8) & 0o007 == 0

@@ -179,12 +179,13 @@ SETTINGS: tuple[Setting, ...] = (
             pattern=r"[0-7]{3,4}"),
     # --- distribute --------------------------------------------------------
     Setting("distribute_model", "distribute", True,
-            "Copy the model from the source node to nodes that lack it, over QSFP.", kind=bool),
+            "Copy the model from a node that holds it whole to nodes that lack it, over QSFP.", kind=bool),
     Setting("distribute_image", "distribute", True,
-            "Copy the engine image from the source to nodes whose image differs (preflight then only logs it).",
+            "Copy the engine image from a node that has it to nodes whose image differs (preflight then only logs it).",
             kind=bool),
     Setting("distribute_source", "distribute", None,
-            "The node that already holds the model and the image; None: the head.", nullable=True),
+            "The node both are copied from; None: per item, the first node (head first) that holds it.",
+            nullable=True),
     # --- the lab's stand-in engine -----------------------------------------
     Setting("serving_standin", "standin", False,
             "Lab only: run the stand-in engine (no GPU, no weights) instead of serving_image.", kind=bool),
@@ -232,6 +233,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("serving_watch_backoff_max_s", "watch", 900, "The longest wait between restarts.", **_SECONDS),
     Setting("serving_watch_max_restarts_per_hour", "watch", 6, "Then the watcher holds and says so.", **_SECONDS),
     Setting("serving_watch_port", "watch", 29520, "Each watcher's /state, on its QSFP control address.", **_PORT),
+    # --- uninstall.py ------------------------------------------------------
+    Setting("uninstall_remove_model", "uninstall", False,
+            "True: the uninstall also deletes serving_model from the admin's Hugging Face cache on every node.",
+            kind=bool),
+    Setting("uninstall_remove_images", "uninstall", False,
+            "True: the uninstall also removes the engine image (serving_image, or the lab's stand-in) from every node.",
+            kind=bool),
     # --- the verify suite (tests/verify) -----------------------------------
     Setting("min_gpu_memory_gib", "verify", 100,
             "GiB CUDA must see (a GB10: ~119.7 without the DRM override, ~62 with it).", kind=(int, float),

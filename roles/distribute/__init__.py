@@ -2,11 +2,14 @@
 
 Desired state on every other node:
 - the model's Hugging Face cache tree is identical to the source's (rsync over
-  bond0 as the admin user, so the files stay the admin's);
+  QSFP as the admin user, so the files stay the admin's);
 - the engine image is present with the source's image id (docker save | docker
-  load over bond0), so no node ever pulls from the internet again.
-Nothing is copied when the trees or image ids already match. The source is the
-head unless group_data names another node (distribute_source).
+  load over QSFP), so no node ever pulls from the internet again.
+Nothing is copied when the trees or image ids already match. Each item has its
+own source (spark_cluster/copy_source.py): the node group_data names
+(distribute_source), else the first node in inventory order, head first, that
+holds it (the model whole, the image at all); a rebuilt head receives both
+from a worker. Preflight stops the run when no node holds an item.
 
 Every node lets the admin run docker (as DGX OS does), before any copy: the
 source's `docker save` runs as the admin over the cluster's SSH, never as root.
@@ -18,24 +21,32 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
-from spark_cluster.batch_fact import want
-from spark_cluster.caches import hf_home
 from spark_cluster.cluster_facts import member_fact
 from spark_cluster.cluster_ssh import KEY_NAME, SYSTEM_KNOWN_HOSTS
-from spark_cluster.engine_image import distribution_source, image_id_of, image_of, image_to_receive, needs_copy
+from spark_cluster.copy_source import choose_source
+from spark_cluster.engine_image import (
+    explicit_source,
+    image_id_of,
+    image_of,
+    image_source,
+    image_to_receive,
+    member_order,
+    needs_copy,
+)
 from spark_cluster.host_ops import PACKAGES_WANT, admin_account, ensure_packages
+from spark_cluster.model_cache import model_manifest_want, model_whole
 from spark_cluster.settings import cluster_settings
-
-from .facts import ModelManifest
-from .plan import model_cache_dir
-
-
-def _model_manifest(s, home):
-    return want(ModelManifest, path=model_cache_dir(hf_home(home), s.serving_model))
 
 
 def _copies_model(s):
     return bool(s.distribute_model and s.serving_model)
+
+
+def model_source(host_data, manifests) -> str | None:
+    """The node the model is copied from: distribute_source, else the first node
+    (head first) that holds it whole; None when none does."""
+    whole = {name: manifest for name, manifest in manifests.items() if model_whole(manifest)}
+    return choose_source(whole, member_order(host_data), explicit_source(host_data))
 
 
 def wants(account):
@@ -50,14 +61,13 @@ def wants(account):
         reads.append(PACKAGES_WANT)
         admin = account()
         if admin:
-            reads.append(_model_manifest(s, admin["home"]))
+            reads.append(model_manifest_want(admin["home"], s.serving_model))
     return reads
 
 
 @deploy("distribute: model and engine image over QSFP")
 def apply():
     s = cluster_settings(host.data)
-    source = distribution_source(host.data)
     account = admin_account(s.ssh_user)
     if account is None:
         return  # the caches role already failed this host with the reason
@@ -74,28 +84,28 @@ def apply():
     if copies_model:
         # Both ends of a copy run rsync: the source serves it over SSH.
         ensure_packages("rsync for model copies", ["rsync"])
-    if source["name"] == host.name:
-        return
-
-    if copies_model:
-        manifest_fact = _model_manifest(s, account["home"])
+        manifest_fact = model_manifest_want(account["home"], s.serving_model)
         model_dir = manifest_fact.kwargs["path"]
         manifests = member_fact(manifest_fact)
-        if needs_copy(manifests.get(source["name"]), manifests.get(host.name)):
+        source = model_source(host.data, manifests)
+        # Never from a partial tree: rsync --delete would spread it (a
+        # distribute_source without the model whole is preflight's to report).
+        if (source not in (None, host.name) and model_whole(manifests.get(source))
+                and needs_copy(manifests.get(source), manifests.get(host.name))):
             files.directory(
                 name="Hugging Face hub directory",
                 path=model_dir.rsplit("/", 1)[0],
                 user=s.ssh_user, group=account["group"], mode="755",
             )
-            manifest = manifests[source["name"]]
+            manifest = manifests[source]
             server.shell(
-                name=f"Copy {s.serving_model} from {source['name']} over QSFP "
+                name=f"Copy {s.serving_model} from {source} over QSFP "
                 f"({manifest['files']} files, {manifest['bytes'] / 2**30:.1f} GiB)",
                 # As the admin: the node-to-node SSH setup (ssh role) is the admin's,
                 # and copied files must stay the admin's.
                 commands=[shlex.join([
                     "rsync", "-a", "--delete", "--partial",
-                    f"{source['name']}:{model_dir}/", f"{model_dir}/",
+                    f"{source}:{model_dir}/", f"{model_dir}/",
                 ])],
                 _sudo=False,
             )
@@ -103,6 +113,7 @@ def apply():
     receive = image_to_receive(host.data)
     if receive:
         image, source_id = receive
+        source = image_source(host.data)
         key = f"{account['home']}/.ssh/{KEY_NAME}"
         # docker load needs root here; the remote docker save runs as the admin
         # (a member of the docker group: the first operation of this role).

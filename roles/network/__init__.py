@@ -29,7 +29,7 @@ import time
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.api import deploy, operation
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
@@ -37,6 +37,7 @@ from spark_cluster.batch_fact import want
 from spark_cluster.cluster_facts import host_fact
 from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.host_ops import PACKAGES_WANT, ensure_packages, fail_host
+from spark_cluster.lost_nodes import failed_this_run
 
 from .checks import (NM_UNMANAGED_FILE, hardware_problem, link_up_commands, nm_drift, nm_present,
                      nm_release_command, render_nm_unmanaged)
@@ -77,6 +78,16 @@ def _move_other_owners(s):
         name=f"Move other QSFP configurations aside ({why}; backed up, restorable)",
         commands=[takeover_command(claims, f"{TAKEOVER_DIR}/{RUN_STAMP}")],
     )]
+
+
+@operation()
+def wait_for_links(s, peers: list[dict]):
+    """link_up_commands, built when it runs: a peer lost or failed earlier in
+    this run (spark_cluster.lost_nodes) is not waited for."""
+    lost = failed_this_run(host.state, other_than=host.name)
+    if lost:
+        host.noop(f"not waiting for {', '.join(lost)}: lost or failed earlier in this run")
+    yield from link_up_commands(s, peers, lost)
 
 
 @deploy("network: the QSFP rails")
@@ -128,8 +139,8 @@ def apply():
         _if=None if drift else any_changed(netplan_file, *moved),
     )
 
-    server.shell(
+    wait_for_links(
         name="Wait for the QSFP links and ping every peer on each",
-        commands=link_up_commands(s),
+        s=s, peers=host.data.get("peers") or [],
         _if=any_changed(applied),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Iterable
 
 from spark_cluster.shipped import shipped_command
 
@@ -71,13 +72,26 @@ def hardware_problem(host_name: str, s: SimpleNamespace, fact: dict) -> str | No
     return None
 
 
-def link_up_commands(s: SimpleNamespace) -> list[str]:
+def link_up_commands(s: SimpleNamespace, peers: list[dict], lost: Iterable[str]) -> list[str]:
     """For each link of ours (bond0, or each rail): wait (bounded) for it to
     carry its address and every peer to answer on that link's subnet, then
     prove jumbo frames pass end to end: files/link_up_wait.sh, sent inline
-    with this node's values (nothing is installed on the node)."""
+    with this node's values (nothing is installed on the node).
+
+    `peers` are the inventory's (host data `peers`, in the order each link's
+    peer_ips follow); a peer in `lost` (names: failed or lost earlier in this
+    run) is not waited for, it will not answer. A link whose every peer is
+    lost is not waited on at all: on a back-to-back cable its carrier went
+    with the peer, and there is nobody to prove the path to; the next run,
+    with the peer back, proves it from the peer's side."""
     timeout = str(int(s.qsfp_up_timeout_s))
-    return [
-        shipped_command(LINK_UP_WAIT, link.netdev, link.address, str(s.mtu), timeout, *link.peer_ips)
-        for link in s.fabric.links
-    ]
+    gone = {index for index, peer in enumerate(peers) if peer["name"] in set(lost)}
+    commands = []
+    for link in s.fabric.links:
+        if len(peers) != len(link.peer_ips):
+            raise ValueError(f"{link.netdev}: {len(link.peer_ips)} peer addresses for {len(peers)} peers")
+        answering = [ip for index, ip in enumerate(link.peer_ips) if index not in gone]
+        if link.peer_ips and not answering:
+            continue
+        commands.append(shipped_command(LINK_UP_WAIT, link.netdev, link.address, str(s.mtu), timeout, *answering))
+    return commands

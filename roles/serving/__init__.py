@@ -35,6 +35,7 @@ from pyinfra.operations.util import any_changed
 
 from spark_cluster.batch_fact import want
 from spark_cluster.cluster_facts import host_fact, run_cache
+from spark_cluster.copy_source import image_fix
 from spark_cluster.engine_image import image_id_of, image_identity, image_of
 from spark_cluster.file_state import Snapshot, snapshot_want
 from spark_cluster.host_ops import admin_account, fail_host
@@ -100,8 +101,7 @@ def apply():
         fail_host(
             f"Engine image {image} is on the node",
             f"serving: image {image} is on no node of this cluster that the deploy can copy it from "
-            f"(not on {host.name}); put it on the head once (docker pull {image}, or docker load) "
-            "and re-run: the deploy copies it to the other nodes over QSFP",
+            f"(not on {host.name}); {image_fix(image, s.ssh_user)}; then run the deploy again",
         )
         return
     desired = desired_serving(s, host.data, image=image, home=account["home"],

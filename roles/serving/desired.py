@@ -105,7 +105,7 @@ def desired_serving(
     config = watch_config(
         s=s, engine=engine, node=node, rank=place.rank,
         control_ip=host_data.get("qsfp_ip"), head_ip=place.head_qsfp_ip, api_host_ip=place.api_host,
-        memory=memory_claim(engine, s.engine_flags, s.serving_memory_check),
+        memory=memory_claim(engine, s.engine_flags, s.serving_memory_check), image=image,
     )
     return DesiredServing(container=container, unit_text=unit_text, env_text=render_env_file(environment),
                           watch_config_text=render_watch_config(config),

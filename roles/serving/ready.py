@@ -9,6 +9,11 @@ has seen it answer with this worker in the cluster. Each asks the watcher's
 connection, prints the engine's phase when it changes (and every minute),
 and on timeout fails with the tail of its own engine's log: so a cluster
 that never came up shows every node's log in one run's output.
+
+A member that failed or was lost earlier in this run (or meanwhile: see
+spark_cluster/lost_nodes.py) ends the wait at once on every other node, with
+a warning naming it: a tensor-parallel engine cannot answer without every
+member, and the run's summary says to run the deploy again.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from pyinfra import host, logger
 from pyinfra.api.command import StringCommand
 from pyinfra.api.exceptions import OperationError
 from pyinfra.operations import python
+
+from spark_cluster.lost_nodes import failed_this_run
 
 POLL_S = 10
 PROGRESS_EVERY_S = 60
@@ -69,6 +76,18 @@ def timeout_message(node: str, timeout_s: int, status: Status | None, log_tail: 
             f"(last: {last}). Last lines of this node's engine log (docker logs spark-serving):\n{log_tail}")
 
 
+def lost_member_message(node: str, gone: list[str]) -> str:
+    return (f"serving {node}: not waiting for a completion: {', '.join(gone)} failed or was lost in this run, "
+            "and the engine cannot serve without every member; run the deploy again once it is back "
+            "(the run's last lines name the command)")
+
+
+def lost_members() -> list[str]:
+    """The other cluster members that failed or were lost so far in this run."""
+    members = {member["name"] for member in host.data.get("cluster_members") or []}
+    return [name for name in failed_this_run(host.state, other_than=host.name) if name in members]
+
+
 def _sleep(seconds: float) -> None:
     # pyinfra runs every host's callback in a greenlet: gevent's sleep lets the others run.
     gevent.sleep(seconds)
@@ -85,6 +104,10 @@ def wait_until_serving(timeout_s: int, watch_path: str) -> None:
     started = time.monotonic()
     shown_phase, shown_at, status = None, 0.0, None
     while True:
+        gone = lost_members()
+        if gone:
+            logger.warning(f"    [{host.name}] " + lost_member_message(host.name, gone))
+            return
         _, lines = _run(["python3", watch_path, "status"])
         status = parse_status(lines)
         elapsed = time.monotonic() - started

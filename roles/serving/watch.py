@@ -94,9 +94,12 @@ def memory_claim(engine: Engine, engine_flags: Mapping[str, Any], override: Any 
 
 def watch_config(
     *, s: Any, engine: Engine, node: str, rank: int, control_ip: str, head_ip: str, api_host_ip: str,
-    memory: tuple[str, float],
+    memory: tuple[str, float], image: str = "",
 ) -> dict[str, Any]:
-    """/etc/spark-cluster/watch.json for one node (no secret: the key stays in serving.env)."""
+    """/etc/spark-cluster/watch.json for one node (no secret: the key stays in serving.env).
+
+    model and image are for `serving_watch.py report` (spark-cluster status):
+    what this node was deployed to serve, read where it runs."""
     # Where this node reaches the head's API: the head itself asks its own
     # listen address; a worker never needs the API (it asks the head's watcher).
     api_ip = head_ip if api_host_ip == "0.0.0.0" else api_host_ip
@@ -111,6 +114,8 @@ def watch_config(
         "api_key_variable": engine.api_key_variable,
         "api_url": f"http://{api_ip}:{int(s.api_port)}",
         "served_model_name": s.serving_served_model_name or s.serving_model,
+        "model": s.serving_model,
+        "image": image,
         "tokens_metric": engine.tokens_metric,
         "listen": control_ip,
         "state_port": int(s.serving_watch_port),

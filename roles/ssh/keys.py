@@ -31,6 +31,12 @@ class ClusterKey:
     public_line: str  # "ssh-ed25519 AAAA... spark-cluster@<cluster>"
 
 
+def key_comment(cluster_name: str) -> str:
+    """The comment that ends the cluster key's public line: how the uninstall
+    finds it in authorized_keys without needing the controller's key."""
+    return f"spark-cluster@{cluster_name}"
+
+
 def state_dir(cluster_name: str) -> Path:
     if not _CLUSTER_NAME.match(cluster_name or ""):
         raise ClusterKeyError(f"group_data: 'cluster_name' must be a plain name, got {cluster_name!r}")
@@ -63,7 +69,7 @@ def _ensure(directory: Path, cluster_name: str) -> ClusterKey:
         key = paramiko.Ed25519Key.from_private_key_file(str(private_path))
     except (paramiko.SSHException, ValueError) as error:
         raise ClusterKeyError(f"{private_path}: not a usable ed25519 private key ({type(error).__name__})") from None
-    public_line = f"{key.get_name()} {key.get_base64()} spark-cluster@{cluster_name}"
+    public_line = f"{key.get_name()} {key.get_base64()} {key_comment(cluster_name)}"
     public_path = directory / "id_ed25519.pub"
     if not public_path.exists() or public_path.read_text().strip() != public_line:
         public_path.write_text(public_line + "\n")

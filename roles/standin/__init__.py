@@ -3,8 +3,9 @@
 No image can be pulled in the lab, so the stand-in is built inside a node from
 the node's own python3 (roles/standin/files/build_standin.py); it is not the
 real engine. It is built where a user would `docker pull` the real image: on
-the distribution source (the head), and on any node that cannot receive it
-from there in this run (image distribution off, or the source outside --limit).
+the image's source, which is the first node this run reaches (the head) when
+no node has this stand-in yet, and on any node that cannot receive it in this
+run (image distribution off).
 Every other node gets the very same image over QSFP (roles/distribute), so
 all nodes run one image id, as they must on real Sparks.
 

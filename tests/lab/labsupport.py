@@ -240,3 +240,49 @@ def journal(node: str, unit: str, since: str) -> str:
 
 def node_now(node: str) -> str:
     return on_node(node, "date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+
+
+def deploy_losing(inventory: str, node: str, marker: str, *extra: str, timeout=2400) -> tuple[DeployResult, str]:
+    """A deploy during which `node` is powered off: its qemu is killed (SIGKILL,
+    by the pid in its pid file, as a power cut would) as soon as a line of the
+    deploy's output matches `marker` (a regex, searched without ANSI colours).
+    Returns the deploy's result and the line that triggered the kill."""
+    import os
+    import signal
+    import threading
+
+    from lab.nodes import running_pid
+
+    pattern = re.compile(marker)
+    index = node_index(node)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pyinfra", "-y", inventory, "deploy.py", *extra],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    # A deploy that hangs without printing still ends: the watchdog kills it.
+    watchdog = threading.Timer(timeout, process.kill)
+    watchdog.start()
+    lines: list[str] = []
+    killed_at = None
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            plain = ANSI.sub("", line).strip()
+            if killed_at is None and pattern.search(plain):
+                pid = running_pid(index)
+                if pid is None:
+                    raise AssertionError(f"{node}'s VM was not running when {plain!r} appeared")
+                os.kill(pid, signal.SIGKILL)
+                killed_at = plain
+        process.wait()
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = "".join(lines)
+    if killed_at is None:
+        raise AssertionError(f"the deploy never printed {marker!r}; {node} was not killed:\n{output[-6000:]}")
+    return DeployResult(process.returncode, output), killed_at

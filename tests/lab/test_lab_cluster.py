@@ -35,7 +35,7 @@ from labsupport import (
     wait_for,
 )
 
-from roles.distribute.plan import model_cache_dir
+from spark_cluster.model_cache import model_cache_dir
 from spark_cluster.caches import hf_home
 from spark_cluster.engine_image import standin_tag
 

@@ -10,7 +10,7 @@ import pytest
 from pyinfra.api import FactBase
 from pyinfra.facts.files import Block
 
-from roles.distribute.facts import ModelManifest
+from spark_cluster.model_cache import ModelManifest
 from roles.network.facts import QsfpLinks
 from roles.preflight.facts import NodeInventory
 from spark_cluster.account import UserAccount

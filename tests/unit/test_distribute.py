@@ -8,8 +8,7 @@ import pytest
 
 from collect_ops import GROUP_DATA, cluster, collect
 from roles import distribute, serving, standin
-from roles.distribute.facts import MODEL_MANIFEST, ModelManifest, parse_manifest
-from roles.distribute.plan import model_cache_dir
+from spark_cluster.model_cache import MODEL_MANIFEST, ModelManifest, model_cache_dir, parse_manifest
 from spark_cluster.engine_image import needs_copy, standin_tag
 from spark_cluster.settings import SettingError
 
@@ -77,7 +76,9 @@ def test_needs_copy(source, own, copy):
 
 
 def test_manifest_parse():
-    assert parse_manifest(["abc", "3", "42"]) == {"digest": "abc", "files": 3, "bytes": 42}
+    assert parse_manifest(["abc", "3", "42", "1"]) == {"digest": "abc", "files": 3, "bytes": 42, "incomplete": 1}
+    # A node answering the older three lines: nothing known to be partial.
+    assert parse_manifest(["abc", "3", "42"]) == {"digest": "abc", "files": 3, "bytes": 42, "incomplete": 0}
     assert parse_manifest([]) is None
 
 
@@ -130,6 +131,18 @@ def test_manifest_identifies_names_sizes_and_link_targets_not_place_or_contents(
         tree = model_tree(tmp_path / f"changed-{index}")
         change(tree)
         assert manifest_of(tree)["digest"] != digest, index
+
+
+def test_manifest_counts_downloads_in_progress_without_changing_the_identity(tmp_path):
+    tree = model_tree(tmp_path / "model")
+    assert manifest_of(tree)["incomplete"] == 0
+    # What an interrupted `hf download` leaves: the blob under its hash, .incomplete.
+    (tree / "blobs" / "fe12.incomplete").write_text("half")
+    (tree / "snapshots" / "rev1" / "x.incomplete").write_text("not a blob: not counted")
+    assert manifest_of(tree)["incomplete"] == 1
+    (tree / "blobs" / "fe12.incomplete").unlink()
+    (tree / "snapshots" / "rev1" / "x.incomplete").unlink()
+    assert manifest_of(tree) == manifest_of(model_tree(tmp_path / "again"))
 
 
 def test_manifest_of_an_empty_or_absent_tree(tmp_path):
@@ -209,6 +222,54 @@ def test_another_source_can_be_named(monkeypatch):
     assert any(f"spark-2:{MODEL_DIR}/" in text for _, text, _ in ops["spark-1"])
 
 
+def test_a_rebuilt_head_receives_model_and_image_from_a_worker(monkeypatch):
+    """The head reinstalled from scratch holds nothing: the first node that
+    holds each item whole is its source, and the workers change nothing."""
+    hosts = cluster(4)
+    held = [f"spark-{i}" for i in (2, 3, 4)]
+    nodes = Nodes(images={name: {IMAGE: "sha256:1"} for name in held},
+                  manifests={name: dict(MANIFEST) for name in held})
+    ops = ops_of(hosts, nodes, monkeypatch)
+    assert all(ops[name] == [] for name in held), ops
+    texts = [text for _, text, _ in ops["spark-1"]]
+    assert shlex.split(texts[1]) == ["rsync", "-a", "--delete", "--partial", f"spark-2:{MODEL_DIR}/", f"{MODEL_DIR}/"]
+    load = [op for op, _, _ in ops["spark-1"] if op.startswith("Load ")]
+    assert load == [f"Load {IMAGE} from spark-2 over QSFP (docker save | docker load)"]
+    assert "spark@10.0.0.2 " in texts[2]
+
+
+def test_each_item_comes_from_the_first_node_that_holds_it(monkeypatch):
+    """Model staged on spark-3, image on spark-2: two sources. A partial model
+    (an interrupted download) on the head is replaced, never copied from."""
+    hosts = cluster(4)
+    partial = {"digest": "p", "files": 12, "bytes": 40 * 2**30, "incomplete": 2}
+    nodes = Nodes(images={"spark-2": {IMAGE: "sha256:2"}},
+                  manifests={"spark-1": partial, "spark-3": MANIFEST})
+    ops = ops_of(hosts, nodes, monkeypatch)
+    copies = {name: [op for op, _, _ in entries if op.startswith(("Copy ", "Load "))] for name, entries in ops.items()}
+    model = f"Copy {GROUP_DATA['serving_model']} from spark-3 over QSFP (40 files, 160.0 GiB)"
+    load = f"Load {IMAGE} from spark-2 over QSFP (docker save | docker load)"
+    assert copies == {"spark-1": [model, load], "spark-2": [model], "spark-3": [load], "spark-4": [model, load]}
+
+
+def test_a_partial_model_alone_is_never_spread(monkeypatch):
+    hosts = cluster(2)
+    nodes = Nodes(manifests={"spark-1": {**MANIFEST, "incomplete": 1}})
+    assert ops_of(hosts, nodes, monkeypatch) == {"spark-1": [], "spark-2": []}
+
+
+def test_a_named_source_wins_over_the_first_holder(monkeypatch):
+    hosts = cluster(4, distribute_source="spark-3")
+    nodes = Nodes(images={name: {IMAGE: f"sha256:{name}"} for name in ("spark-1", "spark-3")},
+                  manifests={"spark-1": MANIFEST, "spark-3": {**MANIFEST, "digest": "d3"}})
+    ops = ops_of(hosts, nodes, monkeypatch)
+    assert ops["spark-3"] == []
+    for name in ("spark-1", "spark-2", "spark-4"):
+        texts = [text for _, text, _ in ops[name]]
+        assert any(f"spark-3:{MODEL_DIR}/" in text for text in texts), texts
+        assert any("spark@10.0.0.3 " in text for text in texts), texts
+
+
 def test_an_unknown_source_is_a_setting_error(monkeypatch):
     with pytest.raises(SettingError, match="distribute_source"):
         ops_of(cluster(2, distribute_source="spark-9"), Nodes(), monkeypatch)
@@ -254,6 +315,8 @@ def test_serving_fails_clearly_when_no_node_has_the_image(monkeypatch):
         failing = [text for _, text, _ in ops[name] if "exit 1" in text]
         assert len(failing) == 1, ops[name]
         assert f"image {IMAGE} is on no node of this cluster" in failing[0]
+        # group_data's image is a local build: loaded or built, never pulled.
+        assert f"docker save {IMAGE} | ssh spark@NODE docker load" in failing[0] and "docker pull" not in failing[0]
 
 
 def lab_ops(nodes, monkeypatch, limit=None):

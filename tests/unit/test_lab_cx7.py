@@ -1,5 +1,6 @@
 """The lab's CX-7: which ports have a cable, how a start pulls the others over QMP, and
-that the cabling choice survives restarts and rebuilds (lab.json)."""
+that the cabling choice survives restarts and rebuilds (lab.json); lab.up's accelerator and
+boot budget, with the same offline lab."""
 
 import json
 import socket
@@ -119,7 +120,7 @@ def test_a_refused_set_link_stops_the_vm_with_one_clear_line(fake_qemu):
 @pytest.fixture
 def offline_lab(monkeypatch):
     """lab.up and lab.rebuild with every VM operation recorded instead of done."""
-    calls = {"start": [], "running": []}
+    calls = {"start": [], "running": [], "accel": [], "budgets": []}
     monkeypatch.setattr(lab, "require", lambda program: program)
     monkeypatch.setattr(lab, "running_indexes", lambda: list(calls["running"]))
     monkeypatch.setattr(lab.image_mod, "ensure_image", lambda **kwargs: IMAGE)
@@ -128,8 +129,18 @@ def offline_lab(monkeypatch):
     monkeypatch.setattr(lab.nodes, "stop", lambda index, graceful=True: False)
     monkeypatch.setattr(lab.nodes, "delete_files", lambda index: None)
     monkeypatch.setattr(lab.ssh, "forget_host_key", lambda index: None)
-    monkeypatch.setattr(lab.nodes, "start", lambda index, count, image, cables: calls["start"].append((index, cables)))
-    monkeypatch.setattr(lab, "wait_for_ssh", lambda indexes, timeout=None: {i: 1.0 for i in indexes})
+
+    def start(index, count, image, cables, accel):
+        calls["start"].append((index, cables))
+        calls["accel"].append(accel)
+
+    def wait_for_ssh(indexes, budget, log=print):
+        calls["budgets"].append(budget)
+        return {i: 1.0 for i in indexes}
+
+    monkeypatch.setattr(lab.nodes, "start", start)
+    monkeypatch.setattr(lab, "wait_for_ssh", wait_for_ssh)
+    monkeypatch.setattr(lab.accel_mod, "probe_kvm", lambda: lab.accel_mod.KvmProbe(exists=False))
     return calls
 
 
@@ -179,3 +190,66 @@ def test_cli_takes_cables_and_rejects_others(capsys):
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["up", "--cables", "port0"])
     assert "--cables" in capsys.readouterr().err
+
+
+def test_up_prints_records_and_uses_the_accelerator_it_chose(offline_lab, monkeypatch):
+    kvm_host = lab.accel_mod.KvmProbe(exists=True, api_version=12, cpu_flags=frozenset({"vmx"}))
+    monkeypatch.setattr(lab.accel_mod, "probe_kvm", lambda: kvm_host)
+    monkeypatch.delenv("SPARK_LAB_ACCEL", raising=False)
+    lines = []
+    lab.up(2, log=lines.append)
+    assert lines[0] == "lab: accelerator kvm (/dev/kvm answers)"
+    assert offline_lab["accel"] == ["kvm", "kvm"]
+    recorded = json.loads((state.state_dir() / "lab.json").read_text())
+    assert (recorded["accel"], recorded["accel_reason"]) == ("kvm", "/dev/kvm answers")
+    monkeypatch.setattr(lab.nodes, "running_pid", lambda index: None)
+    shown = []
+    lab.status(log=shown.append)
+    assert "accelerator: kvm (/dev/kvm answers)" in shown
+
+    lines.clear()
+    lab.up(2, log=lines.append, accel="tcg")
+    assert lines[0] == "lab: accelerator tcg (forced by --accel)" and offline_lab["accel"][-2:] == ["tcg", "tcg"]
+    assert lab.recorded_accel() == ("tcg", "forced by --accel")
+
+
+def test_up_waits_by_a_budget_for_its_accelerator_vms_and_load(offline_lab, monkeypatch):
+    monkeypatch.setattr(lab.accel_mod, "probe_kvm", lambda: lab.accel_mod.KvmProbe(exists=False))
+    monkeypatch.delenv("SPARK_LAB_ACCEL", raising=False)
+    monkeypatch.delenv("SPARK_LAB_BOOT_TIMEOUT", raising=False)
+    monkeypatch.setattr(lab.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(lab, "host_load", lambda: 2.0)
+    lab.up(2, log=lambda *a: None)
+    budget = offline_lab["budgets"][-1]
+    assert (budget.accel, budget.booting, budget.cpus, budget.load, budget.seconds) == ("tcg", 2, 2, 2.0, 600)
+
+    offline_lab["running"] = [1]  # one VM already up: only one boots
+    lab.up(2, timeout=100, log=lambda *a: None)
+    assert (offline_lab["budgets"][-1].booting, offline_lab["budgets"][-1].seconds) == (1, 150)
+
+    monkeypatch.setenv("SPARK_LAB_BOOT_TIMEOUT", "50")
+    lab.rebuild("spark-2", log=lambda *a: None)
+    assert (offline_lab["budgets"][-1].booting, offline_lab["budgets"][-1].seconds) == (1, 75)
+
+
+def test_a_running_lab_keeps_its_accelerator_and_refuses_another(offline_lab, monkeypatch):
+    probe = {"found": lab.accel_mod.KvmProbe(exists=False)}
+    monkeypatch.setattr(lab.accel_mod, "probe_kvm", lambda: probe["found"])
+    monkeypatch.delenv("SPARK_LAB_ACCEL", raising=False)
+    lab.up(2, log=lambda *a: None)
+    assert lab.recorded_accel()[0] == "tcg"
+    # KVM appears (say, a module loaded) while the lab runs: the lab stays under one accelerator.
+    probe["found"] = lab.accel_mod.KvmProbe(exists=True, api_version=12, cpu_flags=frozenset({"svm"}))
+    offline_lab["running"] = [1]
+    lines = []
+    lab.up(2, log=lines.append)
+    assert lines[0].startswith("lab: accelerator tcg (/dev/kvm: missing") and lines[0].endswith(
+        "; kept: the lab's VMs run under it)")
+    assert offline_lab["accel"][-1] == "tcg"
+    lab.rebuild("spark-2", log=lambda *a: None)
+    assert offline_lab["accel"][-1] == "tcg"
+    with pytest.raises(LabError, match=r"the lab is running under tcg, not kvm: `python -m lab down` first"):
+        lab.up(2, accel="kvm", log=lambda *a: None)
+    offline_lab["running"] = []
+    lab.up(2, log=lambda *a: None)
+    assert lab.recorded_accel() == ("kvm", "/dev/kvm answers") and offline_lab["accel"][-1] == "kvm"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import cli, lab, nodes, ports, ssh, tools
+from lab import bootwait, cli, lab, nodes, ports, ssh, tools
 from lab.errors import LabError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,15 +78,19 @@ def test_port_free_sees_a_real_listener():
             ports.require_free(port, "QSFP port 1 of spark-3", udp=True)
 
 
-def test_boot_timeout_shows_the_console_tail_and_one_error_line(monkeypatch, tmp_path, capsys):
+def test_boot_timeout_says_what_it_waited_for_and_shows_the_console_tail(monkeypatch, tmp_path, capsys):
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     (state_dir / "spark-2.console.log").write_text("".join(f"line {i}\n" for i in range(100)))
-    monkeypatch.setattr(ssh, "wait_reachable", lambda indexes, timeout, running: {1: 42.0})
+    monkeypatch.setattr(ssh, "reachable", lambda index: index == 1)
     monkeypatch.setattr(nodes, "running_pid", lambda index: 1234)
+    spent = bootwait.Budget(seconds=0, ceiling=0, stall=0, accel="tcg", base=7, factor=1.0,
+                            booting=2, cpus=2, load=0.0)
     with pytest.raises(LabError) as error:
-        lab.wait_for_ssh([1, 2], timeout=7)
-    assert str(error.value).startswith("spark-2 did not come up: no SSH within 7s")
+        lab.wait_for_ssh([1, 2], spent, log=lambda line: None)
+    message = str(error.value)
+    assert message.startswith("spark-2 did not come up: no SSH on 127.0.0.1:2222 after 0s (waited 0s (7s under tcg)")
+    assert "its console last showed: 'line 99'" in message and "`python -m lab down`" in message
     shown = capsys.readouterr().err.splitlines()
     assert shown[-30:] == [f"line {i}" for i in range(70, 100)]
 

@@ -1,8 +1,12 @@
-"""The image cache key: stable for the same recipe, new for any change to it."""
+"""The image cache key: stable for the same recipe, new for any change to it; the build's progress."""
 
 import shutil
+import sys
+
+import pytest
 
 from lab import cx7, image
+from lab.errors import LabError
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample spark-lab"
 
@@ -67,3 +71,49 @@ def test_image_paths_live_under_the_cache_dir(monkeypatch, tmp_path):
     found = image.current_image()
     assert found.directory.parent == tmp_path
     assert found.disk.name == "base.qcow2" and not found.complete()
+
+
+SLOW_STEP = """
+import sys, time
+print("I: running apt-get update...", flush=True)
+time.sleep(0.5)
+print("Get:1 http://deb.debian.org trixie InRelease", flush=True)
+print("I: installing remaining packages inside the chroot...", flush=True)
+time.sleep(1.2)
+print("I: success in 1.7 seconds", flush=True)
+sys.exit(int(sys.argv[1]))
+"""
+
+
+def test_a_slow_step_prints_its_stages_and_a_line_while_it_is_quiet(tmp_path):
+    lines = []
+    progress = image.Progress(lines.append, every=0.3)
+    log_file = tmp_path / "step.log"
+    progress.run([sys.executable, "-c", SLOW_STEP, "0"], "mmdebstrap", log_file=log_file)
+    assert lines[0] == "image build: 0s, mmdebstrap"
+    stages = [line.split(", ", 1)[1] for line in lines if "still" not in line]
+    assert stages == ["mmdebstrap", "mmdebstrap: running apt-get update",
+                      "mmdebstrap: installing remaining packages inside the chroot",
+                      "mmdebstrap: success in 1.7 seconds"]
+    # Quiet stretches (0.5 s, 1.2 s) still get lines every 0.3 s, naming the stage they are in.
+    quiet = [line for line in lines if "still" in line]
+    assert len(quiet) >= 3
+    assert quiet[-1].endswith("mmdebstrap: still installing remaining packages inside the chroot")
+    assert all(line.startswith("image build: ") and line.split()[2].endswith("s,") for line in lines)
+    assert "Get:1 http://deb.debian.org trixie InRelease\n" in log_file.read_text()
+
+
+def test_a_failed_step_shows_its_output_and_names_the_log(tmp_path, capsys):
+    log_file = tmp_path / "step.log"
+    expected = rf"image build: mmdebstrap failed \(exit 3\); its whole output is in {log_file}"
+    with pytest.raises(LabError, match=expected):
+        image.Progress(lambda line: None, every=5).run([sys.executable, "-c", SLOW_STEP, "3"], "mmdebstrap",
+                                                       log_file=log_file)
+    assert "Get:1 http://deb.debian.org trixie InRelease" in capsys.readouterr().err
+
+
+def test_stage_of_reads_mmdebstraps_info_lines_only():
+    assert image.stage_of("I: extracting archives...\n") == "extracting archives"
+    assert image.stage_of("W: something odd") is None
+    assert image.stage_of("update-initramfs: Generating /boot/initrd.img-6.12") is None
+    assert len(image.stage_of("I: " + "x" * 500)) == 120

@@ -9,6 +9,9 @@ import time
 import pytest
 from collect_ops import build_operations
 import yaml
+from pyinfra.api import Config, Inventory, State
+from pyinfra.api.operation import add_op
+from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.deb import DebPackages
 
 import roles.network as network
@@ -383,7 +386,7 @@ def test_link_wait_needs_its_arguments(tmp_path):
 
 def test_role_waits_for_every_link_with_its_own_peers(tmp_path):
     peers = [{"name": "spark-2", "qsfp_ip": "192.168.100.11"}, {"name": "spark-3", "qsfp_ip": "192.168.100.12"}]
-    commands = link_up_commands(settings(peers=peers, qsfp_up_timeout_s=1))
+    commands = link_up_commands(settings(peers=peers, qsfp_up_timeout_s=1), peers, lost=[])
     assert len(commands) == 2 and all(command.startswith("sh -c ") for command in commands)
     assert commands[0].endswith(" link_up_wait.sh enp1s0f1np1 192.168.100.10/24 9000 1 192.168.100.11 192.168.100.12")
     assert commands[1].endswith(" link_up_wait.sh enP2p1s0f1np1 192.168.101.10/24 9000 1 192.168.101.11 192.168.101.12")
@@ -393,8 +396,55 @@ def test_role_waits_for_every_link_with_its_own_peers(tmp_path):
     assert "ping -c1 -W2 -M do -s 8972 -I enP2p1s0f1np1 192.168.101.12" in node.calls()
     result, _ = FakeNode(tmp_path / "down", operstate="down").run(["sh", "-c", commands[1]])
     assert (result.returncode, result.stderr) == (1, "enP2p1s0f1np1 is not up after 1s (cable? peer?)\n")
-    bonded = link_up_commands(bond_settings())
+    bonded = link_up_commands(bond_settings(), BOND_DATA["peers"], lost=[])
     assert len(bonded) == 1 and bonded[0].endswith(" link_up_wait.sh bond0 192.168.100.10/24 9000 60 192.168.100.11")
+
+
+def test_a_peer_lost_earlier_in_the_run_is_not_waited_for():
+    peers = [{"name": "spark-2", "qsfp_ip": "192.168.100.11"}, {"name": "spark-3", "qsfp_ip": "192.168.100.12"}]
+    s = settings(peers=peers)
+    commands = link_up_commands(s, peers, lost=["spark-2"])
+    assert commands[0].endswith(" link_up_wait.sh enp1s0f1np1 192.168.100.10/24 9000 60 192.168.100.12")
+    assert commands[1].endswith(" link_up_wait.sh enP2p1s0f1np1 192.168.101.10/24 9000 60 192.168.101.12")
+    # Names not among the peers (this node's own, a node of another cluster) change nothing.
+    assert link_up_commands(s, peers, lost=["spark-1", "spark-9"]) == link_up_commands(s, peers, lost=[])
+
+
+def test_a_link_whose_every_peer_is_lost_is_not_waited_on():
+    # Two nodes back to back: the lost worker took the head's carrier with it.
+    assert link_up_commands(bond_settings(), BOND_DATA["peers"], lost=["spark-2"]) == []
+    peers = HOST_DATA["peers"]
+    assert link_up_commands(settings(), peers, lost=[peers[0]["name"]]) == []
+
+
+def test_the_wait_is_built_when_it_runs_without_the_peers_failed_by_then():
+    # Two nodes, as the CLI runs them: the operation is added for both, then
+    # the worker fails (lost) before the wait runs; the head's wait skips it.
+    worker = {**HOST_DATA, "qsfp_ip": "192.168.100.11", "peers": [{"name": "spark-1", "qsfp_ip": "192.168.100.10"}]}
+    head = {**HOST_DATA, "peers": [{"name": "spark-2", "qsfp_ip": "192.168.100.11"}]}
+    inventory = Inventory(([("spark-1", head), ("spark-2", worker)], {}))
+    state = State(inventory, Config())
+    for node in inventory:
+        state.activate_host(node)
+    spark1 = inventory.get_host("spark-1")
+    for node in inventory:
+        with ctx_state.use(state), ctx_host.use(node):
+            add_op(state, network.wait_for_links, name=LINK_CHECK, s=network_settings(node.data),
+                   peers=node.data.get("peers"))
+    op_hash = state.get_op_order()[0]
+
+    def commands():
+        with ctx_state.use(state), ctx_host.use(spark1):
+            return [str(c) for c in state.get_op_data_for_host(spark1, op_hash).command_generator()]
+
+    assert commands() == link_up_commands(network_settings(head), head["peers"], lost=[])
+    state.fail_hosts({inventory.get_host("spark-2")})
+    assert commands() == []
+
+
+def test_peers_that_do_not_match_the_links_are_refused():
+    with pytest.raises(ValueError, match="1 peer addresses for 0 peers"):
+        link_up_commands(settings(), [], lost=[])
 
 
 # --- operations, built offline against fake facts -----------------------------
@@ -428,7 +478,7 @@ def test_fresh_node_writes_applies_and_checks_once(data):
     assert mkdir.startswith("mkdir -m 700 /tmp/") and "upload" in upload
     assert install.endswith("install_private.sh " + mkdir.split()[-1] + " /etc/netplan/40-spark-cluster.yaml root root 600")
     assert op(ops, APPLY)[1] == ["netplan generate", "netplan apply", nm_release_command(network_settings(data))]
-    assert op(ops, LINK_CHECK)[1] == link_up_commands(network_settings(data))
+    assert op(ops, LINK_CHECK)[1] == link_up_commands(network_settings(data), data["peers"], lost=[])
     assert op(ops, LINK_CHECK)[2], "the link check only runs when netplan was applied in this run"
 
 

@@ -18,7 +18,13 @@ CABLE_IN_PORT_1 = {P0A: "down", P0B: "down", P1A: "up", P1B: "up"}
 DGX_RDMA = {netdev: device for halves in PORT_HALVES.values() for netdev, device in halves}
 
 
-def inventory_fact(kernel="6.17.0-1014-nvidia", links=None, rdma=None, disk=500.0, image_id=None):
+# The model and the image staged on every node unless a test says otherwise.
+STAGED = "sha256:staged"
+WHOLE = {"digest": "d", "files": 48, "bytes": 160 * 2**30, "incomplete": 0}
+MODEL_DIR = "/home/spark/.cache/huggingface/hub/models--" + GROUP_DATA["serving_model"].replace("/", "--")
+
+
+def inventory_fact(kernel="6.17.0-1014-nvidia", links=None, rdma=None, disk=500.0, image_id=STAGED):
     return {
         "kernel": kernel,
         "driver": "none",
@@ -30,9 +36,10 @@ def inventory_fact(kernel="6.17.0-1014-nvidia", links=None, rdma=None, disk=500.
     }
 
 
-def prepare(hosts, facts, monkeypatch, limit=None, roles=(preflight,), owners=None, refusing=()):
+def prepare(hosts, facts, monkeypatch, limit=None, roles=(preflight,), owners=None, refusing=(), models=None):
     """Ops per host after collection: {host name: [(op name, command text)]}, and the
-    fact calls. `owners`: {host name: [Claim]}, other owners of its QSFP ports."""
+    fact calls. `owners`: {host name: [Claim]}, other owners of its QSFP ports;
+    `models`: {host name: its model manifest}, the model whole everywhere by default."""
     calls = []
 
     def get_fact(name, cls, kwargs):
@@ -43,6 +50,9 @@ def prepare(hosts, facts, monkeypatch, limit=None, roles=(preflight,), owners=No
             return facts[name]
         if cls.__name__ == "QsfpOwners":
             return (owners or {}).get(name, [])
+        if cls.__name__ == "ModelManifest":
+            assert kwargs["path"] == MODEL_DIR
+            return WHOLE if models is None else models.get(name)
         if cls.__name__ == "UserAccount":  # asked without sudo, before the batch
             return {"home": "/home/spark", "group": "spark", "groups": ["spark"]}
         # Every node still has the DRM override: the gpu role has work on each.
@@ -64,7 +74,8 @@ def test_consistent_cluster_emits_no_operation_and_reads_each_node_once(monkeypa
     with caplog.at_level(logging.INFO, logger="pyinfra"):
         ops, calls = prepare(hosts, facts, monkeypatch)
     assert all(op_list == [] for op_list in ops.values())
-    assert sorted(calls) == sorted((name, fact) for name in facts for fact in ("NodeInventory", "QsfpOwners"))
+    assert sorted(calls) == sorted((name, fact) for name in facts
+                                   for fact in ("UserAccount", "NodeInventory", "QsfpOwners", "ModelManifest"))
     summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("preflight ")]
     assert len(summary) == 4 and all(line.endswith("-> OK") for line in summary)
 
@@ -82,7 +93,8 @@ def test_odd_kernel_fails_that_node_first_and_only_that_node(monkeypatch):
 
 
 SUDO_FIX = ("spark-2: sudo as 'spark' did not answer (a wrong sudo password, or spark may not use sudo there): "
-            "nothing more is asked or changed on this node; fix the password (--use-sudo-password, or "
+            "nothing more is asked or changed on this node; fix the password (spark-cluster --ask-sudo-password, "
+            "pyinfra --use-sudo-password, or "
             "sudo_password in the inventory) or run `usermod -aG sudo spark` on it")
 
 
@@ -93,7 +105,8 @@ def test_a_node_that_refuses_sudo_fails_first_and_the_others_go_on(monkeypatch):
     (first, text), *_ = ops["spark-2"]
     assert first.startswith("preflight") and text == fail_command("preflight: " + SUDO_FIX)
     assert ops["spark-1"] and not ops["spark-1"][0][0].startswith("preflight")
-    assert [fact for name, fact in calls if name == "spark-2"] == [], "nothing more is asked of spark-2"
+    # Only the unprivileged account read that precedes the batch (no sudo: no failed login).
+    assert [fact for name, fact in calls if name == "spark-2"] == ["UserAccount"], "nothing more is asked of spark-2"
 
 
 def test_every_role_plans_without_error_on_a_node_that_refused_sudo(monkeypatch):
@@ -141,7 +154,8 @@ def test_limited_run_never_reads_a_node_outside_the_limit(monkeypatch):
     hosts = cluster(2)
     facts = {"spark-1": inventory_fact(kernel="k1"), "spark-2": inventory_fact(kernel="k2")}
     ops, calls = prepare(hosts, facts, monkeypatch, limit={"spark-1"})
-    assert calls == [("spark-1", "NodeInventory"), ("spark-1", "QsfpOwners")]
+    assert calls == [("spark-1", "UserAccount"), ("spark-1", "NodeInventory"), ("spark-1", "QsfpOwners"),
+                     ("spark-1", "ModelManifest")]
     assert ops == {"spark-1": []}
 
 
@@ -227,3 +241,50 @@ def test_with_takeover_on_preflight_leaves_the_owners_to_the_network_role(monkey
     facts = {name: inventory_fact() for name, _ in hosts}
     ops, _ = prepare(hosts, facts, monkeypatch, owners={"spark-2": [NVIDIA_FILE, NM_PROFILE]})
     assert ops == {"spark-1": [], "spark-2": []}
+
+
+def test_a_rebuilt_head_is_no_fault_a_worker_is_the_source(monkeypatch, caplog):
+    """The head holds neither the model nor the image (reinstalled): a worker
+    holds both, so the run goes on and says where each comes from."""
+    hosts = cluster(2)
+    facts = {"spark-1": inventory_fact(image_id=None), "spark-2": inventory_fact()}
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        ops, _ = prepare(hosts, facts, monkeypatch, models={"spark-2": WHOLE})
+    assert ops == {"spark-1": [], "spark-2": []}
+    lines = [r.getMessage() for r in caplog.records]
+    image = GROUP_DATA["serving_image"]
+    assert f"preflight: engine image {image} is copied from spark-2; spark-1 receives it over QSFP" in lines
+    assert f"preflight: model {GROUP_DATA['serving_model']} is copied from spark-2; spark-1 receives it over QSFP" in lines
+
+
+def test_a_model_and_an_image_on_no_node_stop_every_node_first_with_the_fix(monkeypatch):
+    hosts = cluster(2)
+    facts = {name: inventory_fact(image_id=None) for name, _ in hosts}
+    ops, _ = prepare(hosts, facts, monkeypatch, roles=(preflight, gpu), models={})
+    model, image = GROUP_DATA["serving_model"], GROUP_DATA["serving_image"]
+    for name in ("spark-1", "spark-2"):
+        (first, text), *_ = ops[name]
+        assert first.startswith("preflight") and "exit 1" in text
+        assert f"{name}: engine image {image} is on no node (spark-1 absent; spark-2 absent)" in text
+        assert f"docker save {image} | ssh spark@NODE docker load" in text  # a local build: no pull
+        assert f"{name}: model {model} is on no node (spark-1 absent; spark-2 absent)" in text
+        assert "as spark, not with sudo and not with --local-dir" in text and f"`hf download {model}`" in text
+
+
+def test_a_partial_download_on_the_only_holder_is_reported_with_resume(monkeypatch):
+    hosts = cluster(2)
+    facts = {name: inventory_fact() for name, _ in hosts}
+    ops, _ = prepare(hosts, facts, monkeypatch, models={"spark-1": {**WHOLE, "incomplete": 3}})
+    for name in ("spark-1", "spark-2"):
+        text = ops[name][0][1]
+        assert "spark-1 partial (48 files, 160.0 GiB, 3 still downloading or cut short); spark-2 absent" in text
+        assert f"run `hf download {GROUP_DATA['serving_model']}` again as spark on spark-1 (it resumes)" in text
+        assert "engine image" not in text
+
+
+def test_the_lab_stand_in_needs_nothing_staged(monkeypatch):
+    hosts = cluster(2, serving_standin=True)
+    facts = {name: inventory_fact(image_id=None) for name, _ in hosts}
+    ops, calls = prepare(hosts, facts, monkeypatch, models={})
+    assert ops == {"spark-1": [], "spark-2": []}
+    assert "ModelManifest" not in {fact for _, fact in calls}

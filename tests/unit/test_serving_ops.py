@@ -5,6 +5,7 @@ a second run must yield no command at all."""
 import hashlib
 import re
 import shlex
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from collect_ops import GROUP_DATA, changed, cluster, collect, converge
 from pyinfra.api.command import FileUploadCommand, FunctionCommand
 
 from roles import caches, distribute, serving, standin
-from roles.serving import restart
+from roles.serving import control, restart
 from roles.serving.facts import UnitState
 from spark_cluster.engine_image import standin_tag
 from roles.serving.unit import unquote_exec_start
@@ -259,26 +260,80 @@ def test_real_spark_runs_the_group_data_image_with_gpus_when_nvidia_is_registere
     assert "systemctl restart spark-serving.service" in commands
 
 
-def test_a_clean_restart_stops_everywhere_then_starts_workers_before_the_head(monkeypatch):
-    hosts = cluster(4, serving_standin=True)
+def _recorded(monkeypatch, count=4, running=("spark-serving.service", "spark-serving-watch.service")):
+    """A cluster whose fake nodes record (node, command) in the order they ran them."""
+    hosts = cluster(count, serving_standin=True)
     nodes = {name: FakeNode() for name, _ in hosts}
-    sequence = []  # (node, command) in the order the fake nodes ran them
+    sequence = []
     for name, node in nodes.items():
-        node.running = {"spark-serving.service", "spark-serving-watch.service"}
+        node.running = set(running)
         node.name = name
     monkeypatch.setattr(FakeNode, "run", lambda self, command, run=FakeNode.run: (
         sequence.append((self.name, str(command))), run(self, command))[1])
+    return hosts, nodes, sequence
+
+
+def _unit_steps(sequence):
+    """[(node, verb, unit)] of the systemctl start/stop commands, in run order."""
+    steps = []
+    for name, command in sequence:
+        words = command.split()
+        if words[:1] == ["systemctl"] and words[1] in ("start", "stop", "restart"):
+            steps.append((name, words[1], words[2]))
+    return steps
+
+
+def test_a_clean_restart_stops_everywhere_then_starts_workers_before_the_head(monkeypatch):
+    hosts, nodes, sequence = _recorded(monkeypatch)
     result = converge(hosts, nodes, monkeypatch, (restart,))
     for name, steps in result.items():
         commands = [str(c) for _, cs in steps for c in cs]
-        assert commands[:3] == ["systemctl stop spark-serving.service", "systemctl start spark-serving.service",
-                                "systemctl restart spark-serving-watch.service"], name
+        assert commands[:4] == ["systemctl stop spark-serving-watch.service", "systemctl stop spark-serving.service",
+                                "systemctl start spark-serving.service",
+                                "systemctl start spark-serving-watch.service"], name
         assert nodes[name].waits == [("wait_until_serving", {"timeout_s": 1800, "watch_path": WATCH_PATH})]
-        assert "spark-serving.service" in nodes[name].running
+        assert {"spark-serving.service", "spark-serving-watch.service"} <= nodes[name].running
     # Every node stops before any starts; the workers start before the head.
-    serving = [(name, command.split()[1]) for name, command in sequence if command.endswith(" spark-serving.service")]
+    serving = [(name, verb) for name, verb, unit in _unit_steps(sequence) if unit == "spark-serving.service"]
     assert [verb for _, verb in serving] == ["stop"] * 4 + ["start"] * 4
     assert [name for name, verb in serving if verb == "start"][-1] == "spark-1"
+
+
+def test_stop_stops_every_watcher_before_any_engine_and_leaves_the_units_enabled(monkeypatch):
+    hosts, nodes, sequence = _recorded(monkeypatch)
+    for node in nodes.values():
+        node.enabled = {"spark-serving.service", "spark-serving-watch.service"}
+    converge(hosts, nodes, monkeypatch, (SimpleNamespace(apply=control.stop, wants=control.wants),))
+    steps = _unit_steps(sequence)
+    assert [(verb, unit) for _, verb, unit in steps] == \
+        [("stop", "spark-serving-watch.service")] * 4 + [("stop", "spark-serving.service")] * 4
+    assert {name for name, _, _ in steps} == set(nodes)
+    for node in nodes.values():
+        assert node.running == set() and node.waits == []
+        assert node.enabled == {"spark-serving.service", "spark-serving-watch.service"}
+    # A second stop changes nothing.
+    sequence.clear()
+    converge(hosts, nodes, monkeypatch, (SimpleNamespace(apply=control.stop, wants=control.wants),))
+    assert _unit_steps(sequence) == []
+
+
+def test_start_after_stop_starts_workers_then_the_head_then_the_watchers_and_waits(monkeypatch):
+    hosts, nodes, sequence = _recorded(monkeypatch, running=())
+    converge(hosts, nodes, monkeypatch, (SimpleNamespace(apply=control.start, wants=control.wants),))
+    steps = _unit_steps(sequence)
+    engines = [name for name, verb, unit in steps if unit == "spark-serving.service"]
+    assert engines[-1] == "spark-1" and sorted(engines[:-1]) == ["spark-2", "spark-3", "spark-4"]
+    last_engine = max(i for i, (_, _, unit) in enumerate(steps) if unit == "spark-serving.service")
+    watchers = [i for i, (_, _, unit) in enumerate(steps) if unit == "spark-serving-watch.service"]
+    assert len(watchers) == 4 and min(watchers) > last_engine
+    assert all(verb == "start" for _, verb, _ in steps)
+    for node in nodes.values():
+        assert node.waits == [("wait_until_serving", {"timeout_s": 1800, "watch_path": WATCH_PATH})]
+
+
+@pytest.mark.parametrize("nodes, head, worker", [("workers", False, True), ("head", True, False), ("all", True, True)])
+def test_each_start_step_runs_on_the_nodes_it_names(nodes, head, worker):
+    assert (control.applies(nodes, True), control.applies(nodes, False)) == (head, worker)
 
 
 @pytest.mark.parametrize("words, state", [

@@ -16,7 +16,7 @@ NAMES = [str(path.relative_to(REPO)) for path in SHIPPED]
 
 def test_the_shipped_programs_are_found():
     assert {"roles/preflight/files/node_inventory.sh", "spark_cluster/files/path_state.sh",
-            "roles/distribute/files/model_manifest.sh", "roles/network/files/link_up_wait.sh"} <= set(NAMES)
+            "spark_cluster/files/model_manifest.sh", "roles/network/files/link_up_wait.sh"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("script", SHIPPED, ids=NAMES)

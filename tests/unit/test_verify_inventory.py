@@ -12,12 +12,17 @@ sys.path.insert(0, str(REPO / "tests" / "verify"))
 
 from sparkverify.inventory import load_cluster  # noqa: E402
 from sparkverify.rails import min_link_fraction, network_setting, node_fabric  # noqa: E402
-from sparkverify.remote import Node, VerifyEnvironmentError, host_key_policy, sudo_command  # noqa: E402
+from sparkverify.remote import (Endpoint, Node, VerifyEnvironmentError, endpoint_of, host_key_policy,  # noqa: E402
+                               ssh_config_lookup, sudo_command)
+
+from spark_cluster.inventory import ClusterInventoryError, require_group_data  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def read_only_inventories(monkeypatch):
+def read_only_inventories(monkeypatch, tmp_path):
     monkeypatch.setenv("SPARK_CLUSTER_READ_ONLY_INVENTORY", "1")
+    # No ~/.ssh/config of the person running the tests: endpoints are the inventory's.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
 @pytest.fixture
@@ -118,3 +123,65 @@ def test_an_inventory_the_roles_would_refuse_fails_a_check_in_one_line(no_ssh):
     message = str(caught.value)
     assert message.startswith("spark-1: group_data: 'qsfp_subnets'") and "fix: correct the inventory" in message
     assert "\n" not in message
+
+
+def test_data_overrides_reach_verify_as_pyinfra_parses_them(no_ssh):
+    nodes = load_cluster("inventory/spark2.py", REPO, data=["mtu=1500", "serving_wait_ready=false",
+                                                             'qsfp_ports=[0, 1]'])
+    for node in nodes:
+        assert node.get("mtu") == 1500 and node.get("serving_wait_ready") is False
+        assert node.get("qsfp_ports") == [0, 1]
+    assert len(node_fabric(nodes[-1]).rails) == 4  # both ports cabled, as the deploy would derive
+
+
+def test_a_data_override_the_deploy_would_refuse_is_refused_by_name():
+    with pytest.raises(ClusterInventoryError, match="mtuu.*mtu"):
+        load_cluster("inventory/spark2.py", REPO, data=["mtuu=1500"])
+    with pytest.raises(ClusterInventoryError, match="expected KEY=VALUE"):
+        load_cluster("inventory/spark2.py", REPO, data=["mtu"])
+
+
+def test_extra_group_data_is_read_from_where_the_user_typed_it(tmp_path, monkeypatch, no_ssh):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "all.py").write_text("mtu = 4000\n")
+    monkeypatch.chdir(tmp_path)
+    (node, _) = load_cluster("inventory/spark2.py", REPO, group_data=["site"])
+    assert node.get("mtu") == 4000 and node.get("serving_engine") == "vllm"  # the checkout's group_data too
+    with pytest.raises(ClusterInventoryError, match="--group-data nowhere: no such folder"):
+        load_cluster("inventory/spark2.py", REPO, group_data=["nowhere"])
+
+
+def test_a_run_that_would_read_no_group_data_is_refused(tmp_path):
+    (tmp_path / "inventory").mkdir()
+    with pytest.raises(ClusterInventoryError, match="found no group_data/all.py .* pass --group-data"):
+        require_group_data([tmp_path / "group_data", tmp_path / "inventory" / "group_data"], tmp_path)
+    require_group_data([REPO / "group_data"], tmp_path)  # the checkout's: fine from anywhere
+
+
+def test_ssh_config_is_honoured_as_pyinfras_connector_does(tmp_path, no_ssh):
+    config = tmp_path / "ssh_config"
+    config.write_text("Host spark-a\n  HostName 10.9.8.7\n  Port 2222\n  User admin\n  IdentityFile ~/.ssh/spark\n"
+                      "Host *\n  User fallback\n")
+    lookup = ssh_config_lookup("spark-a", str(config))
+    # The inventory's ssh_user and ssh_port win; HostName and IdentityFile fill in.
+    assert endpoint_of("spark-a", "nvidia", None, None, lookup) == \
+        Endpoint("10.9.8.7", 2222, "nvidia", str(Path("~/.ssh/spark").expanduser()))
+    assert endpoint_of("spark-a", "nvidia", 22, "/keys/id", lookup) == Endpoint("10.9.8.7", 22, "nvidia", "/keys/id")
+    assert endpoint_of("other", None, None, None, ssh_config_lookup("other", str(config))).user == "fallback"
+    assert ssh_config_lookup("spark-a", str(tmp_path / "none")) == {}
+    (head, _) = load_cluster("inventory/spark2.py", REPO, data=[f"ssh_config_file={config}"])
+    assert Node(head, REPO).endpoint == "nvidia@192.0.2.11:22"  # no entry for the address: as written
+
+
+def test_verify_help_works_without_an_inventory_and_a_run_without_one_says_so(tmp_path):
+    run = lambda *args: subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                                        str(REPO / "tests" / "verify"), *args],
+                                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    helped = run("--help")
+    assert helped.returncode == 0 and "--group-data=DIR" in helped.stdout and "--data=KEY=VALUE" in helped.stdout
+    refused = run()
+    assert refused.returncode == 4 and "tests/verify needs --inventory" in refused.stderr
+    bad = run("--inventory", "inventory/spark2.py", "--data", "mtuu=1")
+    assert bad.returncode == 4, bad.stderr
+    assert "cannot load inventory inventory/spark2.py: spark-1: unknown setting 'mtuu': did you mean mtu?" \
+        in bad.stderr

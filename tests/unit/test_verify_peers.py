@@ -413,16 +413,24 @@ def test_the_client_retries_a_refused_connect_and_nothing_else(tmp_path):
 
 # --- rdma: the check ----------------------------------------------------------------
 
-def rdma_detail(cluster, worker="spark-2"):
+def rdma_properties(cluster, worker="spark-2") -> dict:
     properties = []
     call(peers.test_rdma, cluster, worker_name=worker, properties=properties)
-    ((key, detail),) = properties
-    assert key == "detail"
-    return detail
+    assert [key for key, _ in properties] == ["detail", "gbits"]
+    return dict(properties)
+
+
+def rdma_detail(cluster, worker="spark-2"):
+    return rdma_properties(cluster, worker)["detail"]
 
 
 def test_converged_rails_carry_rdma_alone_both_ways_and_all_at_once(spark):
-    detail = rdma_detail(spark)
+    properties = rdma_properties(spark)
+    detail = properties["detail"]
+    # The figures themselves, for the JSON report's row (its "figures").
+    assert properties["gbits"] == {f"{RAIL_1} spark-1 -> spark-2": 111.7, f"{RAIL_1} spark-2 -> spark-1": 111.7,
+                                   f"{RAIL_2} spark-1 -> spark-2": 111.7, f"{RAIL_2} spark-2 -> spark-1": 111.7,
+                                   "all rails spark-1 -> spark-2": 223.4}
     assert detail == (f"rail {RAIL_1}: spark-1 -> spark-2 111.7 Gb/s, spark-2 -> spark-1 111.7 Gb/s; "
                       f"rail {RAIL_2}: spark-1 -> spark-2 111.7 Gb/s, spark-2 -> spark-1 111.7 Gb/s; "
                       "all rails at once spark-1 -> spark-2: 111.7 + 111.7 = 223.4 Gb/s")
@@ -461,7 +469,7 @@ def test_one_rails_rdma_failing_fails_that_rail_alone_and_at_once_while_the_othe
     assert all("fix: check 'roce_gid' on both nodes" in line for line in lines)
     assert RAIL_1 not in str(caught.value)
     # What worked is still measured and reported.
-    ((_, detail),) = properties
+    detail = dict(properties)["detail"]
     assert detail == (f"rail {RAIL_1}: spark-1 -> spark-2 111.7 Gb/s, spark-2 -> spark-1 111.7 Gb/s; "
                       f"rail {RAIL_2}: spark-1 -> spark-2 failed, spark-2 -> spark-1 failed; "
                       "all rails at once spark-1 -> spark-2: 111.7 + failed = 111.7 Gb/s")

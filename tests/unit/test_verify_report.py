@@ -36,7 +36,18 @@ def test_a_failure_in_any_phase_wins(tmp_path):
     document = json.loads((tmp_path / "out" / "verify.json").read_text())
     assert document["summary"] == {"passed": 0, "failed": 1, "skipped": 0}
     assert document["results"][0] == {"node": "spark-1", "check": "links", "outcome": "failed",
-                                      "message": "teardown broke", "duration_s": 0.7}
+                                      "message": "teardown broke", "duration_s": 0.7, "nodeid": ""}
+
+
+def test_the_json_report_keeps_each_tests_id_and_the_figures_it_recorded(tmp_path):
+    book = ResultBook()
+    nodeid = "tests/verify/test_peers.py::test_rdma[spark-2]"
+    book.record("spark-2", "rdma", "passed", "", 61.0, "all rails at once: 92.1 + 91.8 = 183.9 Gb/s",
+                nodeid=nodeid, figures={"gbits_total": 183.9})
+    write_json(tmp_path / "verify.json", book.results(), "inventory/spark2.py")
+    (row,) = json.loads((tmp_path / "verify.json").read_text())["results"]
+    assert row["nodeid"] == nodeid and row["figures"] == {"gbits_total": 183.9}
+    assert row["detail"] == "all rails at once: 92.1 + 91.8 = 183.9 Gb/s"
 
 
 def test_messages_from_pytest_reports():

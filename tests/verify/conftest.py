@@ -1,6 +1,11 @@
 """Post-deploy verification of a spark-cluster, from the deploy's own inventory.
 
-    pytest tests/verify --inventory inventory/spark2.py [--report-json reports/verify.json]
+    pytest tests/verify --inventory inventory/spark2.py [--data KEY=VALUE ...] [--group-data DIR]
+                        [--report-json reports/verify.json] [--junitxml reports/verify.xml]
+
+It reads the cluster as the deploy does: the same inventory, group_data
+(the checkout's, beside the inventory, and --group-data), --data overrides
+and settings check, and ~/.ssh/config as pyinfra's ssh connector honours it.
 
 Every check reads live state from the nodes over their SSH endpoints (the
 QSFP network is only ever used from one node to another). Root reads use sudo
@@ -38,6 +43,10 @@ def pytest_addoption(parser):
     group = parser.getgroup("spark-cluster verify")
     group.addoption("--inventory", default=None,
                     help="pyinfra inventory of the cluster to verify (e.g. inventory/spark2.py)")
+    group.addoption("--data", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting as the deploy's `pyinfra ... --data KEY=VALUE` did (repeatable)")
+    group.addoption("--group-data", action="append", default=[], metavar="DIR",
+                    help="read group_data from this folder too, as the deploy's --group-data (repeatable)")
     group.addoption("--ask-sudo-password", action="store_true", default=False,
                     help="ask the nodes' sudo password once, on the terminal")
     group.addoption("--sudo-password-file", default=None,
@@ -47,10 +56,10 @@ def pytest_addoption(parser):
 
 
 class Cluster:
-    def __init__(self, inventory: str, sudo_password: str | None = None):
+    def __init__(self, inventory: str, sudo_password: str | None = None, data=(), group_data=()):
         self.inventory = inventory
         try:
-            self.specs = load_cluster(inventory, REPO_ROOT)
+            self.specs = load_cluster(inventory, REPO_ROOT, data, group_data)
         except Exception as error:  # one line, before any host is touched
             raise pytest.UsageError(f"tests/verify: cannot load inventory {inventory}: {error}") from None
         self._nodes = {spec.name: Node(spec, REPO_ROOT, sudo_password) for spec in self.specs}
@@ -85,7 +94,8 @@ def _cluster(config) -> Cluster:
                                         config.getoption("--ask-sudo-password"))
         except VerifyEnvironmentError as error:
             raise pytest.UsageError(f"tests/verify: {error}") from None
-        cluster = config._spark_cluster = Cluster(inventory, password)
+        cluster = config._spark_cluster = Cluster(inventory, password, config.getoption("--data"),
+                                                  config.getoption("--group-data"))
     return cluster
 
 
@@ -95,8 +105,12 @@ RESULTS = ResultBook()
 
 def pytest_configure(config):
     config._spark_results = RESULTS
-    # Fail at once, in one line, rather than once per test module.
-    _cluster(config)
+
+
+def pytest_sessionstart(session):
+    # Fail at once, in one line, rather than once per test module; at session
+    # start rather than at option parsing, so `pytest tests/verify --help` works.
+    _cluster(session.config)
 
 
 def pytest_generate_tests(metafunc):
@@ -146,9 +160,10 @@ def pytest_runtest_logreport(report):
         return
     if report.when != "call" and report.outcome == "passed":
         return
+    figures = {key: value for key, value in props.items() if key not in ("node", "check", "detail")}
     RESULTS.record(props["node"], props["check"], report.outcome,
-                                 message_of(report) if report.outcome != "passed" else "",
-                                 report.duration, str(props.get("detail", "")))
+                   message_of(report) if report.outcome != "passed" else "",
+                   report.duration, str(props.get("detail", "")), nodeid=report.nodeid, figures=figures)
 
 
 def pytest_terminal_summary(terminalreporter, config):

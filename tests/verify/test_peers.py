@@ -343,6 +343,7 @@ def test_rdma(cluster, worker_name, record_property):
     slow_fix = ("a CX-7 hot-plugged after boot stays at ~13 Gb/s until a reboot with the cable in: reboot the node; "
                 "else check `ethtool RAIL` (speed) and reseat or swap the cable")
     measured: dict[str, list[str]] = {}
+    gbits_by_run: dict[str, float] = {}  # the figures themselves, for the JSON report
     unrated: set[str] = set()  # each unreadable rate named once
     for runs in alone:
         (outcome,) = run_pairs(runs, nodes)
@@ -353,6 +354,7 @@ def test_rdma(cluster, worker_name, record_property):
             measured.setdefault(run.rail, []).append(f"{run.direction} failed")
             continue
         measured.setdefault(run.rail, []).append(f"{run.direction} {gbits:.1f} Gb/s")
+        gbits_by_run[f"{run.rail} {run.direction}"] = round(gbits, 1)
         if fraction > 0:
             rate, said = rates.of_run(run)
             if rate is None:
@@ -374,6 +376,7 @@ def test_rdma(cluster, worker_name, record_property):
                 problems.add(f"{outcome.run.describe()}, all rails at once", f"an ib_write_bw result ({RDMA_DURATION_S} s)",
                              rdma_found(outcome), failed_fix)
         total = sum(gbits for gbits in figures if gbits is not None)
+        gbits_by_run[f"all rails {together[0].direction}"] = round(total, 1)
         detail.append(f"all rails at once {together[0].direction}: "
                       + " + ".join(f"{gbits:.1f}" if gbits is not None else "failed" for gbits in figures)
                       + f" = {total:.1f} Gb/s")
@@ -384,8 +387,10 @@ def test_rdma(cluster, worker_name, record_property):
             problems.add(f"RDMA {together[0].direction} on all rails at once",
                          f">= {fraction * max(known):.1f} Gb/s in total ({fraction:g} of the {max(known):g} Gb/s link rate)",
                          f"{total:.1f} Gb/s", slow_fix.replace("RAIL", "each rail"))
-    # Shown next to the check in the suite's summary and JSON report (conftest.py).
+    # Shown next to the check in the suite's summary and JSON report (conftest.py);
+    # the numbers also under the row's "figures" there.
     record_property("detail", "; ".join(detail))
+    record_property("gbits", gbits_by_run)
     problems.check()
 
 

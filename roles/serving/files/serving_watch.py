@@ -15,7 +15,12 @@ key, if any, is read from the 0600 serving.env). Subcommands:
             profile claims (one journal line naming the node and both figures);
   status    one JSON line for the deploy's readiness wait: ready or not, the
             engine's phase from its log, the memory it found at launch;
-  logtail   the last lines of the engine's log.
+  logtail   the last lines of the engine's log;
+  report    one JSON object for `spark-cluster status`: this node's serving
+            state (serving, starting, stopped...), since when, engine, model,
+            image and image id, role, and on the head its API's /health;
+  smoke     on the head, for `spark-cluster smoke`: one real chat completion,
+            then tokens/s single-stream and at a small concurrency (JSON).
 
 Why a watcher at all: the members of a multi-node engine wait for each other.
 A vLLM worker whose head died loops on the dead head's TCPStore; a head
@@ -521,6 +526,162 @@ def status(config):
     return result
 
 
+# --- report: what `spark-cluster status` shows of this node ----------------------
+
+def unit_show(config):
+    """systemd's ActiveState, SubState and since when (seconds) the unit is in
+    its ActiveState, from the monotonic clock: no time zone, no clock skew."""
+    code, out = run(["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "NRestarts",
+                     "-p", "StateChangeTimestampMonotonic", config["unit"]])
+    values = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    since = None
+    try:
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+        changed = int(values.get("StateChangeTimestampMonotonic") or 0)
+        if changed > 0:
+            since = max(0.0, uptime - changed / 1e6)
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"active": values.get("ActiveState", "unknown") if code == 0 else "unknown",
+            "sub": values.get("SubState", ""), "restarts": values.get("NRestarts", ""), "since_s": since}
+
+
+def serving_state(active, engine_running, ready, answered_before=False):
+    """What a person calls the node's serving state, from systemd's ActiveState
+    and what the engine does: stopped, starting, serving, not answering..."""
+    if active in ("inactive", "failed"):
+        return "stopped"
+    if active == "deactivating":
+        return "stopping"
+    if active != "active":
+        return "starting" if active in ("activating", "reloading") else active
+    if not engine_running:
+        return "starting"
+    if ready:
+        return "serving"
+    return "not answering" if answered_before else "starting"
+
+
+def image_id(config):
+    """The id of the image the engine runs (its container's), else of the
+    image the deploy named (what it would run); "" when neither is here."""
+    code, out = run(["docker", "inspect", "-f", "{{.Image}}", config["container"]])
+    if code == 0 and out.strip().startswith("sha256:"):
+        return out.strip()
+    if config.get("image"):
+        code, out = run(["docker", "image", "inspect", "-f", "{{.Id}}", config["image"]])
+        if code == 0 and out.strip().startswith("sha256:"):
+            return out.strip()
+    return ""
+
+
+def api_health(config, key):
+    """The head's /health as an HTTP status ("200", "503") or "no answer"."""
+    try:
+        status_code, _ = _request(config["api_url"] + "/health", key=key, timeout=5)
+        return str(status_code)
+    except urllib.error.HTTPError as error:
+        return str(error.code)
+    except (OSError, ValueError):
+        return "no answer"
+
+
+def report(config):
+    unit = unit_show(config)
+    ready = status(config)
+    result = {key: config.get(key) for key in ("node", "role", "engine", "model", "served_model_name", "image")}
+    result.update(unit=unit["active"], sub=unit["sub"],
+                  restarts=unit["restarts"], since_s=unit["since_s"], image_id=image_id(config),
+                  engine_running=ready["engine_running"], ready=ready["ready"], phase=ready["phase"],
+                  detail=ready["detail"], health=None)
+    answered_before = False
+    if config.get("role") == "head":
+        result["health"] = api_health(config, env_value(config["env_file"], config.get("api_key_variable")))
+        view = head_view(config)  # this node's own watcher: did the engine ever answer?
+        answered_before = bool(view and view.get("last_ok_at") is not None)
+    result["state"] = serving_state(unit["active"], ready["engine_running"], ready["ready"], answered_before)
+    return result
+
+
+# --- smoke: one real completion, then tokens per second --------------------------
+
+SMOKE_PROMPT = "In two sentences, explain what a DGX Spark cluster is for."
+
+
+def chat_completion(config, key, max_tokens, timeout, prompt=SMOKE_PROMPT):
+    """{ok, text, tokens, seconds, error}: one chat completion from the head's API."""
+    body = {"model": config["served_model_name"], "max_tokens": max_tokens, "temperature": 0,
+            "messages": [{"role": "user", "content": prompt}]}
+    started = time.monotonic()
+    result = {"ok": False, "text": "", "tokens": None, "seconds": None, "error": ""}
+    try:
+        status_code, data = _request(config["api_url"] + "/v1/chat/completions", body, key, timeout)
+        answer = json.loads(data.decode() or "{}")
+    except urllib.error.HTTPError as error:
+        result["error"] = "HTTP %s: %s" % (error.code, error.read()[:200].decode(errors="replace"))
+        return result
+    except (OSError, ValueError) as error:
+        result["error"] = "no answer (%s: %s)" % (error.__class__.__name__, error)
+        return result
+    result["seconds"] = time.monotonic() - started
+    choices = answer.get("choices") or []
+    if status_code != 200 or not choices:
+        result["error"] = "HTTP %s without choices" % status_code
+        return result
+    result["text"] = ((choices[0].get("message") or {}).get("content") or "")
+    result["tokens"] = (answer.get("usage") or {}).get("completion_tokens")
+    result["ok"] = True
+    return result
+
+
+def throughput(runs, seconds):
+    """{requests, failed, tokens, seconds, tokens_per_s} over `runs` that took
+    `seconds` of wall time together; tokens/s is None when no run counted any."""
+    done = [one for one in runs if one["ok"]]
+    counted = [one["tokens"] for one in done if isinstance(one["tokens"], (int, float))]
+    tokens = sum(counted) if counted else None
+    return {"requests": len(runs), "failed": len(runs) - len(done), "tokens": tokens,
+            "seconds": round(seconds, 3),
+            "tokens_per_s": round(tokens / seconds, 1) if tokens and seconds > 0 else None}
+
+
+def smoke(config, key, concurrency=4, max_tokens=128, timeout=300.0):
+    """A completion to read, then the same request alone and `concurrency` at once."""
+    if config.get("role") != "head":
+        return {"ok": False, "node": config.get("node"), "error": "smoke runs on the head only"}
+    first = chat_completion(config, key, max_tokens, timeout)
+    result = {"ok": first["ok"], "node": config.get("node"), "model": config.get("served_model_name"),
+              "image": config.get("image"), "answer": first["text"], "error": first["error"],
+              "max_tokens": max_tokens, "concurrency": concurrency}
+    if not first["ok"]:
+        return result
+    started = time.monotonic()
+    single = chat_completion(config, key, max_tokens, timeout)
+    result["single"] = throughput([single], time.monotonic() - started)
+    runs = [None] * concurrency
+
+    def one(index):
+        runs[index] = chat_completion(config, key, max_tokens, timeout)
+
+    threads = [threading.Thread(target=one, args=(index,)) for index in range(concurrency)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result["concurrent"] = throughput(runs, time.monotonic() - started)
+    failures = [one["error"] for one in [single] + runs if not one["ok"]]
+    if failures:
+        result["ok"], result["error"] = False, "%d of %d timed requests failed: %s" % (
+            len(failures), concurrency + 1, failures[0])
+    return result
+
+
 def main(argv):
     command = argv[0] if argv else ""
     config = load_config(os.environ.get("SPARK_WATCH_CONFIG", CONFIG_PATH))
@@ -532,11 +693,21 @@ def main(argv):
     if command == "status":
         print(json.dumps(status(config)))
         return 0
+    if command == "report":
+        print(json.dumps(report(config)))
+        return 0
+    if command == "smoke":
+        concurrency = int(argv[1]) if len(argv) > 1 else 4
+        max_tokens = int(argv[2]) if len(argv) > 2 else 128
+        key = env_value(config["env_file"], config.get("api_key_variable"))
+        result = smoke(config, key, concurrency, max_tokens)
+        print(json.dumps(result))
+        return 0 if result["ok"] else 1
     if command == "logtail":
         count = int(argv[1]) if len(argv) > 1 else 40
         print("\n".join(log_lines(config, count)))
         return 0
-    print("usage: serving_watch.py run|prestart|status|logtail [N]", file=sys.stderr)
+    print("usage: serving_watch.py run|prestart|status|report|logtail [N]|smoke [CONCURRENCY [MAX_TOKENS]]", file=sys.stderr)
     return 2
 
 

@@ -4,11 +4,10 @@ inventory file the deploy used (group_data and derived data included)."""
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from spark_cluster.inventory import load_hosts
 from spark_cluster.settings import SettingError, cluster_settings
 
 from .errors import VerifyEnvironmentError
@@ -41,26 +40,9 @@ class NodeSpec:
         return self.data["qsfp_ip"]
 
 
-def load_cluster(inventory_file: str | os.PathLike, repo_root: str | os.PathLike) -> list[NodeSpec]:
-    """Nodes in inventory order (the head first), each with pyinfra's merged data.
-
-    Nothing connects here: the inventory is only executed and merged."""
-    from pyinfra.api import State
-    from pyinfra.context import ctx_state
-    from pyinfra_cli.inventory import make_inventory
-
-    repo_root = str(Path(repo_root).resolve())
-    path = Path(inventory_file)
-    if not path.is_absolute():
-        path = Path(repo_root) / path
-    if not path.is_file():
-        raise FileNotFoundError(f"inventory file not found: {path}")
-    # Inventories import spark_cluster / inventory.lab_common from the repo.
-    if repo_root not in sys.path:
-        sys.path.insert(0, repo_root)
-    # pyinfra's exec_file records the file on the current State.
-    with ctx_state.use(State()):
-        inventory = make_inventory(str(path), cwd=repo_root)
-    nodes = [NodeSpec(host.name, dict(host.data.dict())) for host in inventory]
-    nodes.sort(key=lambda node: node.data.get("node_rank", 0))
-    return nodes
+def load_cluster(inventory_file: str | os.PathLike, repo_root: str | os.PathLike, data=(),
+                 group_data=()) -> list[NodeSpec]:
+    """Nodes in inventory order (the head first), each with pyinfra's merged
+    data, exactly as the deploy reads them with the same --data and
+    --group-data (spark_cluster.inventory.load_hosts). Nothing connects here."""
+    return [NodeSpec(name, data) for name, data in load_hosts(inventory_file, repo_root, data, group_data)]

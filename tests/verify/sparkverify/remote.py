@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
@@ -55,9 +56,49 @@ def host_key_policy(value) -> str:
     return "accept-new"
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    hostname: str
+    port: int
+    user: str
+    key_filename: str | None
+
+
+def ssh_config_lookup(hostname: str, config_file: str | None = None) -> dict:
+    """What ~/.ssh/config (or the inventory's ssh_config_file) says for
+    `hostname`, read with pyinfra's own SSHConfig (Include supported); {} without one."""
+    from pyinfra.connectors.sshuserclient.config import SSHConfig
+
+    path = Path(os.path.expanduser(config_file or "~/.ssh/config"))
+    if not path.is_file():
+        return {}
+    config = SSHConfig()
+    with open(path, encoding="utf-8") as file:
+        config.parse(file)
+    return dict(config.lookup(hostname))
+
+
+def endpoint_of(hostname: str, user: str | None, port, key_filename: str | None, host_config: dict) -> Endpoint:
+    """Where pyinfra's ssh connector connects, given the inventory's values and
+    the ssh config's entry for `hostname`: HostName replaces the name; the
+    inventory's ssh_user and ssh_port win over User and Port (pyinfra passes
+    them to paramiko after its config's); IdentityFile is used when the
+    inventory names no ssh_key."""
+    if key_filename is None and host_config.get("identityfile"):
+        identity = host_config["identityfile"]
+        key_filename = os.path.expanduser(identity[0] if isinstance(identity, list) else identity)
+    return Endpoint(
+        hostname=host_config.get("hostname") or hostname,
+        port=int(port or host_config.get("port") or 22),
+        user=user or host_config.get("user") or os.environ.get("USER", "root"),
+        key_filename=key_filename,
+    )
+
+
 class InventoryParamikoBackend(ParamikoBackend):
-    """testinfra's paramiko backend, configured only from the inventory (not
-    ~/.ssh/config) and checking host keys against its known_hosts file."""
+    """testinfra's paramiko backend, configured as pyinfra's ssh connector is
+    (the inventory, then ~/.ssh/config: sparkverify.remote.endpoint_of) and
+    checking host keys against the inventory's known_hosts file."""
 
     def __init__(self, hostspec: str, *, key_filename=None, known_hosts_file=None,
                  strict="accept-new", timeout: int = 15):
@@ -111,9 +152,18 @@ class Node:
         self._home: str | None = None
 
     # --- connection ---------------------------------------------------------
+    @functools.cached_property
+    def connection(self) -> Endpoint:
+        """Where and as whom pyinfra's ssh connector reaches this node."""
+        hostname = self.spec.get("ssh_hostname") or self.name
+        return endpoint_of(hostname, self.spec.get("ssh_user"), self.spec.get("ssh_port"),
+                           self._path(self.spec.get("ssh_key")),
+                           ssh_config_lookup(hostname, self.spec.get("ssh_config_file")))
+
     @property
     def endpoint(self) -> str:
-        return f"{self.spec.admin}@{self.spec.get('ssh_hostname')}:{self.spec.get('ssh_port', 22)}"
+        c = self.connection
+        return f"{c.user}@{c.hostname}:{c.port}"
 
     def _path(self, value) -> str | None:
         if not value:
@@ -127,7 +177,7 @@ class Node:
         (use testinfra_host(), which reports an unreachable node)."""
         backend = InventoryParamikoBackend(
             self.endpoint,
-            key_filename=self._path(self.spec.get("ssh_key")),
+            key_filename=self.connection.key_filename,
             known_hosts_file=self._path(self.spec.get("ssh_known_hosts_file")),
             strict=host_key_policy(self.spec.get("ssh_strict_host_key_checking", "accept-new")),
         )
@@ -226,6 +276,12 @@ class Node:
                 "--ask-sudo-password or --sudo-password-file FILE (mode 600), or NOPASSWD sudo"
             )
         return result
+
+    def start_root(self, command: str) -> Background:
+        """`command` as root, left running (journalctl -f, say) until its Background is waited on or closed."""
+        password = self.sudo_password()
+        stdin = (password + "\n").encode() if password is not None else None
+        return Background(self, command, self._open(sudo_command(command, with_password=password is not None), stdin))
 
     def read_root_file(self, path: str) -> str | None:
         result = self.run_root(f"cat {shlex.quote(path)}")

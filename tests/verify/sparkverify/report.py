@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 SYMBOL = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
@@ -21,6 +21,8 @@ class CheckResult:
     message: str = ""
     duration_s: float = 0.0
     detail: str = ""  # a figure a check measured (e.g. tokens/s), shown even when it passes
+    nodeid: str = ""  # pytest's id of the test, to rerun just this one
+    figures: dict = field(default_factory=dict)  # other record_property values
 
 
 class ResultBook:
@@ -28,14 +30,16 @@ class ResultBook:
         self._results: dict[tuple[str, str], CheckResult] = {}
 
     def record(self, node: str, check: str, outcome: str, message: str, duration_s: float,
-               detail: str = "") -> None:
+               detail: str = "", nodeid: str = "", figures: dict | None = None) -> None:
         key = (node, check)
         current = self._results.get(key)
         if current is None:
-            self._results[key] = CheckResult(node, check, outcome, message, round(duration_s, 2), detail)
+            self._results[key] = CheckResult(node, check, outcome, message, round(duration_s, 2), detail,
+                                             nodeid, dict(figures or {}))
             return
         current.duration_s = round(current.duration_s + duration_s, 2)
         current.detail = detail or current.detail
+        current.figures.update(figures or {})
         if _RANK[outcome] > _RANK[current.outcome]:
             current.outcome, current.message = outcome, message
 
@@ -69,8 +73,8 @@ def write_json(path: Path, results: list[CheckResult], inventory: str) -> None:
         "inventory": inventory,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "summary": {o: sum(1 for r in results if r.outcome == o) for o in ("passed", "failed", "skipped")},
-        # "detail" only where a check measured something.
-        "results": [{k: v for k, v in asdict(r).items() if k != "detail" or v} for r in results],
+        # "detail" and "figures" only where a check measured something.
+        "results": [{k: v for k, v in asdict(r).items() if k not in ("detail", "figures") or v} for r in results],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
 

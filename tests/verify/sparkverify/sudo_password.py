@@ -7,22 +7,18 @@ from __future__ import annotations
 
 import getpass
 
-from spark_cluster.private_file import read_owner_only
+from spark_cluster.inventory import SUDO_PASSWORD_ENV  # noqa: F401 (one name, shared with the deploy)
+from spark_cluster import private_file
 
 from .errors import VerifyEnvironmentError
-
-SUDO_PASSWORD_ENV = "SPARK_SUDO_PASSWORD"
 
 
 def read_password_file(path: str) -> str:
     """The first line of `path`, which no one but its owner may read."""
     try:
-        lines = read_owner_only(path, "the password").splitlines()
+        return private_file.read_password_file(path)
     except ValueError as error:
-        raise VerifyEnvironmentError(f"--sudo-password-file {error}") from None
-    if not lines or not lines[0]:
-        raise VerifyEnvironmentError(f"--sudo-password-file {path!r}: empty; write the password on its first line")
-    return lines[0]
+        raise VerifyEnvironmentError(str(error)) from None
 
 
 def session_password(password_file: str | None, ask: bool, prompt=getpass.getpass) -> str | None:

@@ -1,14 +1,15 @@
 #!/bin/sh
-# A cheap identity of a model directory tree, three lines: the sha256 of its
+# A cheap identity of a model directory tree, four lines: the sha256 of its
 # sorted listing (relative path, size, symlink target of each file and link),
-# how many files and links it holds, their total bytes. Nothing when DIR is
-# absent.
+# how many files and links it holds, their total bytes, and how many of them
+# are a download still in progress or cut short (the Hugging Face hub writes
+# blobs/<hash>.incomplete until a file is whole). Nothing when DIR is absent.
 #
 #   model_manifest.sh DIR
 #
 # The listing stays in a shell variable: a temporary file under /tmp,
 # written as root with a guessable name, is what a careful tool avoids.
-# The distribute role sends this file's text with `sh -c` (nothing is installed).
+# Preflight and the distribute role send this file's text with `sh -c` (nothing is installed).
 
 if [ "$#" -ne 1 ]; then
     echo "usage: model_manifest.sh DIR" >&2
@@ -20,3 +21,4 @@ list=$(find . -mindepth 1 \( -type f -o -type l \) -printf '%P\t%s\t%l\n' | LC_A
 printf '%s\n' "$list" | sha256sum | cut -d' ' -f1
 printf '%s\n' "$list" | grep -c .
 printf '%s\n' "$list" | awk -F'\t' '{s+=$2} END {print s+0}'
+printf '%s\n' "$list" | awk -F'\t' '$1 ~ /^blobs\/[^\/]*\.incomplete$/ {n++} END {print n+0}'
