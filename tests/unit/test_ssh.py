@@ -14,11 +14,8 @@ from spark_cluster.inventory import define_cluster
 
 
 @pytest.fixture
-def state_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv(keys.STATE_DIR_ENV, str(tmp_path / "state"))
-    keys._ensure.cache_clear()
-    yield tmp_path / "state"
-    keys._ensure.cache_clear()
+def state_dir(cluster_key_store):
+    return cluster_key_store
 
 
 def mode(path):

@@ -124,11 +124,8 @@ def deploy(hosts, nodes, monkeypatch, limit=None):
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv(keys.STATE_DIR_ENV, str(tmp_path / "controller"))
-    keys._ensure.cache_clear()
-    yield tmp_path
-    keys._ensure.cache_clear()
+def env(tmp_path, cluster_key_store):
+    return tmp_path
 
 
 def make_nodes(tmp_path, hosts):
