@@ -121,6 +121,14 @@ def busy_jiffies(proc_stat: str) -> int:
     return user + nice + system + irq + softirq + steal
 
 
+def memory_available(meminfo: str) -> int:
+    """Bytes of MemAvailable in /proc/meminfo (every node's tree lives in memory, on tmpfs)."""
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError("/proc/meminfo: no MemAvailable line")
+
+
 def tree_listing(root: Path) -> list[tuple]:
     """Every entry under `root`, sorted: (path, 'f', size), (path, 'l', target) or (path, 'd')."""
     found = []
@@ -421,6 +429,7 @@ class Bench:
     def run_copies(self, section: str, method: str, jobs: dict[str, list[str]], note: str = "") -> Figure:
         """Start every receiver's copy at once; wall time until the last ends; verify each."""
         self.clear(jobs)
+        tx0 = self.rail_tx()
         cpu0, wall0 = self.cpu_now(), time.monotonic()
         procs = {node: self.spawn(self.layout.ns(node), argv) for node, argv in jobs.items()}
         outputs, failed = {}, []
@@ -436,6 +445,9 @@ class Bench:
                 failed.append(f"{node}: exit {proc.returncode}: {outputs[node][-1500:]}")
         seconds = time.monotonic() - wall0
         cpu1 = self.cpu_now()
+        rails = [after - before for before, after in zip(tx0, self.rail_tx())]
+        if self.layout.rails > 1:
+            note = ", ".join(filter(None, [note, "rails " + " / ".join(f"{b / GIB:.2f}" for b in rails) + " GiB sent"]))
         self.close_masters()
         verified = "; ".join(failed) or "; ".join(v for v in map(self.verify, jobs) if v != "yes") or "yes"
         results = {node: last_result(out) for node, out in outputs.items()}
@@ -444,6 +456,14 @@ class Bench:
                         {"results": {n: r for n, r in results.items() if r}})
         self.record(figure)
         return figure
+
+    def rail_tx(self) -> list[int]:
+        """Bytes all nodes have sent on each rail so far (does a copy use every rail?)."""
+        totals = [0] * self.layout.rails
+        for node in NODES:
+            for rail in range(self.layout.rails):
+                totals[rail] += int(sh("cat", f"/sys/class/net/eth{rail}/statistics/tx_bytes", ns=self.layout.ns(node)))
+        return totals
 
     def record(self, figure: Figure) -> None:
         self.figures.append(figure)
@@ -668,6 +688,11 @@ def main() -> None:
     if missing:
         packages = sorted({TOOLS[t] for t in missing})
         sys.exit(f"bench: missing {', '.join(missing)}; install: apt-get install -y {' '.join(packages)}")
+    need = sum(e.get("size", 0) for e in tree_plan(args.gib, args.shard_mib)) * len(NODES) + 2 * GIB
+    available = memory_available(Path("/proc/meminfo").read_text())
+    if available < need:
+        sys.exit(f"bench: the four nodes' tmpfs need {need / GIB:.1f} GiB of memory with 2 GiB to spare, "
+                 f"{available / GIB:.1f} GiB is available: pass a smaller --gib")
     bench = Bench(Layout(os.getpid(), args.rails), args)
     atexit.register(bench.teardown)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench: terminated"))
@@ -678,7 +703,7 @@ def main() -> None:
         bench.teardown()
         atexit.unregister(bench.teardown)
     text = bench.report()
-    print("\n" + text)
+    print("\n" + text + f"\n(log: {bench.log})")
     if args.markdown:
         args.markdown.write_text(text)
 

@@ -106,3 +106,9 @@ def test_figures_table_gives_cpu_per_gb_moved_to_all_receivers(bench):
     assert figure.per_gb(figure.machine_cpu_s) == "10.00"
     line = bench.figures_table([figure]).splitlines()[-1]
     assert line == f"| today | star (note) | 3 | 10.0 | {3e9 / (1 << 30) / 10:.2f} | 10.00 | n/a | yes |"
+
+
+def test_memory_available_reads_meminfo_in_bytes(bench):
+    assert bench.memory_available("MemTotal: 10 kB\nMemAvailable:    2048 kB\n") == 2048 * 1024
+    with pytest.raises(ValueError):
+        bench.memory_available("MemTotal: 10 kB\n")
