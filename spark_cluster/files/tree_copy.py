@@ -32,7 +32,11 @@ Why these choices:
   next run removes first; the tree itself never holds a half file.
 - links last: a reader never sees a snapshot link whose blob is missing.
 
-Prints `progress {json}` every --progress-every seconds, `note {text}` for
+An ADDR is `user@ip`, or `user@ip#name` where the peer's host key is
+recorded under its name (ssh's HostKeyAlias): every rail's address of a peer
+is then checked against the one key the ssh role verified.
+
+Prints a `progress` line (bytes, rate, ETA) every --progress-every seconds, `note {text}` for
 events (a switch to the fallback), and a last `result {json}` line; exits 0
 once DEST_DIR holds every entry.
 
@@ -113,6 +117,16 @@ def ready_upstream(tree: dict, entry: dict) -> bool:
     return link == entry["link"] if "link" in entry else (not link and size == entry["size"])
 
 
+def progress_line(figures: dict) -> str:
+    """12.3 of 150.0 GiB (8%), 1.21 GiB/s, ETA 1m52s"""
+    gib = 2**30
+    share = 100 * figures["bytes"] / figures["total"] if figures["total"] else 100
+    eta = figures["eta_s"]
+    eta_text = "unknown" if eta is None else (f"{eta // 60}m{eta % 60:02d}s" if eta >= 60 else f"{eta}s")
+    return (f"{figures['bytes'] / gib:.1f} of {figures['total'] / gib:.1f} GiB ({share:.0f}%), "
+            f"{figures['rate'] / gib:.2f} GiB/s, ETA {eta_text}")
+
+
 def batches(entries: list[dict]) -> list[list[dict]]:
     """Files of BATCH_BYTES or more alone, smaller ones together up to it; links in batches of their own."""
     out, current, current_bytes = [], [], 0
@@ -147,10 +161,14 @@ class Copy:
         self.switched = False
 
     # --- SSH -------------------------------------------------------------
-    def ssh_for(self, stream: str) -> list[str]:
-        """The ssh argv of one stream: its own connection, kept for all its files."""
-        return self.ssh + ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/{stream}-%C",
-                           "-o", f"ControlPersist={CONTROL_PERSIST_S}"]
+    def ssh_for(self, stream: str, address: str) -> tuple[list[str], str]:
+        """(the ssh argv of one stream: its own connection, kept for all its
+        files; the host part for rsync/ssh)."""
+        host, _, alias = address.partition("#")
+        alias_option = ["-o", f"HostKeyAlias={alias}"] if alias else []
+        return self.ssh + alias_option + [
+            "-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/{stream}-%C",
+            "-o", f"ControlPersist={CONTROL_PERSIST_S}"], host
 
     def close_connections(self) -> None:
         for name in os.listdir(self.control_dir):
@@ -159,7 +177,8 @@ class Copy:
         shutil.rmtree(self.control_dir, ignore_errors=True)
 
     def upstream_tree(self) -> tuple[dict, int]:
-        done = subprocess.run(self.ssh_for("list") + [self.addresses[0], listing_command(self.args.source_dir)],
+        ssh, host = self.ssh_for("list", self.addresses[0])
+        done = subprocess.run(ssh + [host, listing_command(self.args.source_dir)],
                               capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"listing {self.args.source_dir} on {self.addresses[0]} failed: "
@@ -184,6 +203,10 @@ class Copy:
         with self.lock:
             print(kind, json.dumps(figures, sort_keys=True), flush=True)
 
+    def say(self, line: str) -> None:
+        with self.lock:
+            print(line, flush=True)
+
     def progress(self) -> dict:
         now, here = time.monotonic(), self.bytes_here()
         moved, elapsed = here - self.bytes_at_start, max(now - self.started, 1e-6)
@@ -194,15 +217,15 @@ class Copy:
 
     def progress_loop(self, finished: threading.Event) -> None:
         while not finished.wait(self.args.progress_every):
-            self.report("progress", **self.progress())
+            self.say("progress " + progress_line(self.progress()))
 
     # --- streams ---------------------------------------------------------
     def rsync(self, stream: int, batch: list[dict]) -> subprocess.CompletedProcess:
-        address = self.addresses[stream % len(self.addresses)]
+        ssh, host = self.ssh_for(f"s{stream}", self.addresses[stream % len(self.addresses)])
         temp = os.path.abspath(os.path.join(self.args.dest_dir, TEMP_DIR))
         argv = ["rsync", "-a", "-W", "--from0", "--files-from=-", f"--temp-dir={temp}",
-                "-e", shlex.join(self.ssh_for(f"s{stream}")),
-                f"{address}:{self.args.source_dir.rstrip('/')}/", self.args.dest_dir.rstrip("/") + "/"]
+                "-e", shlex.join(ssh),
+                f"{host}:{self.args.source_dir.rstrip('/')}/", self.args.dest_dir.rstrip("/") + "/"]
         names = "".join(entry["path"] + "\0" for entry in batch)
         return subprocess.run(argv, input=names, capture_output=True, text=True)
 
@@ -284,8 +307,8 @@ class Copy:
         if self.switched or not self.args.fallback:
             raise RuntimeError(f"{self.addresses[0]} made no progress for {self.args.stall_s:g} s and still lacks "
                                f"{waiting} listed files")
-        self.report("note", text=f"{self.addresses[0]} made no progress for {self.args.stall_s:g} s: "
-                                 f"copying the rest from {self.args.fallback[0]}")
+        self.say(f"note {self.addresses[0]} made no progress for {self.args.stall_s:g} s: "
+                 f"copying the rest from {self.args.fallback[0]}")
         self.addresses, self.switched = self.args.fallback, True
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,18 +27,20 @@ pytestmark = pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v rsync"])
 FAKE_SSH = r"""#!/usr/bin/env python3
 import os, subprocess, sys
 args, with_value = sys.argv[1:], {"-o", "-i", "-c", "-l", "-p", "-F", "-b", "-O", "-S", "-E"}
-exiting = False
+exiting, alias = False, ""
 while args and args[0].startswith("-"):
     option = args.pop(0)
     if option == "-O":
         exiting = True
     if option in with_value:
-        args.pop(0)
+        value = args.pop(0)
+        if value.startswith("HostKeyAlias="):
+            alias = " " + value.split("=", 1)[1]
 if exiting:
     sys.exit(0)
 host, command = args[0], " ".join(args[1:]).replace("HOSTDIR", args[0])
 with open(os.environ["FAKE_SSH_LOG"], "a") as log:
-    log.write(host + "\n")
+    log.write(host + alias + "\n")
 if os.environ.get("FAKE_SSH_DOWN") == host:
     sys.stderr.write("ssh: connect to host " + host + " port 22: Connection refused\n")
     sys.exit(255)
@@ -104,16 +107,31 @@ def test_a_copy_over_two_addresses_ends_identical_and_reports_progress(tmp_path,
     source, dest = tmp_path / "source", tmp_path / "dest"
     entries = make_tree(source, shards=4, shard_bytes=MiB)
     listing = write_list(tmp_path / "list.json", entries)
-    done = subprocess.run(copy_argv(ssh, source, dest, listing, "--streams", "4", sources="rail-1,rail-2"),
+    done = subprocess.run(copy_argv(ssh, source, dest, listing, "--streams", "4",
+                                    sources="admin@rail-1#spark-1,admin@rail-2#spark-1"),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert tree_state(dest) == tree_state(source)
     (result,) = lines_of(done.stdout, "result")
     assert result["ok"] and result["copied"] == len(entries) and result["bytes"] == result["total"] == sum(e.get("size", 0) for e in entries)
     # The streams alternate over both addresses (one per rail).
-    hosts = set(ssh[1].read_text().split())
-    assert {"rail-1", "rail-2"} <= hosts
+    # Each rail's address is checked against the peer's one verified host key (its name).
+    # (rsync passes the user as -l, the listing as user@host.)
+    calls = [line.split() for line in ssh[1].read_text().splitlines()]
+    assert all(alias == "spark-1" for _, alias in calls), calls
+    assert {host.rpartition("@")[2] for host, _ in calls} == {"rail-1", "rail-2"}
     assert not (dest / ".spark-copy-tmp").exists()
+
+
+def test_progress_lines_say_bytes_rate_and_eta(tmp_path, ssh):
+    source, dest = tmp_path / "source", tmp_path / "dest"
+    listing = write_list(tmp_path / "list.json", make_tree(source, shards=30, shard_bytes=4 * MiB))
+    done = subprocess.run(copy_argv(ssh, source, dest, listing, "--streams", "1"), capture_output=True, text=True,
+                          timeout=120)
+    progress = [line for line in done.stdout.splitlines() if line.startswith("progress ")]
+    assert progress, done.stdout
+    assert re.fullmatch(r"progress \d+\.\d of 0\.1 GiB \(\d+%\), \d+\.\d\d GiB/s, ETA (\d+s|\d+m\d\ds|unknown)",
+                        progress[0]), progress[0]
 
 
 def test_a_second_copy_moves_nothing(tmp_path, ssh):
