@@ -1,0 +1,124 @@
+"""What a model copy moves, and who sends it to whom (pure: no pyinfra).
+
+The model lies in the admin's Hugging Face cache as the hub writes it:
+blobs/<hash> (the bytes), snapshots/<revision>/<file> (links to ../../blobs/<hash>)
+and refs/<branch>. A copy moves only what the engine reads: the snapshot
+files that distribute_model_files names (globs on their path inside the
+snapshot) and distribute_model_exclude does not (a repository's duplicate
+format folders: original/, metal/), the blobs those links point to, and
+refs. It moves the blobs largest first, so the streams take the big shards
+apart, and the links last.
+
+Fan-out (distribute_fanout): "chain" has every receiver, in inventory order,
+pull from the one before it while that one is still receiving (the source
+sends the model once, whatever the cluster's size); "star" has every
+receiver pull from the source, as every tool before did.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import shlex
+from typing import Iterable, Mapping, Sequence
+
+# path -> (size, link target or "") of a tree, as `find -printf '%P\t%s\t%l\n'` lists it.
+Listing = Mapping[str, "tuple[int, str]"]
+
+# The engine reads the weights, the configs, the tokenizer and the chat template.
+DEFAULT_MODEL_FILES = ("*.safetensors", "*.json", "*.model", "*.tiktoken", "*.txt", "*.py", "*.jinja",
+                       "tokenizer*")
+# Folders of the same weights in another format, which no engine here reads.
+DEFAULT_MODEL_EXCLUDE = ("original/*", "metal/*", "gguf/*", "onnx/*")
+FANOUTS = ("chain", "star")
+LISTING_FORMAT = "%P\\t%s\\t%l\\n"
+
+
+def listing_command(path: str, quote) -> str:
+    """One line: the tree at `path` as a listing, nothing when absent."""
+    return (f"cd {quote(path)} 2>/dev/null && find . -mindepth 1 \\( -type f -o -type l \\) "
+            f"-printf '{LISTING_FORMAT}' || true")
+
+
+def parse_listing(lines: Iterable[str]) -> dict[str, tuple[int, str]]:
+    tree = {}
+    for line in lines:
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) == 3 and parts[1].isdigit():
+            tree[parts[0]] = (int(parts[1]), parts[2])
+    return tree
+
+
+def matches(name: str, patterns: Sequence[str]) -> bool:
+    """A pattern with a '/' matches the path inside the snapshot, one without it the file's own name."""
+    return any(fnmatch.fnmatchcase(name if "/" in pattern else posixpath.basename(name), pattern)
+               for pattern in patterns)
+
+
+def model_entries(source: Listing, include: Sequence[str] = DEFAULT_MODEL_FILES,
+                  exclude: Sequence[str] = DEFAULT_MODEL_EXCLUDE) -> list[dict]:
+    """The entries of the source's tree a receiver needs, in copy order (for tree_copy.py's --list)."""
+    blobs: dict[str, int] = {}
+    files, links = [], []
+    for path, (size, target) in sorted(source.items()):
+        top, _, rest = path.partition("/")
+        if top == "refs":
+            files.append({"path": path, "size": size})
+        elif top == "snapshots":
+            inside = rest.partition("/")[2]  # the file's path inside its revision
+            if not inside or not matches(inside, include) or matches(inside, exclude):
+                continue
+            if not target:  # a plain file in a snapshot (written without links)
+                files.append({"path": path, "size": size})
+                continue
+            blob = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+            if blob in source and not source[blob][1]:
+                blobs[blob] = source[blob][0]
+                links.append({"path": path, "link": target})
+    ordered = sorted(({"path": path, "size": size} for path, size in blobs.items()),
+                     key=lambda entry: (-entry["size"], entry["path"]))
+    return ordered + files + links
+
+
+def missing_entries(entries: Sequence[dict], held: Listing) -> list[dict]:
+    """The entries a node's tree lacks (a file of another size, a link elsewhere)."""
+    def has(entry):
+        found = held.get(entry["path"])
+        if found is None:
+            return False
+        return found[1] == entry["link"] if "link" in entry else (not found[1] and found[0] == entry["size"])
+    return [entry for entry in entries if not has(entry)]
+
+
+def entries_bytes(entries: Iterable[dict]) -> int:
+    return sum(entry.get("size", 0) for entry in entries)
+
+
+def upstreams(receivers: Sequence[str], source: str, fanout: str) -> dict[str, str]:
+    """{receiver: the node it pulls from}: receivers in inventory order."""
+    if fanout not in FANOUTS:
+        raise ValueError(f"distribute_fanout must be one of {', '.join(FANOUTS)}, got {fanout!r}")
+    if fanout == "star":
+        return {receiver: source for receiver in receivers}
+    chain, previous = {}, source
+    for receiver in receivers:
+        chain[receiver] = previous
+        previous = receiver
+    return chain
+
+
+def copy_argv(script: str, source_dir: str, dest_dir: str, addresses: Sequence[str], list_path: str,
+              streams: int, ssh: Sequence[str], fallback: Sequence[str] = (), stall_s: int = 120,
+              progress_every_s: int = 10) -> list[str]:
+    """The receiver's tree_copy.py command."""
+    argv = ["python3", script, source_dir, dest_dir, "--from", ",".join(addresses), "--list", list_path,
+            "--streams", str(streams), "--ssh", shlex.join(ssh), "--progress-every", str(progress_every_s),
+            "--stall-s", str(stall_s)]
+    if fallback:
+        argv += ["--fallback", ",".join(fallback)]
+    return argv
+
+
+def peer_addresses(user: str, peer: str, rail_ips: Sequence[str]) -> list[str]:
+    """tree_copy.py's --from for `peer`: its address on every rail, each checked against its name's host key."""
+    return [f"{user}@{ip}#{peer}" for ip in rail_ips]
