@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -46,7 +47,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from spark_cluster.cluster_ssh import SYSTEM_KNOWN_HOSTS  # noqa: E402
+from spark_cluster.copy_plan import copy_argv, model_entries, peer_addresses, upstreams  # noqa: E402
 from spark_cluster.copy_ssh import COPY_CIPHER, copy_key, copy_ssh_argv  # noqa: E402
+from spark_cluster.schema import SETTINGS  # noqa: E402
 
 PREFIX = "scbench-"
 NODES = ("head", "r1", "r2", "r3")
@@ -63,7 +66,9 @@ CGROUP_ROOT = Path("/sys/fs/cgroup/cpuacct")
 # The hub's small files beside the shards: (name, bytes).
 SMALL_FILES = (("config.json", 2_300), ("generation_config.json", 250), ("tokenizer.json", 7 * MIB),
                ("tokenizer_config.json", 52_000), ("special_tokens_map.json", 600),
-               ("model.safetensors.index.json", 95_000), ("README.md", 14_000))
+               ("model.safetensors.index.json", 95_000), ("chat_template.jinja", 4_000))
+# The deploy's streams per rail (group_data's default); None where this tree's schema predates it.
+STREAMS_PER_RAIL = next((s.default for s in SETTINGS if s.key == "distribute_streams_per_rail"), None)
 
 
 # ---------------------------------------------------------------- pure parts
@@ -333,8 +338,14 @@ class Bench:
                     for offset in range(0, entry["size"], MIB):
                         chunk = offset.to_bytes(8, "little") + block[8:]
                         f.write(chunk[:entry["size"] - offset])
-        self.list_file.write_text(json.dumps({"files": self.entries}))
         self.expected = tree_listing(model)
+        # The list the deploy would send (copy_plan.model_entries of the head's tree): the
+        # synthetic tree holds only what the engine reads, so it is the whole tree.
+        listed = model_entries({e[0]: (e[2], "") if e[1] == "f" else (0, e[2]) for e in self.expected if e[1] != "d"})
+        if sorted(e["path"] for e in listed) != sorted(e["path"] for e in self.entries):
+            raise RuntimeError("bench: copy_plan.model_entries leaves part of the synthetic tree out: "
+                               f"{sorted({e['path'] for e in self.entries} - {e['path'] for e in listed})}")
+        self.list_file.write_text(json.dumps({"files": listed}))
         shards = [e["path"] for e in self.entries if e.get("size", 0) >= MIB]
         self.samples = sorted({shards[0], shards[len(shards) // 2], shards[-1], "refs/main"})
         self.sample_sums = {p: self.sha256(model / p) for p in self.samples}
@@ -360,7 +371,7 @@ class Bench:
             host_key = d / f"host_{node}"
             sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", node, "-f", str(host_key))
             public = Path(f"{host_key}.pub").read_text().split()[:2]
-            known += [f"{address} {' '.join(public)}" for address in lay.addresses(node)]
+            known += [f"{name} {' '.join(public)}" for name in (node, *lay.addresses(node))]
             config = d / f"sshd_{node}.conf"
             config.write_text("\n".join([
                 *(f"ListenAddress {a}" for a in lay.addresses(node)),
@@ -385,10 +396,10 @@ class Bench:
                                            f"within 20 s: {probe.stderr.strip()}; see {d}/sshd_{node}.log")
                     time.sleep(0.2)
 
-    def ssh_argv(self, cipher: str | None = COPY_CIPHER, control: Path | None = None) -> list[str]:
+    def ssh_argv(self, cipher: str | None = COPY_CIPHER) -> list[str]:
         """The deploy's copy SSH (spark_cluster.copy_ssh), pointed at the bench's known_hosts;
         cipher None: OpenSSH's default choice."""
-        argv = copy_ssh_argv(str(self.home), str(control) if control else None, cipher or COPY_CIPHER)
+        argv = copy_ssh_argv(str(self.home), None, cipher or COPY_CIPHER)
         argv = [f"UserKnownHostsFile={self.known_hosts}" if a == f"UserKnownHostsFile={SYSTEM_KNOWN_HOSTS}" else a
                 for a in argv]
         if cipher is None:
@@ -448,7 +459,6 @@ class Bench:
         rails = [after - before for before, after in zip(tx0, self.rail_tx())]
         if self.layout.rails > 1:
             note = ", ".join(filter(None, [note, "rails " + " / ".join(f"{b / GIB:.2f}" for b in rails) + " GiB sent"]))
-        self.close_masters()
         verified = "; ".join(failed) or "; ".join(v for v in map(self.verify, jobs) if v != "yes") or "yes"
         results = {node: last_result(out) for node, out in outputs.items()}
         figure = Figure(section, method, len(jobs), seconds, self.tree_bytes * len(jobs), cpu1[0] - cpu0[0],
@@ -471,18 +481,10 @@ class Bench:
                   f"{figure.receivers} receiver(s): {figure.seconds:.1f} s, {figure.gib_per_s:.2f} GiB/s, "
                   f"CPU s/GB machine {figure.per_gb(figure.machine_cpu_s)}, bench {figure.per_gb(figure.bench_cpu_s)}"
                   f", verified: {figure.verified}")
-        if figure.extra.get("results"):
-            self.note(f"          copy results: {json.dumps(figure.extra['results'])}")
-
-    def close_masters(self) -> None:
-        """End the shared SSH connections a copy left (ControlPersist) the way ssh does it."""
-        control = self.layout.root / "control"
-        if not control.exists():
-            return
-        for node_dir in control.iterdir():
-            for socket in node_dir.iterdir():
-                subprocess.run(["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "scbench"],
-                               capture_output=True)
+        for node, result in figure.extra.get("results", {}).items():
+            self.note(f"          {node}: ok {result.get('ok')}, {result.get('seconds')} s, "
+                      f"{result.get('rate', 0) / GIB:.2f} GiB/s, {result.get('streams')} streams "
+                      f"from {', '.join(result.get('sources', []))}")
 
     def rsync_argv(self, node: str, cipher: str | None, options: tuple[str, ...]) -> list[str]:
         """`node` pulls the head's tree with one rsync over one ssh."""
@@ -495,20 +497,19 @@ class Bench:
         jobs = {r: self.rsync_argv(r, None, ("-a", "--delete", "--partial")) for r in receivers}
         return self.run_copies(section, "today: rsync -a, ssh default cipher, star", jobs, note)
 
-    def new(self, section: str, receivers: tuple[str, ...], note: str = "") -> Figure:
-        """The new copy: each receiver pulls from the node before it (head -> r1 -> r2 -> r3), all at once."""
+    def new(self, section: str, receivers: tuple[str, ...], note: str = "", fanout: str = "chain") -> Figure:
+        """The new copy as the deploy runs it (spark_cluster.copy_plan): each receiver runs
+        tree_copy.py, pulling from its upstream (chain: the node before it, all at once) on
+        every rail, each address checked against the upstream's one host key (HostKeyAlias)."""
+        streams = self.args.streams or (STREAMS_PER_RAIL or script_default_streams(self.args.copy_script)) * self.layout.rails
         jobs = {}
-        for upstream, node in zip(NODES, receivers):
-            control = self.layout.root / "control" / node  # one master per receiver: never shared across namespaces
-            control.mkdir(parents=True, exist_ok=True, mode=0o700)
-            argv = [sys.executable, str(self.args.copy_script), str(self.layout.model(upstream)),
-                    str(self.layout.model(node)), "--from", ",".join(self.layout.addresses(upstream)),
-                    "--list", str(self.list_file), "--ssh", shlex.join(self.ssh_argv(COPY_CIPHER, control))]
-            if self.args.streams:
-                argv += ["--streams", str(self.args.streams)]
-            jobs[node] = argv
-        streams = f", {self.args.streams} streams" if self.args.streams else ""
-        return self.run_copies(section, f"new: tree_copy.py, aes128-gcm, chain{streams}", jobs, note)
+        for node, upstream in upstreams(receivers, "head", fanout).items():
+            # The script keeps one SSH connection per stream itself, so --ssh carries no ControlPath.
+            argv = copy_argv(str(self.args.copy_script), str(self.layout.model(upstream)), str(self.layout.model(node)),
+                             peer_addresses("root", upstream, self.layout.addresses(upstream)), str(self.list_file),
+                             streams, self.ssh_argv(COPY_CIPHER))
+            jobs[node] = [sys.executable if a == "python3" and i == 0 else a for i, a in enumerate(argv)]
+        return self.run_copies(section, f"new: tree_copy.py, aes128-gcm, {fanout}, {streams} streams", jobs, note)
 
     def iperf(self, section: str, seconds: int) -> Figure:
         """Raw TCP, head -> r1, one stream (iperf3's default)."""
@@ -593,7 +594,6 @@ class Bench:
 
     def teardown(self) -> None:
         lay = self.layout
-        self.close_masters()
         for pid in reversed(self.started):
             stop(pid)
         for name in map(lay.ns, NODES):  # whatever else runs there is the bench's (e.g. a persisting ssh master)
@@ -654,6 +654,14 @@ def cleanup_leftovers() -> None:
             (CGROUP_ROOT / "cgroup.procs").write_text(pid)
         group.rmdir()
         print(f"cleanup: removed cgroup {group}")
+
+
+def script_default_streams(script: Path) -> int:
+    """tree_copy.py's own --streams default."""
+    spec = importlib.util.spec_from_file_location("tree_copy", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.parse_args(["SRC", "DST", "--from", "x", "--list", "l"]).streams
 
 
 def missing_tools() -> list[str]:
