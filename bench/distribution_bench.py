@@ -497,11 +497,12 @@ class Bench:
         jobs = {r: self.rsync_argv(r, None, ("-a", "--delete", "--partial")) for r in receivers}
         return self.run_copies(section, "today: rsync -a, ssh default cipher, star", jobs, note)
 
-    def new(self, section: str, receivers: tuple[str, ...], note: str = "", fanout: str = "chain") -> Figure:
+    def new(self, section: str, receivers: tuple[str, ...], note: str = "", fanout: str = "chain",
+            streams: int | None = None) -> Figure:
         """The new copy as the deploy runs it (spark_cluster.copy_plan): each receiver runs
         tree_copy.py, pulling from its upstream (chain: the node before it, all at once) on
         every rail, each address checked against the upstream's one host key (HostKeyAlias)."""
-        streams = self.args.streams or (STREAMS_PER_RAIL or script_default_streams(self.args.copy_script)) * self.layout.rails
+        streams = streams or self.args.streams or self.deploy_streams()
         jobs = {}
         for node, upstream in upstreams(receivers, "head", fanout).items():
             # The script keeps one SSH connection per stream itself, so --ssh carries no ControlPath.
@@ -509,7 +510,12 @@ class Bench:
                              peer_addresses("root", upstream, self.layout.addresses(upstream)), str(self.list_file),
                              streams, self.ssh_argv(COPY_CIPHER))
             jobs[node] = [sys.executable if a == "python3" and i == 0 else a for i, a in enumerate(argv)]
-        return self.run_copies(section, f"new: tree_copy.py, aes128-gcm, {fanout}, {streams} streams", jobs, note)
+        plural = "s" if streams != 1 else ""
+        return self.run_copies(section, f"new: tree_copy.py, aes128-gcm, {fanout}, {streams} stream{plural}", jobs, note)
+
+    def deploy_streams(self) -> int:
+        per_rail = STREAMS_PER_RAIL or script_default_streams(self.args.copy_script)
+        return per_rail * self.layout.rails
 
     def iperf(self, section: str, seconds: int) -> Figure:
         """Raw TCP, head -> r1, one stream (iperf3's default)."""
@@ -567,9 +573,9 @@ class Bench:
                 self.iperf("shaped", a.iperf_s)
                 self.today("shaped", RECEIVERS[:1], note)
                 self.today("shaped", RECEIVERS, note)
-                if script_there:
-                    self.new("shaped", RECEIVERS[:1], note)
-                    self.new("shaped", RECEIVERS, note)
+                for streams in (a.shaped_streams if script_there else []):
+                    self.new("shaped", RECEIVERS[:1], note, streams=streams)
+                    self.new("shaped", RECEIVERS, note, streams=streams)
             finally:
                 self.shape(None)
         self.clear()
@@ -678,6 +684,9 @@ def main() -> None:
     parser.add_argument("--shape-mbit", type=int, default=400,
                         help="egress rate of every node in the shaped section (low enough that the link, "
                              "not this machine's CPU, is the limit)")
+    parser.add_argument("--shaped-streams", default="default,1",
+                        help="the chain's streams in the shaped section, one pair of runs each "
+                             "(default: the deploy's; 1 shows the chain's lag per hop at its smallest)")
     parser.add_argument("--mtu", type=int, default=9000)
     parser.add_argument("--iperf-s", type=int, default=4)
     parser.add_argument("--timeout-s", type=int, default=900, help="limit for one measured copy")
@@ -687,6 +696,7 @@ def main() -> None:
     parser.add_argument("--cleanup", action="store_true", help="only remove leftovers of killed runs")
     args = parser.parse_args()
     args.sections = set(args.sections.split(","))
+    args.shaped_streams = [None if v == "default" else int(v) for v in args.shaped_streams.split(",")]
     if os.geteuid() != 0:
         sys.exit("bench: needs root (network namespaces, tmpfs, tc): run it with sudo")
     if args.cleanup:
