@@ -52,6 +52,8 @@ class FakeNode:
             return {"rsync": ["3.4.1"]}
         if name == "ModelManifest":
             return None
+        if name == "ModelListing":
+            return {}
         if name == "DockerImageId":
             return self.images.get(kwargs["image"])
         if name == "DockerRuntimes":

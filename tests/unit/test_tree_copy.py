@@ -144,6 +144,19 @@ def test_a_second_copy_moves_nothing(tmp_path, ssh):
     assert result["copied"] == 0 and result["moved"] == 0
 
 
+def test_a_ref_of_the_same_size_but_another_time_is_replaced(tmp_path, ssh):
+    """refs/main names a revision in 40 hex digits: its time tells revisions apart."""
+    source, dest = tmp_path / "source", tmp_path / "dest"
+    for root, revision, when in ((source, "b" * 40, 1764599999), (dest, "a" * 40, 1764500000)):
+        (root / "refs").mkdir(parents=True)
+        (root / "refs" / "main").write_text(revision)
+        os.utime(root / "refs" / "main", (when, when))
+    listing = write_list(tmp_path / "list.json", [{"path": "refs/main", "size": 40, "mtime": 1764599999}])
+    done = subprocess.run(copy_argv(ssh, source, dest, listing), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (dest / "refs" / "main").read_text() == "b" * 40
+
+
 def test_only_the_listed_entries_travel(tmp_path, ssh):
     source, dest = tmp_path / "source", tmp_path / "dest"
     entries = make_tree(source, shards=2, shard_bytes=MiB)
