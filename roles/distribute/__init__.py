@@ -4,7 +4,8 @@ Desired state on every other node:
 - the model's Hugging Face cache tree is identical to the source's (rsync over
   QSFP as the admin user, so the files stay the admin's);
 - the engine image is present with the source's image id (docker save | docker
-  load over QSFP), so no node ever pulls from the internet again.
+  load over QSFP, relayed down a chain of receivers: image.py), so no node ever
+  pulls from the internet again.
 Nothing is copied when the trees or image ids already match. Each item has its
 own source (spark_cluster/copy_source.py): the node group_data names
 (distribute_source), else the first node in inventory order, head first, that
@@ -22,20 +23,19 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
 from spark_cluster.cluster_facts import member_fact
-from spark_cluster.cluster_ssh import KEY_NAME, SYSTEM_KNOWN_HOSTS
 from spark_cluster.copy_source import choose_source
 from spark_cluster.engine_image import (
     explicit_source,
     image_id_of,
     image_of,
-    image_source,
-    image_to_receive,
     member_order,
     needs_copy,
 )
 from spark_cluster.host_ops import PACKAGES_WANT, admin_account, ensure_packages
 from spark_cluster.model_cache import model_manifest_want, model_whole
 from spark_cluster.settings import cluster_settings
+
+from . import image as image_relay
 
 
 def _copies_model(s):
@@ -110,20 +110,5 @@ def apply():
                 _sudo=False,
             )
 
-    receive = image_to_receive(host.data)
-    if receive:
-        image, source_id = receive
-        source = image_source(host.data)
-        key = f"{account['home']}/.ssh/{KEY_NAME}"
-        # docker load needs root here; the remote docker save runs as the admin
-        # (a member of the docker group: the first operation of this role).
-        ssh = shlex.join([
-            "ssh", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={SYSTEM_KNOWN_HOSTS}",
-            f"{s.ssh_user}@{source['qsfp_ip']}", shlex.join(["docker", "save", image]),
-        ])
-        server.shell(
-            name=f"Load {image} from {source['name']} over QSFP (docker save | docker load)",
-            # docker load fails on a truncated stream, so a broken copy is an error.
-            commands=[f"{ssh} | docker load"],
-        )
+    # The image: relayed down a chain of receivers (roles/distribute/image.py).
+    image_relay.apply(account)
