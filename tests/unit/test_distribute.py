@@ -17,6 +17,12 @@ MODEL_DIR = model_cache_dir("/home/spark/.cache/huggingface", GROUP_DATA["servin
 MANIFEST = {"digest": "d1", "files": 40, "bytes": 160 * 2**30}
 
 
+def image_ops(source, *chain, image=IMAGE):
+    """The image's two operations on a receiver (roles/distribute/image.py): the relay, then the id check."""
+    return [f"Load {image} from {source} over QSFP (relay {' -> '.join([source, *chain])})",
+            f"Load {image} from {source} over QSFP: its image id is the source's"]
+
+
 class Nodes:
     """Per node: its docker images and its model manifest; answers the facts distribute reads."""
 
@@ -176,11 +182,11 @@ def test_head_has_everything_workers_receive_model_and_image_over_qsfp(monkeypat
                                      f"spark-1:{MODEL_DIR}/", f"{MODEL_DIR}/"]
         assert args["_sudo"] is False  # as the admin, with the cluster key and verified host keys
         assert "40 files, 160.0 GiB" in copy
-        load = next(op for op in by_name if op.startswith("Load "))
-        text, _ = by_name[load]
-        assert "spark@10.0.0.1" in text and "StrictHostKeyChecking=yes" in text
-        assert text.endswith("| docker load") and f"docker save {IMAGE}" in text
-        assert "StrictHostKeyChecking=no" not in text
+        # One chain, head first: the source sends the image once (test_distribute_image.py).
+        relay, check = image_ops("spark-1", "spark-2", "spark-3", "spark-4")
+        assert [op for op in by_name if op.startswith("Load ")] == [relay, check]
+        text, _ = by_name[relay]
+        assert "'source_address': 'spark@10.0.0.1'" in text and "('spark-4', 'spark@10.0.0.4')" in text
 
 
 def test_the_admin_joins_the_docker_group_everywhere_before_any_copy(monkeypatch):
@@ -203,7 +209,7 @@ def test_a_different_image_under_the_same_tag_is_replaced(monkeypatch):
     hosts = cluster(2)
     nodes = Nodes(images={"spark-1": {IMAGE: "sha256:new"}, "spark-2": {IMAGE: "sha256:old"}})
     ops = ops_of(hosts, nodes, monkeypatch)
-    assert [op for op, _, _ in ops["spark-2"]] == [f"Load {IMAGE} from spark-1 over QSFP (docker save | docker load)"]
+    assert [op for op, _, _ in ops["spark-2"]] == image_ops("spark-1", "spark-2")
 
 
 def test_a_node_outside_the_limit_is_never_read_or_used_as_a_source(monkeypatch):
@@ -234,8 +240,8 @@ def test_a_rebuilt_head_receives_model_and_image_from_a_worker(monkeypatch):
     texts = [text for _, text, _ in ops["spark-1"]]
     assert shlex.split(texts[1]) == ["rsync", "-a", "--delete", "--partial", f"spark-2:{MODEL_DIR}/", f"{MODEL_DIR}/"]
     load = [op for op, _, _ in ops["spark-1"] if op.startswith("Load ")]
-    assert load == [f"Load {IMAGE} from spark-2 over QSFP (docker save | docker load)"]
-    assert "spark@10.0.0.2 " in texts[2]
+    assert load == image_ops("spark-2", "spark-1")
+    assert "'source_address': 'spark@10.0.0.2'" in texts[2]
 
 
 def test_each_item_comes_from_the_first_node_that_holds_it(monkeypatch):
@@ -248,8 +254,8 @@ def test_each_item_comes_from_the_first_node_that_holds_it(monkeypatch):
     ops = ops_of(hosts, nodes, monkeypatch)
     copies = {name: [op for op, _, _ in entries if op.startswith(("Copy ", "Load "))] for name, entries in ops.items()}
     model = f"Copy {GROUP_DATA['serving_model']} from spark-3 over QSFP (40 files, 160.0 GiB)"
-    load = f"Load {IMAGE} from spark-2 over QSFP (docker save | docker load)"
-    assert copies == {"spark-1": [model, load], "spark-2": [model], "spark-3": [load], "spark-4": [model, load]}
+    load = image_ops("spark-2", "spark-1", "spark-3", "spark-4")
+    assert copies == {"spark-1": [model, *load], "spark-2": [model], "spark-3": load, "spark-4": [model, *load]}
 
 
 def test_a_partial_model_alone_is_never_spread(monkeypatch):
@@ -267,7 +273,7 @@ def test_a_named_source_wins_over_the_first_holder(monkeypatch):
     for name in ("spark-1", "spark-2", "spark-4"):
         texts = [text for _, text, _ in ops[name]]
         assert any(f"spark-3:{MODEL_DIR}/" in text for text in texts), texts
-        assert any("spark@10.0.0.3 " in text for text in texts), texts
+        assert any("'source_address': 'spark@10.0.0.3'" in text for text in texts), texts
 
 
 def test_an_unknown_source_is_a_setting_error(monkeypatch):
@@ -279,7 +285,7 @@ def test_lab_standin_image_travels_like_a_real_one(monkeypatch):
     hosts = cluster(2, serving_standin=True)
     nodes = Nodes(images={"spark-1": {standin_tag(): "sha256:s"}})
     ops = ops_of(hosts, nodes, monkeypatch)
-    assert any(f"docker save {standin_tag()}" in text for _, text, _ in ops["spark-2"])
+    assert [op for op, _, _ in ops["spark-2"]] == image_ops("spark-1", "spark-2", image=standin_tag())
 
 
 class ServingNodes(Nodes):
