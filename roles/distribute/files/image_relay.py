@@ -110,28 +110,29 @@ class Input:
 
 class Sink:
     def __init__(self, what, argv, framed):
-        self.what, self.framed, self.error = what, framed, None
+        self.what, self.framed, self.stopped, self.error = what, framed, None, None
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, bufsize=0)
         self.fd = self.process.stdin.fileno()
 
     def write(self, data):
-        if self.error:
+        if self.stopped:
             return
         try:
             if self.framed:
                 write_all(self.fd, HEADER.pack(len(data)))
             write_all(self.fd, data)
         except OSError as error:
-            self.error = f"{self.what} stopped reading ({error.strerror or error})"
+            self.stopped = error.strerror or str(error)
 
     def finish(self, complete):
         """Close a complete stream (with its end mark when framed); on a broken
-        one, stop a local load outright and leave a framed peer without the end mark."""
+        one, stop a local load outright and leave a framed peer without the end
+        mark. True when the sink took it all and ended well."""
         try:
-            if complete and self.framed and not self.error:
+            if complete and self.framed and not self.stopped:
                 write_all(self.fd, HEADER.pack(0))
         except OSError as error:
-            self.error = f"{self.what} stopped reading ({error.strerror or error})"
+            self.stopped = error.strerror or str(error)
         if not complete and not self.framed:
             self.process.kill()
         try:
@@ -139,9 +140,13 @@ class Sink:
         except OSError:
             pass
         status = self.process.wait()
-        if status != 0 and not self.error:
+        if status != 0:
             self.error = f"{self.what} ended with status {status}"
-        return self.error is None and status == 0
+            if self.stopped:
+                self.error += f" (it stopped reading: {self.stopped})"
+        elif self.stopped:
+            self.error = f"{self.what} stopped reading ({self.stopped})"
+        return self.error is None
 
 
 def forward_argv(spec):
@@ -173,9 +178,9 @@ def main(spec):
         if spec.get("progress_s") and now - shown >= spec["progress_s"]:
             print(progress_line(sent, spec.get("total") or 0, now - started), flush=True)
             shown = now
-        if all(sink.error for sink in sinks):
+        if all(sink.stopped for sink in sinks):
             break  # nobody is listening any more: stop reading
-    complete = source.error is None and sent > 0 and any(not sink.error for sink in sinks)
+    complete = source.error is None and sent > 0 and any(not sink.stopped for sink in sinks)
     if source.error is None and sent == 0:
         source.error = "the stream was empty"
     if source.source is not None and source.source.poll() is None:
