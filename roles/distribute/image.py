@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from pyinfra import host, logger
+from pyinfra.api.command import StringCommand
 from pyinfra.api.exceptions import OperationError
 from pyinfra.operations import python
 
@@ -185,18 +186,31 @@ def digest_note(image: str, node: str, source: str, theirs: dict, ours: dict) ->
 # --- the operations ------------------------------------------------------------------------
 
 
-def _run(command: str, timeout_s: int, print_output: bool = False) -> tuple[bool, list[str]]:
+def _run(command: str, timeout_s: int, print_output: bool = False) -> tuple[bool, list[str], list[str]]:
     # As root, as the old `ssh | docker load` ran: docker load needs it before the
     # admin's new docker group reaches this session; ssh logs in as the admin with
     # the admin's key.
-    ok, output = host.run_shell_command(command, _sudo=True, _sudo_password=host.data.get("_sudo_password"),
+    ok, output = host.run_shell_command(StringCommand(command), _sudo=True,
+                                        _sudo_password=host.data.get("_sudo_password"),
                                         _timeout=timeout_s, print_output=print_output)
-    return ok, list(output.stdout_lines)
+    return ok, list(output.stdout_lines), list(output.stderr_lines)
 
 
-def _inspect_source(image: str, home: str, source_address: str) -> dict | None:
-    _, lines = _run(shlex.join([*copy_ssh_argv(home), source_address, inspect_command(image)]), CHECK_TIMEOUT_S)
-    return parse_inspect(lines)
+def _inspect(image: str, where: str, command: str) -> dict | None:
+    """inspect_command's answer; None when the image is not there; an
+    OperationError when the command itself failed (the link, docker)."""
+    ok, lines, errors = _run(command, CHECK_TIMEOUT_S)
+    found = parse_inspect(lines)
+    if found is None and not any("No such image" in line for line in errors):
+        tail = " / ".join(errors[-3:]) or "no output"
+        raise OperationError(f"reading {image}'s image id on {where} failed ({tail}); expected `docker image "
+                             f"inspect` to answer there: check that docker runs on {where} (and the QSFP link "
+                             "to it), then run the deploy again")
+    return found
+
+
+def _inspect_source(image: str, source: str, home: str, source_address: str) -> dict | None:
+    return _inspect(image, source, shlex.join([*copy_ssh_argv(home), source_address, inspect_command(image)]))
 
 
 def relay_image(image: str, source: str, source_address: str, chain: list[tuple[str, str]], home: str) -> None:
@@ -204,7 +218,7 @@ def relay_image(image: str, source: str, source_address: str, chain: list[tuple[
     live = live_chain(chain, failed_this_run(host.state))
     if not live or live[0][0] != host.name:
         return
-    theirs = _inspect_source(image, home, source_address)
+    theirs = _inspect_source(image, source, home, source_address)
     if theirs is None:
         raise OperationError(f"{image} is not on {source}, the image's source (docker image inspect found "
                              f"nothing there): put it back there, then run the deploy again")
@@ -212,7 +226,7 @@ def relay_image(image: str, source: str, source_address: str, chain: list[tuple[
     logger.info(f"    [{host.name}] image relay: {image} from {source} to {' -> '.join(names)}, "
                 f"~{theirs['size'] / GIB:.2f} GiB (the image's size: the stream's is close to it)")
     spec = relay_spec(image, home, source_address, live, theirs["size"])
-    ok, lines = _run(relay_command(spec), RELAY_TIMEOUT_S, print_output=True)
+    ok, lines, _ = _run(relay_command(spec), RELAY_TIMEOUT_S, print_output=True)
     results = parse_results(lines)
     logger.info(f"    [{host.name}] " + relay_summary(image, source, names, results))
     own = results.get(host.name)
@@ -227,9 +241,8 @@ def relay_image(image: str, source: str, source_address: str, chain: list[tuple[
 
 def check_image(image: str, source: str, source_address: str, home: str) -> None:
     """pyinfra callback (python.call): this node's image id is the source's."""
-    theirs = _inspect_source(image, home, source_address)
-    _, lines = _run(inspect_command(image), CHECK_TIMEOUT_S)
-    ours = parse_inspect(lines)
+    theirs = _inspect_source(image, source, home, source_address)
+    ours = _inspect(image, host.name, inspect_command(image))
     problem = identity_problem(image, host.name, source, theirs, ours)
     if problem:
         raise OperationError(problem)

@@ -308,9 +308,11 @@ class FakeHost:
         self.name, self.state, self.data, self.answer, self.commands = name, object(), {}, answer, []
 
     def run_shell_command(self, command, **arguments):
+        command = command.get_raw_value()
         self.commands.append((command, arguments))
-        ok, lines = self.answer(command)
-        return ok, CommandOutput([OutputLine("stdout", line) for line in lines])
+        ok, lines, *errors = self.answer(command)
+        return ok, CommandOutput([OutputLine("stdout", line) for line in lines]
+                                 + [OutputLine("stderr", line) for line in (errors[0] if errors else [])])
 
 
 SOURCE_INSPECT = ["sha256:a 1073741824 []", "overlay2"]
@@ -360,7 +362,22 @@ def test_the_check_fails_a_receiver_the_chain_did_not_reach(monkeypatch):
     def answer(command):
         if command.startswith("ssh "):
             return True, SOURCE_INSPECT
-        return True, []  # docker image inspect here: no such image
+        return False, [], ["Error response from daemon: No such image: " + IMAGE]
     monkeypatch.setattr(image, "host", FakeHost("spark-4", answer))
     with pytest.raises(OperationError, match=f"{IMAGE} is not on spark-4 after the relay from spark-1"):
         image.check_image(IMAGE, "spark-1", ADDRESSES["spark-1"], HOME)
+
+
+def test_a_source_the_check_cannot_reach_is_not_called_empty(monkeypatch):
+    def answer(command):
+        if command.startswith("ssh "):
+            return False, [], ["ssh: connect to host 10.0.0.1 port 22: No route to host"]
+        return True, SOURCE_INSPECT
+    monkeypatch.setattr(image, "host", FakeHost("spark-4", answer))
+    with pytest.raises(OperationError, match="reading .* image id on spark-1 failed .*No route to host"):
+        image.check_image(IMAGE, "spark-1", ADDRESSES["spark-1"], HOME)
+
+
+def test_the_check_passes_on_the_source_id(monkeypatch):
+    monkeypatch.setattr(image, "host", FakeHost("spark-4", lambda command: (True, SOURCE_INSPECT)))
+    image.check_image(IMAGE, "spark-1", ADDRESSES["spark-1"], HOME)
