@@ -37,7 +37,14 @@ from pyinfra.operations import python
 
 from spark_cluster.cluster_facts import member_connected, member_fact
 from spark_cluster.copy_ssh import copy_ssh_argv
-from spark_cluster.engine_image import image_id_of, image_source, image_to_receive, member_named, member_order, needs_copy
+from spark_cluster.engine_image import (
+    image_id_of,
+    image_source,
+    image_to_receive,
+    member_named,
+    member_order,
+    needs_copy,
+)
 from spark_cluster.lost_nodes import failed_this_run
 from spark_cluster.settings import cluster_settings
 
