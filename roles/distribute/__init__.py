@@ -5,7 +5,8 @@ Desired state on every other node:
   rsync streams over every rail, receivers chained, as the admin user, so the
   files stay the admin's);
 - the engine image is present with the source's image id (docker save | docker
-  load over QSFP), so no node ever pulls from the internet again.
+  load over QSFP, relayed down a chain of receivers: image.py), so no node ever
+  pulls from the internet again.
 Nothing is copied when the trees or image ids already match. Each item has its
 own source (spark_cluster/copy_source.py): the node group_data names
 (distribute_source), else the first node in inventory order, head first, that
@@ -22,11 +23,11 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
-from spark_cluster.cluster_ssh import KEY_NAME, SYSTEM_KNOWN_HOSTS
-from spark_cluster.engine_image import image_id_of, image_of, image_source, image_to_receive
+from spark_cluster.engine_image import image_id_of, image_of
 from spark_cluster.host_ops import admin_account
 from spark_cluster.settings import cluster_settings
 
+from . import image as image_relay
 from . import model
 
 
@@ -65,20 +66,5 @@ def apply():
     if _copies_model(s):
         model.apply(s, account)
 
-    receive = image_to_receive(host.data)
-    if receive:
-        image, source_id = receive
-        source = image_source(host.data)
-        key = f"{account['home']}/.ssh/{KEY_NAME}"
-        # docker load needs root here; the remote docker save runs as the admin
-        # (a member of the docker group: the first operation of this role).
-        ssh = shlex.join([
-            "ssh", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={SYSTEM_KNOWN_HOSTS}",
-            f"{s.ssh_user}@{source['qsfp_ip']}", shlex.join(["docker", "save", image]),
-        ])
-        server.shell(
-            name=f"Load {image} from {source['name']} over QSFP (docker save | docker load)",
-            # docker load fails on a truncated stream, so a broken copy is an error.
-            commands=[f"{ssh} | docker load"],
-        )
+    # The image: relayed down a chain of receivers (roles/distribute/image.py).
+    image_relay.apply(account)

@@ -36,6 +36,12 @@ PARTIAL = hub_listing(shards=10)
 COPIED = "41 files, 152.0 GiB"
 
 
+def image_ops(source, *chain, image=IMAGE):
+    """The image's two operations on a receiver (roles/distribute/image.py): the relay, then the id check."""
+    return [f"Load {image} from {source} over QSFP (relay {' -> '.join([source, *chain])})",
+            f"Load {image} from {source} over QSFP: its image id is the source's"]
+
+
 class Nodes:
     """Per node: its docker images and its model manifest; answers the facts distribute reads."""
 
@@ -222,11 +228,11 @@ def test_head_has_everything_workers_receive_model_and_image_over_qsfp(monkeypat
         assert "StrictHostKeyChecking=yes" in ssh and "StrictHostKeyChecking=no" not in " ".join(ssh)
         assert op == f"Copy {GROUP_DATA['serving_model']} from spark-1 over QSFP ({COPIED}, chain)"
         by_name = {op: (text, args) for op, text, args in ops[name]}
-        load = next(op for op in by_name if op.startswith("Load "))
-        text, _ = by_name[load]
-        assert "spark@10.0.0.1" in text and "StrictHostKeyChecking=yes" in text
-        assert text.endswith("| docker load") and f"docker save {IMAGE}" in text
-        assert "StrictHostKeyChecking=no" not in text
+        # One chain, head first: the source sends the image once (test_distribute_image.py).
+        relay, check = image_ops("spark-1", "spark-2", "spark-3", "spark-4")
+        assert [op for op in by_name if op.startswith("Load ")] == [relay, check]
+        text, _ = by_name[relay]
+        assert "'source_address': 'spark@10.0.0.1'" in text and "('spark-4', 'spark@10.0.0.4')" in text
 
 
 def test_the_list_holds_only_what_the_engine_reads_and_is_the_admins_alone(monkeypatch):
@@ -280,7 +286,7 @@ def test_a_different_image_under_the_same_tag_is_replaced(monkeypatch):
     hosts = cluster(2)
     nodes = Nodes(images={"spark-1": {IMAGE: "sha256:new"}, "spark-2": {IMAGE: "sha256:old"}})
     ops = ops_of(hosts, nodes, monkeypatch)
-    assert [op for op, _, _ in ops["spark-2"]] == [f"Load {IMAGE} from spark-1 over QSFP (docker save | docker load)"]
+    assert [op for op, _, _ in ops["spark-2"]] == image_ops("spark-1", "spark-2")
 
 
 def test_a_node_outside_the_limit_is_never_read_or_used_as_a_source(monkeypatch):
@@ -310,8 +316,8 @@ def test_a_rebuilt_head_receives_model_and_image_from_a_worker(monkeypatch):
     assert all(ops[name] == [] for name in held), ops
     assert option(copy_argv_of(ops, "spark-1")[1], "--from") == "spark@10.0.0.2#spark-2,spark@10.0.1.2#spark-2"
     load = [(op, text) for op, text, _ in ops["spark-1"] if op.startswith("Load ")]
-    assert [op for op, _ in load] == [f"Load {IMAGE} from spark-2 over QSFP (docker save | docker load)"]
-    assert "spark@10.0.0.2 " in load[0][1]
+    assert [op for op, _ in load] == image_ops("spark-2", "spark-1")
+    assert "'source_address': 'spark@10.0.0.2'" in load[0][1]
 
 
 def test_each_item_comes_from_the_first_node_that_holds_it(monkeypatch):
@@ -322,11 +328,13 @@ def test_each_item_comes_from_the_first_node_that_holds_it(monkeypatch):
     nodes = Nodes(images={"spark-2": {IMAGE: "sha256:2"}},
                   manifests={"spark-1": partial, "spark-3": MANIFEST})
     ops = ops_of(hosts, nodes, monkeypatch)
-    copies = {name: [op.split(" (")[0] for op, _, _ in entries if op.startswith(("Copy ", "Load "))]
+    copies = {name: [op.split(" (")[0] for op, _, _ in entries if op.startswith("Copy ")]
               for name, entries in ops.items()}
     model = f"Copy {GROUP_DATA['serving_model']} from spark-3 over QSFP"
-    load = f"Load {IMAGE} from spark-2 over QSFP"
-    assert copies == {"spark-1": [model, load], "spark-2": [model], "spark-3": [load], "spark-4": [model, load]}
+    assert copies == {"spark-1": [model], "spark-2": [model], "spark-3": [], "spark-4": [model]}
+    load = image_ops("spark-2", "spark-1", "spark-3", "spark-4")
+    assert {name: [op for op, _, _ in entries if op.startswith("Load ")] for name, entries in ops.items()} == {
+        "spark-1": load, "spark-2": [], "spark-3": load, "spark-4": load}
     # The model's receivers chain in inventory order behind its source, spark-3.
     upstream = {name: option(copy_argv_of(ops, name)[1], "--from").split("#")[1].split(",")[0]
                 for name in ("spark-1", "spark-2", "spark-4")}
@@ -352,7 +360,7 @@ def test_a_named_source_wins_over_the_first_holder(monkeypatch):
         assert "spark-3" in option(argv, "--from") + option(argv, "--fallback") if "--fallback" in argv \
             else "spark-3" in option(argv, "--from")
         texts = [text for _, text, _ in ops[name]]
-        assert any("spark@10.0.0.3 " in text for text in texts), texts
+        assert any("'source_address': 'spark@10.0.0.3'" in text for text in texts), texts
 
 
 def test_an_unknown_source_is_a_setting_error(monkeypatch):
@@ -364,7 +372,7 @@ def test_lab_standin_image_travels_like_a_real_one(monkeypatch):
     hosts = cluster(2, serving_standin=True)
     nodes = Nodes(images={"spark-1": {standin_tag(): "sha256:s"}})
     ops = ops_of(hosts, nodes, monkeypatch)
-    assert any(f"docker save {standin_tag()}" in text for _, text, _ in ops["spark-2"])
+    assert [op for op, _, _ in ops["spark-2"]] == image_ops("spark-1", "spark-2", image=standin_tag())
 
 
 class ServingNodes(Nodes):
