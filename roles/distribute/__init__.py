@@ -37,6 +37,8 @@ from spark_cluster.host_ops import PACKAGES_WANT, admin_account, ensure_packages
 from spark_cluster.model_cache import model_manifest_want, model_whole
 from spark_cluster.settings import cluster_settings
 
+from . import warm_caches
+
 
 def _copies_model(s):
     return bool(s.distribute_model and s.serving_model)
@@ -62,6 +64,7 @@ def wants(account):
         admin = account()
         if admin:
             reads.append(model_manifest_want(admin["home"], s.serving_model))
+    reads += warm_caches.wants(account)
     return reads
 
 
@@ -127,3 +130,5 @@ def apply():
             # docker load fails on a truncated stream, so a broken copy is an error.
             commands=[f"{ssh} | docker load"],
         )
+
+    warm_caches.apply()  # last: a node receiving the image above counts as running it

@@ -52,6 +52,8 @@ class FakeNode:
             return {"rsync": ["3.4.1"]}
         if name == "ModelManifest":
             return None
+        if name == "CacheDirs":  # cold engine caches everywhere: none travels
+            return {path: {"empty": True, "bytes": 0} for path in kwargs["paths"]}
         if name == "DockerImageId":
             return self.images.get(kwargs["image"])
         if name == "DockerRuntimes":

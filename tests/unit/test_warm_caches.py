@@ -240,3 +240,22 @@ def test_standin_uses_only_a_mounted_cache(standin, tmp_path, monkeypatch, capsy
 def test_standin_compile_cache_follows_each_engines_home_default(standin):
     assert standin.compile_cache_dir("vllm", {"HOME": "/root"}) == "/root/.cache/vllm"
     assert standin.compile_cache_dir("sglang", {"HOME": "/root"}) == "/root/.triton/cache"
+
+
+# --- inside roles/distribute (the hook at the end of its apply) ------------------------------
+
+def test_distribute_warms_the_caches_after_loading_the_image_they_need(monkeypatch):
+    import test_distribute
+
+    class WarmHead(test_distribute.Nodes):
+        def fact(self, name, cls, kwargs):
+            if cls is CacheDirs:
+                return holding("vllm") if name == "spark-1" else holding()
+            return super().fact(name, cls, kwargs)
+
+    nodes = WarmHead(images={"spark-1": {test_distribute.IMAGE: "sha256:1"}})
+    ops = test_distribute.ops_of(cluster(2), nodes, monkeypatch)
+    assert ops["spark-1"] == []
+    names = [op for op, _, _ in ops["spark-2"]]
+    assert [name.split(" ")[0] for name in names] == ["Load", "Warm"], names
+    assert names[1] == "Warm the vllm cache from spark-1 over QSFP (3.0 MiB)"
