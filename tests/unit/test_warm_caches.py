@@ -13,7 +13,7 @@ from roles.distribute import warm_caches
 from roles.distribute.warm_caches import (
     WARMING, CacheDirs, cache_dirs_want, caches_to_receive, parse_cache_dirs, warm_command,
 )
-from spark_cluster.caches import engine_cache_dirs
+from spark_cluster.caches import ENGINE_CACHES, cache_mounts, engine_cache_dirs
 from spark_cluster.copy_ssh import copy_ssh_argv
 from spark_cluster.engine_image import STANDIN_SOURCE
 from source_module import load_source
@@ -237,9 +237,11 @@ def test_standin_uses_only_a_mounted_cache(standin, tmp_path, monkeypatch, capsy
     assert "compile cache MISS" in log and "compile cache HIT" in log
 
 
-def test_standin_compile_cache_follows_each_engines_home_default(standin):
-    assert standin.compile_cache_dir("vllm", {"HOME": "/root"}) == "/root/.cache/vllm"
-    assert standin.compile_cache_dir("sglang", {"HOME": "/root"}) == "/root/.triton/cache"
+def test_standin_compile_cache_is_where_the_serving_role_mounts_it(standin):
+    # Whatever HOME the container gets (this image has no /etc/passwd: docker sets /).
+    assert standin.compile_cache_dir("vllm", {"HOME": "/"}) == ENGINE_CACHES["vllm"]
+    assert standin.compile_cache_dir("sglang", {"HOME": "/"}) == ENGINE_CACHES["triton"]
+    assert ("/home/spark/.cache/spark-cluster/vllm", ENGINE_CACHES["vllm"]) in cache_mounts("/home/spark")
 
 
 # --- inside roles/distribute (the hook at the end of its apply) ------------------------------

@@ -31,7 +31,7 @@ It FAILS LIKE THE REAL ENGINES, which is what the serving watcher
   tokens, /health 200): the lab's stand-in for a stuck engine.
 
 It STANDS IN FOR THE ENGINE'S COMPILE CACHES (vLLM's torch.compile cache
-under ~/.cache/vllm, SGLang's Triton cache), which is what
+under /root/.cache/vllm, SGLang's Triton cache), which is what
 roles/distribute/warm_caches.py is proven against in the lab: on start it
 looks in that directory for an artifact keyed by its own build (a digest of
 its files). Found: a cache HIT, nothing is compiled. Absent: a cache MISS,
@@ -87,10 +87,11 @@ GUARDED_PREFIXES = ("/v1", "/v2", "/inference")
 # The generation counter each engine exports on /metrics.
 TOKENS_METRIC = {"vllm": "vllm:generation_tokens_total", "sglang": "sglang:generation_tokens_total"}
 STANDIN_NOTE = "stand-in engine (spark-cluster lab): no model runs here"
-# Each engine's compile cache: the variable that moves it, and its place under
-# HOME otherwise (vLLM's VLLM_CACHE_ROOT, Triton's TRITON_CACHE_DIR), as
-# spark_cluster/caches.py mounts them.
-COMPILE_CACHES = {"vllm": ("VLLM_CACHE_ROOT", ".cache/vllm"), "sglang": ("TRITON_CACHE_DIR", ".triton/cache")}
+# Each engine's compile cache: the variable that moves it (vLLM's
+# VLLM_CACHE_ROOT, Triton's TRITON_CACHE_DIR), else its default for root, who
+# runs the engine: where spark_cluster/caches.py mounts it. Not under HOME:
+# this image has no /etc/passwd, so docker sets HOME=/ here.
+COMPILE_CACHES = {"vllm": ("VLLM_CACHE_ROOT", "/root/.cache/vllm"), "sglang": ("TRITON_CACHE_DIR", "/root/.triton/cache")}
 # Where, under the cache, the artifact lies (vLLM keeps torch.compile's there).
 COMPILE_SUBDIR = "torch_compile_cache"
 # The "compile" a miss costs: long enough to show, short enough for the lab.
@@ -262,8 +263,8 @@ def build_key(source_dir: str | None = None) -> str:
 
 def compile_cache_dir(engine: str, environ=None) -> str:
     environ = os.environ if environ is None else environ
-    variable, under_home = COMPILE_CACHES[engine]
-    return environ.get(variable) or os.path.join(environ.get("HOME") or "/root", under_home)
+    variable, default = COMPILE_CACHES[engine]
+    return environ.get(variable) or default
 
 
 def warm_compile(cache_dir: str, key: str, compile_s: float = COMPILE_S) -> dict:
