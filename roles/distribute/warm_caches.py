@@ -83,6 +83,10 @@ def caches_to_receive(own: dict | None, source: dict | None, own_image_id: str |
     return [path for path, state in own.items() if state["empty"] and not source.get(path, EMPTY)["empty"]]
 
 
+def size_text(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
+
+
 def warm_command(home: str, user: str, source_ip: str, path: str) -> str:
     """rsync `path` of the source into `path` of this node, through WARMING, as the admin."""
     landing = f"{path}/{WARMING}"
@@ -129,9 +133,9 @@ def apply() -> None:
     names = {path: name for name, path in engine_cache_dirs(account["home"]).items()}
     for path in caches_to_receive(dirs.get(host.name), dirs.get(source["name"]), own_image_id,
                                   image_ids.get(source["name"])):
-        size = dirs[source["name"]][path]["bytes"]
         server.shell(
-            name=f"Warm the {names[path]} cache from {source['name']} over QSFP ({size / 2**20:.1f} MiB)",
+            name=f"Warm the {names[path]} cache from {source['name']} over QSFP "
+            f"({size_text(dirs[source['name']][path]['bytes'])})",
             # As the admin: the cluster key is the admin's, and the cache stays the admin's.
             commands=[warm_command(account["home"], s.ssh_user, source["qsfp_ip"], path)],
             _sudo=False,

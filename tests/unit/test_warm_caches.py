@@ -83,6 +83,11 @@ def test_fact_of_a_dotfile_only_dir_is_not_empty(tmp_path):
     assert run_fact([str(tmp_path)])[str(tmp_path)]["empty"] is False
 
 
+def test_sizes_read_well_from_kernels_to_gigabytes():
+    assert warm_caches.size_text(12_288) == "12 KiB"
+    assert warm_caches.size_text(3 * 2**30) == "3072.0 MiB"
+
+
 def test_parse_keeps_paths_whole():
     assert parse_cache_dirs(["1\t42\t/h/a b", "0\t4096\t/h/c"]) == {
         "/h/a b": {"empty": False, "bytes": 42}, "/h/c": {"empty": True, "bytes": 0}}
