@@ -184,8 +184,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("distribute_image", "distribute", True,
             "Copy the engine image from a node that has it to nodes whose image differs (preflight then only logs it).",
             kind=bool),
+    Setting("distribute_caches", "distribute", True,
+            "Give a node whose engine compile caches are empty the source's, when both run the same image id "
+            "(a non-empty cache is never overwritten).", kind=bool),
     Setting("distribute_source", "distribute", None,
-            "The node both are copied from; None: per item, the first node (head first) that holds it.",
+            "The node model, image and caches are copied from; None: per item, the first node (head first) that holds it.",
             nullable=True),
     Setting("distribute_fanout", "distribute", "chain",
             "chain: each receiver pulls from the one before it while that one still receives (the source sends "

@@ -29,6 +29,7 @@ from spark_cluster.settings import cluster_settings
 
 from . import image as image_relay
 from . import model
+from . import warm_caches
 
 
 def _copies_model(s):
@@ -45,6 +46,7 @@ def wants(account):
         reads.append(image_id_of(image))
     if _copies_model(s):
         reads += model.wants(s, account)
+    reads += warm_caches.wants(account)
     return reads
 
 
@@ -68,3 +70,5 @@ def apply():
 
     # The image: relayed down a chain of receivers (roles/distribute/image.py).
     image_relay.apply(account)
+
+    warm_caches.apply()  # last: a node receiving the image above counts as running it

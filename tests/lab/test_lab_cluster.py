@@ -74,6 +74,12 @@ WATCH_UNIT = "spark-serving-watch.service"
 READY_WORDS = "ready after"
 
 
+def compile_cache(node):
+    """What the node's stand-in engine found in its compile cache when it started (server.py)."""
+    report = as_root(node, "docker exec spark-serving python3 /standin/report.py").stdout
+    return json.loads(report)["compile_cache"]
+
+
 def wait_serving_healthy(timeout=900):
     wait_for(lambda: head_healthy(HEAD), timeout, what="head /health = 200 with all workers joined")
 
@@ -316,6 +322,10 @@ def test_a_rebuilt_node_rejoins_with_one_command_and_receives_model_and_image_ov
     assert any(f"Load {standin_tag()} from {HEAD} over QSFP" in op for op in worker_ops), worker_ops
     assert any("Copy deepseek-ai/DeepSeek-V4-Flash from spark-1 over QSFP" in op for op in worker_ops), worker_ops
     assert not any("Build the stand-in" in op for op in worker_ops), worker_ops
+    # Warm caches travel too: the head's stand-in compiled into its vllm cache
+    # when it first started; the worker's caches are empty, and it ends the
+    # run with the head's image id.
+    assert any(f"Warm the vllm cache from {HEAD} over QSFP" in op for op in worker_ops), worker_ops
     # On the head only its peers' host keys changed (the worker's new key
     # replaced the old); it waited, as every node does, for the cluster to answer.
     head_ops = [op for op in result.changed_operations(HEAD) if "Wait until the head answers" not in op]
@@ -324,6 +334,13 @@ def test_a_rebuilt_node_rejoins_with_one_command_and_receives_model_and_image_ov
     assert image_id(WORKER, standin_tag()) == image_id(HEAD, standin_tag())  # loaded, not rebuilt
     assert tree_digest(WORKER, MODEL_DIR) == tree_digest(HEAD, MODEL_DIR)
     wait_serving_healthy()
+    # The worker's engine started without compiling: it found the head's artifact.
+    worker_cache, head_cache = compile_cache(WORKER), compile_cache(HEAD)
+    assert worker_cache["outcome"] == "hit", worker_cache
+    assert worker_cache["sha256"] == head_cache["sha256"], (worker_cache, head_cache)
+    assert worker_cache["compiled_on"] == head_cache["compiled_on"], (worker_cache, head_cache)
+    worker_log = as_root(WORKER, "docker logs spark-serving 2>&1").stdout
+    assert "compile cache HIT" in worker_log and "compile cache MISS" not in worker_log, worker_log[-3000:]
     code, entries, output = verify(lab2, tmp_path / "rebuilt.json")
     assert code == 0, output[-6000:]
     # The head cannot serve without its worker (tensor parallel): its watcher
