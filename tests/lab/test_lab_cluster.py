@@ -9,6 +9,7 @@ The last three are marked `extended`: CI's hour has no room for them, so
 `scripts/test --extended` runs them (the default run deselects them)."""
 
 import json
+import re
 import time
 
 import pytest
@@ -59,7 +60,12 @@ head -c 4194304 /dev/urandom > "$d/blobs/facade"
 ln -sfn ../../blobs/c0ffee "$d/snapshots/0123abc/config.json"
 ln -sfn ../../blobs/facade "$d/snapshots/0123abc/model-00001-of-00001.safetensors"
 echo 0123abc > "$d/refs/main"
+mkdir -p "$d/snapshots/0123abc/original"
+head -c 1048576 /dev/urandom > "$d/blobs/0dd5"
+ln -sfn ../../../blobs/0dd5 "$d/snapshots/0123abc/original/consolidated.00.pth"
 """
+# A format folder the engine does not read (distribute_model_exclude): it stays on the head.
+LEFT_BEHIND = ("./blobs/0dd5", "./snapshots/0123abc/original*")
 
 pytestmark = pytest.mark.lab
 
@@ -332,7 +338,15 @@ def test_a_rebuilt_node_rejoins_with_one_command_and_receives_model_and_image_ov
     assert len(head_ops) == 1 and "ssh_known_hosts" in head_ops[0], head_ops
 
     assert image_id(WORKER, standin_tag()) == image_id(HEAD, standin_tag())  # loaded, not rebuilt
-    assert tree_digest(WORKER, MODEL_DIR) == tree_digest(HEAD, MODEL_DIR)
+    # Identical, less the format folder no engine here reads.
+    assert tree_digest(WORKER, MODEL_DIR) == tree_digest(HEAD, MODEL_DIR, LEFT_BEHIND)
+    assert tree_digest(WORKER, MODEL_DIR) != tree_digest(HEAD, MODEL_DIR)
+    # The copy showed its progress and its figures close the run.
+    assert re.search(r"copying deepseek-ai/DeepSeek-V4-Flash: \d+ streams over 2 rail\(s\) from spark-1",
+                     result.output), result.output[-6000:]
+    assert "--> Copies over QSFP in this run:" in result.output
+    assert re.search(r"deepseek-ai/DeepSeek-V4-Flash -> spark-2: [0-9.]+ GiB in \d+ s", result.output), \
+        result.output[-3000:]
     wait_serving_healthy()
     # The worker's engine started without compiling: it found the head's artifact.
     worker_cache, head_cache = compile_cache(WORKER), compile_cache(HEAD)
