@@ -119,7 +119,7 @@ def copy_argv(script: str, source_dir: str, dest_dir: str, addresses: Sequence[s
     """The receiver's tree_copy.py command."""
     argv = ["python3", script, source_dir, dest_dir, "--from", ",".join(addresses), "--list", list_path,
             "--streams", str(streams), "--ssh", shlex.join(ssh), "--progress-every", str(progress_every_s),
-            "--stall-s", str(stall_s)]
+            "--stall-s", str(stall_s), "--remove-list"]
     if fallback:
         argv += ["--fallback", ",".join(fallback)]
     return argv

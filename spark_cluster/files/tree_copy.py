@@ -6,7 +6,7 @@ keeps for all its files.
 
     tree_copy.py SOURCE_DIR DEST_DIR --from ADDR[,ADDR...] --list LISTFILE
                  [--streams N] [--ssh "SSH COMMAND"] [--progress-every S]
-                 [--fallback ADDR[,ADDR...]] [--stall-s S]
+                 [--fallback ADDR[,ADDR...]] [--stall-s S] [--remove-list]
 
 Runs on the receiving node, as the user who owns DEST_DIR. LISTFILE is JSON,
 {"files": [{"path": "blobs/x", "size": 123}, {"path": "refs/main", "size": 40, "mtime": 1764590000},
@@ -285,6 +285,8 @@ class Copy:
         figures = self.progress()
         if not self.failed and not missing:
             shutil.rmtree(temp, ignore_errors=True)
+            if self.args.remove_list:  # the deploy wrote it for this copy alone
+                os.unlink(self.args.list)
         self.report("result", ok=not self.failed and not missing, files=len(self.entries),
                     copied=len(files) + len(links), streams=self.args.streams, sources=self.addresses,
                     missing=missing[:5], error=self.failed, **figures)
@@ -330,6 +332,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--progress-every", type=float, default=5.0)
     parser.add_argument("--fallback", type=lambda s: [a for a in s.split(",") if a], default=[])
     parser.add_argument("--stall-s", type=float, default=300.0)
+    parser.add_argument("--remove-list", action="store_true", help="remove LISTFILE once the copy ends whole")
     args = parser.parse_args(argv)
     if args.streams < 1 or not args.addresses:
         parser.error("--streams must be at least 1 and --from must name an address")

@@ -112,6 +112,7 @@ def test_the_copy_command_names_every_rail_and_the_fallback():
     assert argv[argv.index("--fallback") + 1] == "nvidia@192.168.100.10#spark-1"
     assert shlex.split(argv[argv.index("--ssh") + 1]) == ["ssh", "-c", "aes128-gcm@openssh.com"]
     assert argv[argv.index("--streams") + 1] == "8"
+    assert "--remove-list" in argv  # the list was written for this copy alone
 
 
 def test_the_listing_command_reads_a_real_tree(tmp_path):

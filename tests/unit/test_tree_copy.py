@@ -121,6 +121,14 @@ def test_a_copy_over_two_addresses_ends_identical_and_reports_progress(tmp_path,
     assert all(alias == "spark-1" for _, alias in calls), calls
     assert {host.rpartition("@")[2] for host, _ in calls} == {"rail-1", "rail-2"}
     assert not (dest / ".spark-copy-tmp").exists()
+    assert listing.exists()  # kept unless --remove-list asks
+
+
+def test_with_remove_list_the_list_goes_once_the_copy_is_whole(tmp_path, ssh):
+    source, dest = tmp_path / "source", tmp_path / "dest"
+    listing = write_list(tmp_path / "list.json", make_tree(source, shards=1, shard_bytes=MiB))
+    assert subprocess.run(copy_argv(ssh, source, dest, listing, "--remove-list"), capture_output=True).returncode == 0
+    assert not listing.exists()
 
 
 def test_progress_lines_say_bytes_rate_and_eta(tmp_path, ssh):
