@@ -15,9 +15,14 @@ GiB = 2**30
 _REPORTS: dict[int, list[dict[str, Any]]] = {}
 
 
+def amount(count: float) -> str:
+    """Bytes as GiB, or MiB below one GiB (a lab's small model reads 0.00 GiB otherwise)."""
+    return f"{count / GiB:.2f} GiB" if count >= GiB else f"{count / 2**20:.1f} MiB"
+
+
 def copy_line(item: str, node: str, moved: int, seconds: float, how: str) -> str:
-    rate = moved / seconds / GiB if seconds > 0 else 0.0
-    return f"{item} -> {node}: {moved / GiB:.2f} GiB in {seconds:.0f} s ({rate:.2f} GiB/s), {how}"
+    rate = moved / seconds if seconds > 0 else 0.0
+    return f"{item} -> {node}: {amount(moved)} in {seconds:.0f} s ({amount(rate)}/s), {how}"
 
 
 def record(state, item: str, node: str, moved: int, seconds: float, how: str) -> str:

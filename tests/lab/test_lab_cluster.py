@@ -345,7 +345,7 @@ def test_a_rebuilt_node_rejoins_with_one_command_and_receives_model_and_image_ov
     assert re.search(r"copying deepseek-ai/DeepSeek-V4-Flash: \d+ streams over 2 rail\(s\) from spark-1",
                      result.output), result.output[-6000:]
     assert "--> Copies over QSFP in this run:" in result.output
-    assert re.search(r"deepseek-ai/DeepSeek-V4-Flash -> spark-2: [0-9.]+ GiB in \d+ s", result.output), \
+    assert re.search(r"deepseek-ai/DeepSeek-V4-Flash -> spark-2: [0-9.]+ [GM]iB in \d+ s", result.output), \
         result.output[-3000:]
     wait_serving_healthy()
     # The worker's engine started without compiling: it found the head's artifact.
