@@ -22,8 +22,9 @@ import posixpath
 import shlex
 from typing import Iterable, Mapping, Sequence
 
-# path -> (size, link target or "") of a tree, as `find -printf '%P\t%s\t%l\n'` lists it.
-Listing = Mapping[str, "tuple[int, str]"]
+# path -> (size, link target or "", modification second) of a tree, as
+# `find -printf '%P\t%s\t%l\t%T@\n'` lists it.
+Listing = Mapping[str, "tuple[int, str, int]"]
 
 # The engine reads the weights, the configs, the tokenizer and the chat template.
 DEFAULT_MODEL_FILES = ("*.safetensors", "*.json", "*.model", "*.tiktoken", "*.txt", "*.py", "*.jinja",
@@ -31,7 +32,7 @@ DEFAULT_MODEL_FILES = ("*.safetensors", "*.json", "*.model", "*.tiktoken", "*.tx
 # Folders of the same weights in another format, which no engine here reads.
 DEFAULT_MODEL_EXCLUDE = ("original/*", "metal/*", "gguf/*", "onnx/*")
 FANOUTS = ("chain", "star")
-LISTING_FORMAT = "%P\\t%s\\t%l\\n"
+LISTING_FORMAT = "%P\\t%s\\t%l\\t%T@\\n"
 
 
 def listing_command(path: str, quote) -> str:
@@ -40,12 +41,12 @@ def listing_command(path: str, quote) -> str:
             f"-printf '{LISTING_FORMAT}' || true")
 
 
-def parse_listing(lines: Iterable[str]) -> dict[str, tuple[int, str]]:
+def parse_listing(lines: Iterable[str]) -> dict[str, tuple[int, str, int]]:
     tree = {}
     for line in lines:
         parts = line.rstrip("\n").split("\t")
-        if len(parts) == 3 and parts[1].isdigit():
-            tree[parts[0]] = (int(parts[1]), parts[2])
+        if len(parts) == 4 and parts[1].isdigit():
+            tree[parts[0]] = (int(parts[1]), parts[2], int(float(parts[3])))
     return tree
 
 
@@ -60,19 +61,21 @@ def model_entries(source: Listing, include: Sequence[str] = DEFAULT_MODEL_FILES,
     """The entries of the source's tree a receiver needs, in copy order (for tree_copy.py's --list)."""
     blobs: dict[str, int] = {}
     files, links = [], []
-    for path, (size, target) in sorted(source.items()):
+    for path, (size, target, mtime) in sorted(source.items()):
         top, _, rest = path.partition("/")
         if top == "refs":
-            files.append({"path": path, "size": size})
+            # A ref names a revision in 40 hex digits: the same size whichever it
+            # names, so its modification time (rsync -a keeps it) tells them apart.
+            files.append({"path": path, "size": size, "mtime": mtime})
         elif top == "snapshots":
             inside = rest.partition("/")[2]  # the file's path inside its revision
             if not inside or not matches(inside, include) or matches(inside, exclude):
                 continue
             if not target:  # a plain file in a snapshot (written without links)
-                files.append({"path": path, "size": size})
+                files.append({"path": path, "size": size, "mtime": mtime})
                 continue
             blob = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
-            if blob in source and not source[blob][1]:
+            if blob in source and not source[blob][1]:  # a blob is named by its hash: its size suffices
                 blobs[blob] = source[blob][0]
                 links.append({"path": path, "link": target})
     ordered = sorted(({"path": path, "size": size} for path, size in blobs.items()),
@@ -86,7 +89,10 @@ def missing_entries(entries: Sequence[dict], held: Listing) -> list[dict]:
         found = held.get(entry["path"])
         if found is None:
             return False
-        return found[1] == entry["link"] if "link" in entry else (not found[1] and found[0] == entry["size"])
+        size, link, mtime = found
+        if "link" in entry:
+            return link == entry["link"]
+        return not link and size == entry["size"] and entry.get("mtime", mtime) == mtime
     return [entry for entry in entries if not has(entry)]
 
 
@@ -113,7 +119,7 @@ def copy_argv(script: str, source_dir: str, dest_dir: str, addresses: Sequence[s
     """The receiver's tree_copy.py command."""
     argv = ["python3", script, source_dir, dest_dir, "--from", ",".join(addresses), "--list", list_path,
             "--streams", str(streams), "--ssh", shlex.join(ssh), "--progress-every", str(progress_every_s),
-            "--stall-s", str(stall_s)]
+            "--stall-s", str(stall_s), "--remove-list"]
     if fallback:
         argv += ["--fallback", ",".join(fallback)]
     return argv

@@ -6,12 +6,14 @@ copies it from a node that holds it whole (spark_cluster/copy_source.py).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from pyinfra.api import FactBase
 
 from .batch_fact import Want, want
 from .caches import hf_home
+from .copy_plan import listing_command, parse_listing
 from .shipped import shipped_command
 
 # Shipped with the package and run by the unit tests against temporary trees.
@@ -76,3 +78,19 @@ def model_manifest_want(home: str, model: str) -> Want:
     """What a node holds of `model` in the Hugging Face cache under the admin's `home`:
     preflight and distribute read this one fact."""
     return want(ModelManifest, path=model_cache_dir(hf_home(home), model))
+
+
+class ModelListing(FactBase):
+    """{path: (size, link target or "")} of every file and link in a tree;
+    {} when it is absent. What distribute copies file by file (copy_plan.py)."""
+
+    def command(self, path: str) -> str:
+        return listing_command(path, shlex.quote)
+
+    def process(self, output):
+        return parse_listing(output)
+
+
+def model_listing_want(home: str, model: str) -> Want:
+    """Each file of `model` in the admin's Hugging Face cache, with its size and link target."""
+    return want(ModelListing, path=model_cache_dir(hf_home(home), model))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from .engines import ENGINES, default_image
+from .copy_plan import DEFAULT_MODEL_EXCLUDE, DEFAULT_MODEL_FILES, FANOUTS
 
 _NUMBER = (int, float)
 
@@ -183,9 +184,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("distribute_image", "distribute", True,
             "Copy the engine image from a node that has it to nodes whose image differs (preflight then only logs it).",
             kind=bool),
+    Setting("distribute_caches", "distribute", True,
+            "Give a node whose engine compile caches are empty the source's, when both run the same image id "
+            "(a non-empty cache is never overwritten).", kind=bool),
     Setting("distribute_source", "distribute", None,
-            "The node both are copied from; None: per item, the first node (head first) that holds it.",
+            "The node model, image and caches are copied from; None: per item, the first node (head first) that holds it.",
             nullable=True),
+    Setting("distribute_fanout", "distribute", "chain",
+            "chain: each receiver pulls from the one before it while that one still receives (the source sends "
+            "once); star: every receiver pulls from the source.", choices=FANOUTS),
+    Setting("distribute_streams_per_rail", "distribute", 4,
+            "Model copy: rsync streams per rail of the upstream, each on its own SSH connection (one core per "
+            "stream at each end).", kind=int, minimum=1, maximum=16),
+    Setting("distribute_model_files", "distribute", list(DEFAULT_MODEL_FILES),
+            "Model copy: globs of the snapshot files the engine reads (a glob with '/' matches the path inside "
+            "the snapshot, else the file name); their blobs and refs/ travel with them.", kind=list, item=str),
+    Setting("distribute_model_exclude", "distribute", list(DEFAULT_MODEL_EXCLUDE),
+            "Model copy: globs left behind even when distribute_model_files names them (duplicate format "
+            "folders no engine here reads).", kind=list, item=str),
+    Setting("distribute_stall_s", "distribute", 120,
+            "Chain: seconds a receiver waits on an upstream that makes no progress before pulling the rest from "
+            "the source.", kind=int, minimum=10),
     # --- the lab's stand-in engine -----------------------------------------
     Setting("serving_standin", "standin", False,
             "Lab only: run the stand-in engine (no GPU, no weights) instead of serving_image.", kind=bool),

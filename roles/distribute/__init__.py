@@ -1,10 +1,12 @@
 """Model and engine image spread from the node that has them, over the QSFP link.
 
 Desired state on every other node:
-- the model's Hugging Face cache tree is identical to the source's (rsync over
-  QSFP as the admin user, so the files stay the admin's);
+- the model files the engine reads are the source's (roles/distribute/model.py:
+  rsync streams over every rail, receivers chained, as the admin user, so the
+  files stay the admin's);
 - the engine image is present with the source's image id (docker save | docker
-  load over QSFP), so no node ever pulls from the internet again.
+  load over QSFP, relayed down a chain of receivers: image.py), so no node ever
+  pulls from the internet again.
 Nothing is copied when the trees or image ids already match. Each item has its
 own source (spark_cluster/copy_source.py): the node group_data names
 (distribute_source), else the first node in inventory order, head first, that
@@ -19,34 +21,19 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
-from spark_cluster.cluster_facts import member_fact
-from spark_cluster.cluster_ssh import KEY_NAME, SYSTEM_KNOWN_HOSTS
-from spark_cluster.copy_source import choose_source
-from spark_cluster.engine_image import (
-    explicit_source,
-    image_id_of,
-    image_of,
-    image_source,
-    image_to_receive,
-    member_order,
-    needs_copy,
-)
-from spark_cluster.host_ops import PACKAGES_WANT, admin_account, ensure_packages
-from spark_cluster.model_cache import model_manifest_want, model_whole
+from spark_cluster.engine_image import image_id_of, image_of
+from spark_cluster.host_ops import admin_account
 from spark_cluster.settings import cluster_settings
+
+from . import image as image_relay
+from . import model
+from . import warm_caches
 
 
 def _copies_model(s):
     return bool(s.distribute_model and s.serving_model)
-
-
-def model_source(host_data, manifests) -> str | None:
-    """The node the model is copied from: distribute_source, else the first node
-    (head first) that holds it whole; None when none does."""
-    whole = {name: manifest for name, manifest in manifests.items() if model_whole(manifest)}
-    return choose_source(whole, member_order(host_data), explicit_source(host_data))
 
 
 def wants(account):
@@ -58,10 +45,8 @@ def wants(account):
     if s.distribute_image and image:
         reads.append(image_id_of(image))
     if _copies_model(s):
-        reads.append(PACKAGES_WANT)
-        admin = account()
-        if admin:
-            reads.append(model_manifest_want(admin["home"], s.serving_model))
+        reads += model.wants(s, account)
+    reads += warm_caches.wants(account)
     return reads
 
 
@@ -80,50 +65,10 @@ def apply():
             append=True,
             ensure_home=False,  # the caches role owns what lies under the home
         )
-    copies_model = _copies_model(s)
-    if copies_model:
-        # Both ends of a copy run rsync: the source serves it over SSH.
-        ensure_packages("rsync for model copies", ["rsync"])
-        manifest_fact = model_manifest_want(account["home"], s.serving_model)
-        model_dir = manifest_fact.kwargs["path"]
-        manifests = member_fact(manifest_fact)
-        source = model_source(host.data, manifests)
-        # Never from a partial tree: rsync --delete would spread it (a
-        # distribute_source without the model whole is preflight's to report).
-        if (source not in (None, host.name) and model_whole(manifests.get(source))
-                and needs_copy(manifests.get(source), manifests.get(host.name))):
-            files.directory(
-                name="Hugging Face hub directory",
-                path=model_dir.rsplit("/", 1)[0],
-                user=s.ssh_user, group=account["group"], mode="755",
-            )
-            manifest = manifests[source]
-            server.shell(
-                name=f"Copy {s.serving_model} from {source} over QSFP "
-                f"({manifest['files']} files, {manifest['bytes'] / 2**30:.1f} GiB)",
-                # As the admin: the node-to-node SSH setup (ssh role) is the admin's,
-                # and copied files must stay the admin's.
-                commands=[shlex.join([
-                    "rsync", "-a", "--delete", "--partial",
-                    f"{source}:{model_dir}/", f"{model_dir}/",
-                ])],
-                _sudo=False,
-            )
+    if _copies_model(s):
+        model.apply(s, account)
 
-    receive = image_to_receive(host.data)
-    if receive:
-        image, source_id = receive
-        source = image_source(host.data)
-        key = f"{account['home']}/.ssh/{KEY_NAME}"
-        # docker load needs root here; the remote docker save runs as the admin
-        # (a member of the docker group: the first operation of this role).
-        ssh = shlex.join([
-            "ssh", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={SYSTEM_KNOWN_HOSTS}",
-            f"{s.ssh_user}@{source['qsfp_ip']}", shlex.join(["docker", "save", image]),
-        ])
-        server.shell(
-            name=f"Load {image} from {source['name']} over QSFP (docker save | docker load)",
-            # docker load fails on a truncated stream, so a broken copy is an error.
-            commands=[f"{ssh} | docker load"],
-        )
+    # The image: relayed down a chain of receivers (roles/distribute/image.py).
+    image_relay.apply(account)
+
+    warm_caches.apply()  # last: a node receiving the image above counts as running it

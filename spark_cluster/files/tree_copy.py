@@ -6,12 +6,13 @@ keeps for all its files.
 
     tree_copy.py SOURCE_DIR DEST_DIR --from ADDR[,ADDR...] --list LISTFILE
                  [--streams N] [--ssh "SSH COMMAND"] [--progress-every S]
-                 [--fallback ADDR[,ADDR...]] [--stall-s S]
+                 [--fallback ADDR[,ADDR...]] [--stall-s S] [--remove-list]
 
 Runs on the receiving node, as the user who owns DEST_DIR. LISTFILE is JSON,
-{"files": [{"path": "blobs/x", "size": 123}, {"path": "snapshots/r/f", "link": "../../blobs/x"}]},
-in copy order; an entry DEST_DIR already holds (a file of that size, a link
-to that target) is not copied again, so a copy cut short resumes where it
+{"files": [{"path": "blobs/x", "size": 123}, {"path": "refs/main", "size": 40, "mtime": 1764590000},
+{"path": "snapshots/r/f", "link": "../../blobs/x"}]}, in copy order; an entry
+DEST_DIR already holds (a file of that size, and that modification second
+where the entry names one; a link to that target) is not copied again, so a copy cut short resumes where it
 stopped, file by file.
 
 The upstream may still be receiving the same list itself (a chain: node 2
@@ -83,7 +84,10 @@ def held(root: str, entry: dict) -> bool:
     path = os.path.join(root, entry["path"])
     if "link" in entry:
         return os.path.islink(path) and os.readlink(path) == entry["link"]
-    return os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) == entry["size"]
+    if not os.path.isfile(path) or os.path.islink(path):
+        return False
+    status = os.stat(path)
+    return status.st_size == entry["size"] and ("mtime" not in entry or int(status.st_mtime) == entry["mtime"])
 
 
 def listing_command(source_dir: str) -> str:
@@ -91,21 +95,21 @@ def listing_command(source_dir: str) -> str:
     file and link, and the bytes in its temporary directory (its progress)."""
     quoted = shlex.quote(source_dir)
     return (f"cd {quoted} 2>/dev/null || exit 0; "
-            "find . -mindepth 1 \\( -type f -o -type l \\) -printf '%P\\t%s\\t%l\\n'")
+            "find . -mindepth 1 \\( -type f -o -type l \\) -printf '%P\\t%s\\t%l\\t%T@\\n'")
 
 
 def parse_listing(text: str) -> tuple[dict, int]:
-    """({path: (size, link target)}, bytes under the temporary directory)."""
+    """({path: (size, link target, modification second)}, bytes under the temporary directory)."""
     tree, moving = {}, 0
     for line in text.splitlines():
         parts = line.split("\t")
-        if len(parts) != 3:
+        if len(parts) != 4:
             continue
-        path, size, link = parts
+        path, size, link, mtime = parts
         if path.startswith(TEMP_DIR + "/"):
             moving += int(size)
         else:
-            tree[path] = (int(size), link)
+            tree[path] = (int(size), link, int(float(mtime)))
     return tree, moving
 
 
@@ -113,8 +117,10 @@ def ready_upstream(tree: dict, entry: dict) -> bool:
     found = tree.get(entry["path"])
     if found is None:
         return False
-    size, link = found
-    return link == entry["link"] if "link" in entry else (not link and size == entry["size"])
+    size, link, mtime = found
+    if "link" in entry:
+        return link == entry["link"]
+    return not link and size == entry["size"] and entry.get("mtime", mtime) == mtime
 
 
 def progress_line(figures: dict) -> str:
@@ -279,6 +285,8 @@ class Copy:
         figures = self.progress()
         if not self.failed and not missing:
             shutil.rmtree(temp, ignore_errors=True)
+            if self.args.remove_list:  # the deploy wrote it for this copy alone
+                os.unlink(self.args.list)
         self.report("result", ok=not self.failed and not missing, files=len(self.entries),
                     copied=len(files) + len(links), streams=self.args.streams, sources=self.addresses,
                     missing=missing[:5], error=self.failed, **figures)
@@ -295,7 +303,7 @@ class Copy:
             waiting = [entry for entry in waiting if entry not in ready]
             if not waiting:
                 return
-            seen = (len(tree), sum(size for size, _ in tree.values()), moving)
+            seen = (len(tree), sum(found[0] for found in tree.values()), moving)
             if seen != last_seen:
                 last_seen, last_change = seen, time.monotonic()
             elif time.monotonic() - last_change > self.args.stall_s:
@@ -324,6 +332,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--progress-every", type=float, default=5.0)
     parser.add_argument("--fallback", type=lambda s: [a for a in s.split(",") if a], default=[])
     parser.add_argument("--stall-s", type=float, default=300.0)
+    parser.add_argument("--remove-list", action="store_true", help="remove LISTFILE once the copy ends whole")
     args = parser.parse_args(argv)
     if args.streams < 1 or not args.addresses:
         parser.error("--streams must be at least 1 and --from must name an address")

@@ -177,12 +177,14 @@ def head_healthy(head: str, api: str = HEAD_API) -> bool:
     return on_node(head, health_probe(api), check=False).returncode == 0
 
 
-def tree_digest(node: str, path: str) -> str:
-    """Names, sizes, link targets and contents of a tree: equal digests mean identical trees."""
+def tree_digest(node: str, path: str, leave_out: tuple[str, ...] = ()) -> str:
+    """Names, sizes, link targets and contents of a tree: equal digests mean
+    identical trees; `leave_out`: find -path globs (./...) not counted."""
     q = shlex.quote(path)
+    skip = "".join(f" ! -path {shlex.quote(glob)}" for glob in leave_out)
     command = (
-        f"cd {q} && {{ find . \\( -type f -o -type l \\) -printf '%P %s %l\\n' | LC_ALL=C sort; "
-        "find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum"
+        f"cd {q} && {{ find . \\( -type f -o -type l \\){skip} -printf '%P %s %l\\n' | LC_ALL=C sort; "
+        f"find . -type f{skip} -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; }} | sha256sum"
     )
     return on_node(node, command).stdout.split()[0]
 

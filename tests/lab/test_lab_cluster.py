@@ -9,6 +9,7 @@ The last three are marked `extended`: CI's hour has no room for them, so
 `scripts/test --extended` runs them (the default run deselects them)."""
 
 import json
+import re
 import time
 
 import pytest
@@ -59,7 +60,12 @@ head -c 4194304 /dev/urandom > "$d/blobs/facade"
 ln -sfn ../../blobs/c0ffee "$d/snapshots/0123abc/config.json"
 ln -sfn ../../blobs/facade "$d/snapshots/0123abc/model-00001-of-00001.safetensors"
 echo 0123abc > "$d/refs/main"
+mkdir -p "$d/snapshots/0123abc/original"
+head -c 1048576 /dev/urandom > "$d/blobs/0dd5"
+ln -sfn ../../../blobs/0dd5 "$d/snapshots/0123abc/original/consolidated.00.pth"
 """
+# A format folder the engine does not read (distribute_model_exclude): it stays on the head.
+LEFT_BEHIND = ("./blobs/0dd5", "./snapshots/0123abc/original*")
 
 pytestmark = pytest.mark.lab
 
@@ -72,6 +78,12 @@ RECOVERY_BOUND_S = 300
 WATCH_UNIT = "spark-serving-watch.service"
 # The deploy's progress lines, one per look at a node's engine (roles/serving/ready.py).
 READY_WORDS = "ready after"
+
+
+def compile_cache(node):
+    """What the node's stand-in engine found in its compile cache when it started (server.py)."""
+    report = as_root(node, "docker exec spark-serving python3 /standin/report.py").stdout
+    return json.loads(report)["compile_cache"]
 
 
 def wait_serving_healthy(timeout=900):
@@ -316,14 +328,33 @@ def test_a_rebuilt_node_rejoins_with_one_command_and_receives_model_and_image_ov
     assert any(f"Load {standin_tag()} from {HEAD} over QSFP" in op for op in worker_ops), worker_ops
     assert any("Copy deepseek-ai/DeepSeek-V4-Flash from spark-1 over QSFP" in op for op in worker_ops), worker_ops
     assert not any("Build the stand-in" in op for op in worker_ops), worker_ops
+    # Warm caches travel too: the head's stand-in compiled into its vllm cache
+    # when it first started; the worker's caches are empty, and it ends the
+    # run with the head's image id.
+    assert any(f"Warm the vllm cache from {HEAD} over QSFP" in op for op in worker_ops), worker_ops
     # On the head only its peers' host keys changed (the worker's new key
     # replaced the old); it waited, as every node does, for the cluster to answer.
     head_ops = [op for op in result.changed_operations(HEAD) if "Wait until the head answers" not in op]
     assert len(head_ops) == 1 and "ssh_known_hosts" in head_ops[0], head_ops
 
     assert image_id(WORKER, standin_tag()) == image_id(HEAD, standin_tag())  # loaded, not rebuilt
-    assert tree_digest(WORKER, MODEL_DIR) == tree_digest(HEAD, MODEL_DIR)
+    # Identical, less the format folder no engine here reads.
+    assert tree_digest(WORKER, MODEL_DIR) == tree_digest(HEAD, MODEL_DIR, LEFT_BEHIND)
+    assert tree_digest(WORKER, MODEL_DIR) != tree_digest(HEAD, MODEL_DIR)
+    # The copy showed its progress and its figures close the run.
+    assert re.search(r"copying deepseek-ai/DeepSeek-V4-Flash: \d+ streams over 2 rail\(s\) from spark-1",
+                     result.output), result.output[-6000:]
+    assert "--> Copies over QSFP in this run:" in result.output
+    assert re.search(r"deepseek-ai/DeepSeek-V4-Flash -> spark-2: [0-9.]+ [GM]iB in \d+ s", result.output), \
+        result.output[-3000:]
     wait_serving_healthy()
+    # The worker's engine started without compiling: it found the head's artifact.
+    worker_cache, head_cache = compile_cache(WORKER), compile_cache(HEAD)
+    assert worker_cache["outcome"] == "hit", worker_cache
+    assert worker_cache["sha256"] == head_cache["sha256"], (worker_cache, head_cache)
+    assert worker_cache["compiled_on"] == head_cache["compiled_on"], (worker_cache, head_cache)
+    worker_log = as_root(WORKER, "docker logs spark-serving 2>&1").stdout
+    assert "compile cache HIT" in worker_log and "compile cache MISS" not in worker_log, worker_log[-3000:]
     code, entries, output = verify(lab2, tmp_path / "rebuilt.json")
     assert code == 0, output[-6000:]
     # The head cannot serve without its worker (tensor parallel): its watcher

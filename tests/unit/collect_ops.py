@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import re
 import runpy
+import shlex
 from pathlib import Path
 
 import pyinfra
 import pytest
 from pyinfra.api import Config, Inventory, State
+from pyinfra.api.command import FunctionCommand
 from pyinfra.api.deploy import add_deploy
 from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
@@ -51,6 +53,9 @@ def cluster(count, **overrides):
 
 
 def command_text(command) -> str:
+    if isinstance(command, FunctionCommand):  # python.call: the function, and the command it runs if any
+        argv = command.kwargs.get("argv")
+        return f"{command.function.__name__}: " + (shlex.join(argv) if argv else repr(command.kwargs))
     return command.get_raw_value() if hasattr(command, "get_raw_value") else str(command)
 
 

@@ -21,12 +21,12 @@ GiB = 2**30
 
 def hub_tree(files: dict[str, int], revision="abc123") -> dict:
     """A Hugging Face hub cache listing: one blob per file, a snapshot link to it, refs/main."""
-    tree = {"refs/main": (len(revision), "")}
+    tree = {"refs/main": (len(revision), "", 1764590000)}
     for number, (name, size) in enumerate(files.items()):
         blob = f"blobs/{number:064x}"
         depth = "../" * (name.count("/") + 2)
-        tree[blob] = (size, "")
-        tree[f"snapshots/{revision}/{name}"] = (len(depth) + 69, f"{depth}{blob}")
+        tree[blob] = (size, "", 1764590001)
+        tree[f"snapshots/{revision}/{name}"] = (len(depth) + 69, f"{depth}{blob}", 1764590002)
     return tree
 
 
@@ -53,7 +53,7 @@ def test_only_what_the_engine_reads_travels_blobs_largest_first_links_last():
     assert entries[-len(links):] == links  # links last
     sizes = [entry["size"] for entry in entries if entry["path"].startswith("blobs/")]
     assert sizes == sorted(sizes, reverse=True) and sizes[0] == 4 * GiB - 1  # the biggest shard first
-    assert {"path": "refs/main", "size": 6} in entries
+    assert {"path": "refs/main", "size": 6, "mtime": 1764590000} in entries
     # 140 GB of duplicate formats and the README's figures stay behind.
     assert entries_bytes(entries) < sum(DEEPSEEK.values()) - 140 * GiB
     # Every link's blob travels with it.
@@ -78,12 +78,19 @@ def test_a_receiver_that_holds_the_entries_misses_nothing_and_a_shorter_shard_is
     assert missing_entries(entries, tree) == []
     cut = dict(tree)
     shard = entries[0]["path"]
-    cut[shard] = (cut[shard][0] // 2, "")
+    cut[shard] = (cut[shard][0] // 2, "", 1764590001)
     assert missing_entries(entries, cut) == [entries[0]]
     moved = dict(tree)
     link = entries[-1]["path"]
-    moved[link] = (10, "../../blobs/elsewhere")
+    moved[link] = (10, "../../blobs/elsewhere", 1764590002)
     assert missing_entries(entries, moved) == [entries[-1]]
+    # Another revision's ref: the same 40-digit size, written at another time.
+    ref = next(entry for entry in entries if entry["path"] == "refs/main")
+    updated = {**tree, "refs/main": (6, "", 1764599999)}
+    assert missing_entries(entries, updated) == [ref]
+    # A blob downloaded on each node itself (another time, the same hash and size) is held.
+    blob = entries[0]["path"]
+    assert missing_entries(entries, {**tree, blob: (tree[blob][0], "", 1)}) == []
     assert missing_entries(entries, {}) == entries
 
 
@@ -105,6 +112,7 @@ def test_the_copy_command_names_every_rail_and_the_fallback():
     assert argv[argv.index("--fallback") + 1] == "nvidia@192.168.100.10#spark-1"
     assert shlex.split(argv[argv.index("--ssh") + 1]) == ["ssh", "-c", "aes128-gcm@openssh.com"]
     assert argv[argv.index("--streams") + 1] == "8"
+    assert "--remove-list" in argv  # the list was written for this copy alone
 
 
 def test_the_listing_command_reads_a_real_tree(tmp_path):
@@ -114,6 +122,7 @@ def test_the_listing_command_reads_a_real_tree(tmp_path):
     (tmp_path / "snapshots" / "r" / "config.json").symlink_to("../../blobs/b1")
     out = subprocess.run(["sh", "-c", listing_command(str(tmp_path), shlex.quote)], capture_output=True, text=True)
     tree = parse_listing(out.stdout.splitlines())
-    assert tree["blobs/b1"] == (10, "") and tree["snapshots/r/config.json"][1] == "../../blobs/b1"
+    assert tree["blobs/b1"][:2] == (10, "") and tree["snapshots/r/config.json"][1] == "../../blobs/b1"
+    assert tree["blobs/b1"][2] == int((tmp_path / "blobs" / "b1").stat().st_mtime)
     absent = subprocess.run(["sh", "-c", listing_command(str(tmp_path / "none"), shlex.quote)], capture_output=True)
     assert absent.returncode == 0 and absent.stdout == b""

@@ -1,5 +1,6 @@
 """roles/distribute: what is copied where, decided from every node's facts, offline."""
 
+import hashlib
 import re
 import shlex
 import subprocess
@@ -14,15 +15,42 @@ from spark_cluster.settings import SettingError
 
 IMAGE = GROUP_DATA["serving_image"]
 MODEL_DIR = model_cache_dir("/home/spark/.cache/huggingface", GROUP_DATA["serving_model"])
-MANIFEST = {"digest": "d1", "files": 40, "bytes": 160 * 2**30}
+MANIFEST = {"digest": "d1", "files": 81, "bytes": 152 * 2**30}
+
+
+def hub_listing(shards=38, revision="r1"):
+    """A model's Hugging Face cache as ModelListing answers: blobs, snapshot links, refs/main."""
+    names = {f"model-{i:05d}.safetensors": 4 * 2**30 for i in range(shards)}
+    names.update({"config.json": 1700, "tokenizer.json": 7_800_000, "README.md": 9000})
+    tree = {"refs/main": (len(revision), "", 1764590000)}
+    for name, size in names.items():
+        blob = hashlib.sha256(name.encode()).hexdigest()  # a blob is named by its content's hash
+        tree[f"blobs/{blob}"] = (size, "", 1764590001)
+        tree[f"snapshots/{revision}/{name}"] = (75, f"../../blobs/{blob}", 1764590002)
+    return tree
+
+
+FULL = hub_listing()
+PARTIAL = hub_listing(shards=10)
+# The copy: 38 shards, config, tokenizer and refs/main (the README stays behind).
+COPIED = "41 files, 152.0 GiB"
+
+
+def image_ops(source, *chain, image=IMAGE):
+    """The image's two operations on a receiver (roles/distribute/image.py): the relay, then the id check."""
+    return [f"Load {image} from {source} over QSFP (relay {' -> '.join([source, *chain])})",
+            f"Load {image} from {source} over QSFP: its image id is the source's"]
 
 
 class Nodes:
     """Per node: its docker images and its model manifest; answers the facts distribute reads."""
 
-    def __init__(self, images=None, manifests=None, groups=None):
+    def __init__(self, images=None, manifests=None, groups=None, listings=None):
         self.images = images or {}
         self.manifests = manifests or {}
+        # What each node's tree lists: whole where its manifest says so, fewer shards where partial.
+        self.listings = listings if listings is not None else {
+            name: PARTIAL if manifest.get("incomplete") else FULL for name, manifest in self.manifests.items()}
         # Admins already in the docker group: the common case, so the default.
         self.groups = groups if groups is not None else {f"spark-{i}": ["docker"] for i in range(1, 5)}
         self.calls = []
@@ -36,8 +64,15 @@ class Nodes:
         if cls.__name__ == "ModelManifest":
             assert kwargs["path"] == MODEL_DIR
             return self.manifests.get(name)
-        if cls.__name__ == "Directory":
+        if cls.__name__ == "ModelListing":
+            assert kwargs["path"] == MODEL_DIR
+            return self.listings.get(name, {})
+        if cls.__name__ in ("Directory", "File", "Sha1File"):  # a receiver has neither script nor list yet
             return None
+        if cls.__name__ == "TmpDir":
+            return "/tmp"
+        if cls.__name__ == "CacheDirs":  # cold engine caches everywhere (tests/unit/test_warm_caches.py)
+            return {path: {"empty": True, "bytes": 0} for path in kwargs["paths"]}
         if cls.__name__ == "DebPackages":
             return {"rsync": ["3.4.1"]}
         if cls.__name__ == "Users":
@@ -163,24 +198,69 @@ def test_fact_sends_the_shipped_manifest_with_the_path_as_its_argument(tmp_path)
     assert parse_manifest(result.stdout.splitlines()) == manifest_of(tree)
 
 
+def copy_argv_of(ops, name):
+    """(op name, the receiver's tree_copy.py argv) of `name`'s model copy."""
+    op, text, args = next(entry for entry in ops[name] if entry[0].startswith("Copy "))
+    assert text.startswith("run_copy: ")
+    return op, shlex.split(text.removeprefix("run_copy: ")), args
+
+
+def option(argv, name):
+    return argv[argv.index(name) + 1]
+
+
 def test_head_has_everything_workers_receive_model_and_image_over_qsfp(monkeypatch):
     hosts = cluster(4)
     nodes = Nodes(images={"spark-1": {IMAGE: "sha256:1"}}, manifests={"spark-1": MANIFEST})
     ops = ops_of(hosts, nodes, monkeypatch)
     assert ops["spark-1"] == []
-    for name in ("spark-2", "spark-3", "spark-4"):
+    # A chain: each receiver pulls from the one before it, over both rails of that node.
+    for name, upstream in (("spark-2", "spark-1"), ("spark-3", "spark-2"), ("spark-4", "spark-3")):
+        op, argv, _ = copy_argv_of(ops, name)
+        number = upstream[-1]
+        assert argv[:4] == ["python3", "/usr/local/lib/spark-cluster/tree_copy.py", MODEL_DIR, MODEL_DIR]
+        assert option(argv, "--from") == f"spark@10.0.0.{number}#{upstream},spark@10.0.1.{number}#{upstream}"
+        assert option(argv, "--streams") == "8"  # 4 per rail (distribute_streams_per_rail)
+        if upstream != "spark-1":  # the source takes over from an upstream that stalls
+            assert option(argv, "--fallback") == "spark@10.0.0.1#spark-1,spark@10.0.1.1#spark-1"
+        else:
+            assert "--fallback" not in argv
+        ssh = shlex.split(option(argv, "--ssh"))
+        assert ["-c", "aes128-gcm@openssh.com"] == ssh[ssh.index("-c"):ssh.index("-c") + 2]
+        assert "StrictHostKeyChecking=yes" in ssh and "StrictHostKeyChecking=no" not in " ".join(ssh)
+        assert op == f"Copy {GROUP_DATA['serving_model']} from spark-1 over QSFP ({COPIED}, chain)"
         by_name = {op: (text, args) for op, text, args in ops[name]}
-        copy = next(op for op in by_name if op.startswith("Copy "))
-        text, args = by_name[copy]
-        assert shlex.split(text) == ["rsync", "-a", "--delete", "--partial",
-                                     f"spark-1:{MODEL_DIR}/", f"{MODEL_DIR}/"]
-        assert args["_sudo"] is False  # as the admin, with the cluster key and verified host keys
-        assert "40 files, 160.0 GiB" in copy
-        load = next(op for op in by_name if op.startswith("Load "))
-        text, _ = by_name[load]
-        assert "spark@10.0.0.1" in text and "StrictHostKeyChecking=yes" in text
-        assert text.endswith("| docker load") and f"docker save {IMAGE}" in text
-        assert "StrictHostKeyChecking=no" not in text
+        # One chain, head first: the source sends the image once (test_distribute_image.py).
+        relay, check = image_ops("spark-1", "spark-2", "spark-3", "spark-4")
+        assert [op for op in by_name if op.startswith("Load ")] == [relay, check]
+        text, _ = by_name[relay]
+        assert "'source_address': 'spark@10.0.0.1'" in text and "('spark-4', 'spark@10.0.0.4')" in text
+
+
+def test_the_list_holds_only_what_the_engine_reads_and_is_the_admins_alone(monkeypatch):
+    hosts = cluster(2)
+    nodes = Nodes(manifests={"spark-1": MANIFEST})
+    ops = ops_of(hosts, nodes, monkeypatch)
+    _, argv, _ = copy_argv_of(ops, "spark-2")
+    put = next(args for op, _, args in ops["spark-2"] if op == "The files this copy moves")
+    assert option(argv, "--list") == "/home/spark/.cache/spark-cluster/copy-deepseek-ai--DeepSeek-V4-Flash.json"
+    assert put.get("_sudo") is not False  # written by root, for the admin (user/mode in the op)
+
+
+def test_the_star_sends_every_receiver_from_the_source(monkeypatch):
+    hosts = cluster(4, distribute_fanout="star", distribute_streams_per_rail=2)
+    ops = ops_of(hosts, Nodes(manifests={"spark-1": MANIFEST}), monkeypatch)
+    for name in ("spark-2", "spark-3", "spark-4"):
+        _, argv, _ = copy_argv_of(ops, name)
+        assert option(argv, "--from") == "spark@10.0.0.1#spark-1,spark@10.0.1.1#spark-1"
+        assert option(argv, "--streams") == "4" and "--fallback" not in argv
+
+
+def test_a_receiver_with_most_shards_copies_only_the_rest(monkeypatch):
+    hosts = cluster(2)
+    nodes = Nodes(manifests={"spark-1": MANIFEST}, listings={"spark-1": FULL, "spark-2": PARTIAL})
+    op, _, _ = copy_argv_of(ops_of(hosts, nodes, monkeypatch), "spark-2")
+    assert "(28 files, 112.0 GiB, chain)" in op  # the 28 shards it lacks
 
 
 def test_the_admin_joins_the_docker_group_everywhere_before_any_copy(monkeypatch):
@@ -197,13 +277,18 @@ def test_nothing_is_copied_when_identical(monkeypatch):
     nodes = Nodes(images={n: {IMAGE: "sha256:1"} for n in ("spark-1", "spark-2")},
                   manifests={"spark-1": MANIFEST, "spark-2": dict(MANIFEST)})
     assert ops_of(hosts, nodes, monkeypatch) == {"spark-1": [], "spark-2": []}
+    # The receiver also holds a format the copy leaves behind: still nothing to do.
+    extra = {**FULL, "blobs/ff": (80 * 2**30, "", 1), "snapshots/r1/original/consolidated.pth": (70, "../../../blobs/ff", 1)}
+    nodes = Nodes(manifests={"spark-1": MANIFEST, "spark-2": {**MANIFEST, "digest": "other"}},
+                  listings={"spark-1": FULL, "spark-2": extra})
+    assert ops_of(hosts, nodes, monkeypatch) == {"spark-1": [], "spark-2": []}
 
 
 def test_a_different_image_under_the_same_tag_is_replaced(monkeypatch):
     hosts = cluster(2)
     nodes = Nodes(images={"spark-1": {IMAGE: "sha256:new"}, "spark-2": {IMAGE: "sha256:old"}})
     ops = ops_of(hosts, nodes, monkeypatch)
-    assert [op for op, _, _ in ops["spark-2"]] == [f"Load {IMAGE} from spark-1 over QSFP (docker save | docker load)"]
+    assert [op for op, _, _ in ops["spark-2"]] == image_ops("spark-1", "spark-2")
 
 
 def test_a_node_outside_the_limit_is_never_read_or_used_as_a_source(monkeypatch):
@@ -219,7 +304,7 @@ def test_another_source_can_be_named(monkeypatch):
     nodes = Nodes(manifests={"spark-2": MANIFEST})
     ops = ops_of(hosts, nodes, monkeypatch)
     assert ops["spark-2"] == []
-    assert any(f"spark-2:{MODEL_DIR}/" in text for _, text, _ in ops["spark-1"])
+    assert option(copy_argv_of(ops, "spark-1")[1], "--from").startswith("spark@10.0.0.2#spark-2,")
 
 
 def test_a_rebuilt_head_receives_model_and_image_from_a_worker(monkeypatch):
@@ -231,11 +316,10 @@ def test_a_rebuilt_head_receives_model_and_image_from_a_worker(monkeypatch):
                   manifests={name: dict(MANIFEST) for name in held})
     ops = ops_of(hosts, nodes, monkeypatch)
     assert all(ops[name] == [] for name in held), ops
-    texts = [text for _, text, _ in ops["spark-1"]]
-    assert shlex.split(texts[1]) == ["rsync", "-a", "--delete", "--partial", f"spark-2:{MODEL_DIR}/", f"{MODEL_DIR}/"]
-    load = [op for op, _, _ in ops["spark-1"] if op.startswith("Load ")]
-    assert load == [f"Load {IMAGE} from spark-2 over QSFP (docker save | docker load)"]
-    assert "spark@10.0.0.2 " in texts[2]
+    assert option(copy_argv_of(ops, "spark-1")[1], "--from") == "spark@10.0.0.2#spark-2,spark@10.0.1.2#spark-2"
+    load = [(op, text) for op, text, _ in ops["spark-1"] if op.startswith("Load ")]
+    assert [op for op, _ in load] == image_ops("spark-2", "spark-1")
+    assert "'source_address': 'spark@10.0.0.2'" in load[0][1]
 
 
 def test_each_item_comes_from_the_first_node_that_holds_it(monkeypatch):
@@ -246,10 +330,17 @@ def test_each_item_comes_from_the_first_node_that_holds_it(monkeypatch):
     nodes = Nodes(images={"spark-2": {IMAGE: "sha256:2"}},
                   manifests={"spark-1": partial, "spark-3": MANIFEST})
     ops = ops_of(hosts, nodes, monkeypatch)
-    copies = {name: [op for op, _, _ in entries if op.startswith(("Copy ", "Load "))] for name, entries in ops.items()}
-    model = f"Copy {GROUP_DATA['serving_model']} from spark-3 over QSFP (40 files, 160.0 GiB)"
-    load = f"Load {IMAGE} from spark-2 over QSFP (docker save | docker load)"
-    assert copies == {"spark-1": [model, load], "spark-2": [model], "spark-3": [load], "spark-4": [model, load]}
+    copies = {name: [op.split(" (")[0] for op, _, _ in entries if op.startswith("Copy ")]
+              for name, entries in ops.items()}
+    model = f"Copy {GROUP_DATA['serving_model']} from spark-3 over QSFP"
+    assert copies == {"spark-1": [model], "spark-2": [model], "spark-3": [], "spark-4": [model]}
+    load = image_ops("spark-2", "spark-1", "spark-3", "spark-4")
+    assert {name: [op for op, _, _ in entries if op.startswith("Load ")] for name, entries in ops.items()} == {
+        "spark-1": load, "spark-2": [], "spark-3": load, "spark-4": load}
+    # The model's receivers chain in inventory order behind its source, spark-3.
+    upstream = {name: option(copy_argv_of(ops, name)[1], "--from").split("#")[1].split(",")[0]
+                for name in ("spark-1", "spark-2", "spark-4")}
+    assert upstream == {"spark-1": "spark-3", "spark-2": "spark-1", "spark-4": "spark-2"}
 
 
 def test_a_partial_model_alone_is_never_spread(monkeypatch):
@@ -261,13 +352,17 @@ def test_a_partial_model_alone_is_never_spread(monkeypatch):
 def test_a_named_source_wins_over_the_first_holder(monkeypatch):
     hosts = cluster(4, distribute_source="spark-3")
     nodes = Nodes(images={name: {IMAGE: f"sha256:{name}"} for name in ("spark-1", "spark-3")},
-                  manifests={"spark-1": MANIFEST, "spark-3": {**MANIFEST, "digest": "d3"}})
+                  manifests={"spark-1": MANIFEST, "spark-3": {**MANIFEST, "digest": "d3"}},
+                  listings={"spark-1": FULL, "spark-3": hub_listing(revision="r3")})
     ops = ops_of(hosts, nodes, monkeypatch)
     assert ops["spark-3"] == []
+    assert option(copy_argv_of(ops, "spark-1")[1], "--from").startswith("spark@10.0.0.3#spark-3,")
     for name in ("spark-1", "spark-2", "spark-4"):
+        _, argv, _ = copy_argv_of(ops, name)
+        assert "spark-3" in option(argv, "--from") + option(argv, "--fallback") if "--fallback" in argv \
+            else "spark-3" in option(argv, "--from")
         texts = [text for _, text, _ in ops[name]]
-        assert any(f"spark-3:{MODEL_DIR}/" in text for text in texts), texts
-        assert any("spark@10.0.0.3 " in text for text in texts), texts
+        assert any("'source_address': 'spark@10.0.0.3'" in text for text in texts), texts
 
 
 def test_an_unknown_source_is_a_setting_error(monkeypatch):
@@ -279,7 +374,7 @@ def test_lab_standin_image_travels_like_a_real_one(monkeypatch):
     hosts = cluster(2, serving_standin=True)
     nodes = Nodes(images={"spark-1": {standin_tag(): "sha256:s"}})
     ops = ops_of(hosts, nodes, monkeypatch)
-    assert any(f"docker save {standin_tag()}" in text for _, text, _ in ops["spark-2"])
+    assert [op for op, _, _ in ops["spark-2"]] == image_ops("spark-1", "spark-2", image=standin_tag())
 
 
 class ServingNodes(Nodes):

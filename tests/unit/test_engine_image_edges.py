@@ -8,7 +8,7 @@ import re
 
 from collect_ops import cluster
 # The offline harness of test_distribute.py: facts answered per node, no connection.
-from test_distribute import IMAGE, Nodes, ops_of
+from test_distribute import IMAGE, Nodes, image_ops, ops_of
 
 from spark_cluster import engine_image
 from spark_cluster.engine_image import DockerImageId, standin_sources, standin_tag
@@ -48,6 +48,6 @@ def test_a_node_listed_before_a_named_source_receives_the_image(monkeypatch):
     spark-2 like any other receiver, whatever order the names sort in."""
     ops = ops_of(cluster(2, distribute_source="spark-2"), Nodes(images={"spark-2": {IMAGE: "sha256:2"}}),
                  monkeypatch)
-    assert [op for op, _, _ in ops["spark-1"]] == [f"Load {IMAGE} from spark-2 over QSFP (docker save | docker load)"]
+    assert [op for op, _, _ in ops["spark-1"]] == image_ops("spark-2", "spark-1")
     assert ops["spark-2"] == []
 

@@ -52,6 +52,10 @@ class FakeNode:
             return {"rsync": ["3.4.1"]}
         if name == "ModelManifest":
             return None
+        if name == "ModelListing":
+            return {}
+        if name == "CacheDirs":  # cold engine caches everywhere: none travels
+            return {path: {"empty": True, "bytes": 0} for path in kwargs["paths"]}
         if name == "DockerImageId":
             return self.images.get(kwargs["image"])
         if name == "DockerRuntimes":
@@ -102,10 +106,25 @@ class FakeNode:
         """A moment between two steps of one command, checked like the end of a command."""
         self.run("(between steps)")
 
+    def image_relay(self, function, image, source, source_address, home, chain=()):
+        """roles/distribute/image.py's callbacks: the chain's first receiver loads the
+        source's image on every receiver (files/image_relay.py, tested on its own in
+        test_distribute_image.py); each receiver's check finds the source's id."""
+        name = next(name for name, node in self.peers.items() if node is self)
+        if function == "relay_image":
+            if chain and chain[0][0] == name:
+                for receiver, _ in chain:
+                    self.peers[receiver].images[image] = self.peers[source].images[image]
+        else:
+            assert self.images.get(image) == self.peers[source].images[image], (name, image)
+
     def execute(self, command):
         if command == "(between steps)":
             return
         if isinstance(command, FunctionCommand):
+            if command.function.__name__ in ("relay_image", "check_image"):
+                self.image_relay(command.function.__name__, **command.kwargs)
+                return
             self.waits.append((command.function.__name__, command.kwargs))
             return
         if isinstance(command, FileUploadCommand):
@@ -150,11 +169,6 @@ class FakeNode:
                 self.enabled.add(words[2])
         elif words[:3] == ["usermod", "-a", "-G"]:
             self.groups += words[3].split(",")
-        elif words[-2:] == ["docker", "load"]:
-            # ssh ... spark@10.0.0.N 'docker save TAG' | docker load
-            peer = next(w for w in words if w.startswith("spark@10.0.0."))
-            tag = shlex.split(words[words.index(peer) + 1])[-1]
-            self.images[tag] = self.peers[f"spark-{peer.rsplit('.', 1)[1]}"].images[tag]
         elif "build_standin.py" in " ".join(words):
             # docker import stamps a creation time: every build has its own id.
             self.images[words[words.index("--tag") + 1]] = f"sha256:built-{id(self):x}"

@@ -121,6 +121,14 @@ def test_a_copy_over_two_addresses_ends_identical_and_reports_progress(tmp_path,
     assert all(alias == "spark-1" for _, alias in calls), calls
     assert {host.rpartition("@")[2] for host, _ in calls} == {"rail-1", "rail-2"}
     assert not (dest / ".spark-copy-tmp").exists()
+    assert listing.exists()  # kept unless --remove-list asks
+
+
+def test_with_remove_list_the_list_goes_once_the_copy_is_whole(tmp_path, ssh):
+    source, dest = tmp_path / "source", tmp_path / "dest"
+    listing = write_list(tmp_path / "list.json", make_tree(source, shards=1, shard_bytes=MiB))
+    assert subprocess.run(copy_argv(ssh, source, dest, listing, "--remove-list"), capture_output=True).returncode == 0
+    assert not listing.exists()
 
 
 def test_progress_lines_say_bytes_rate_and_eta(tmp_path, ssh):
@@ -142,6 +150,19 @@ def test_a_second_copy_moves_nothing(tmp_path, ssh):
     assert again.returncode == 0
     (result,) = lines_of(again.stdout, "result")
     assert result["copied"] == 0 and result["moved"] == 0
+
+
+def test_a_ref_of_the_same_size_but_another_time_is_replaced(tmp_path, ssh):
+    """refs/main names a revision in 40 hex digits: its time tells revisions apart."""
+    source, dest = tmp_path / "source", tmp_path / "dest"
+    for root, revision, when in ((source, "b" * 40, 1764599999), (dest, "a" * 40, 1764500000)):
+        (root / "refs").mkdir(parents=True)
+        (root / "refs" / "main").write_text(revision)
+        os.utime(root / "refs" / "main", (when, when))
+    listing = write_list(tmp_path / "list.json", [{"path": "refs/main", "size": 40, "mtime": 1764599999}])
+    done = subprocess.run(copy_argv(ssh, source, dest, listing), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (dest / "refs" / "main").read_text() == "b" * 40
 
 
 def test_only_the_listed_entries_travel(tmp_path, ssh):

@@ -29,14 +29,28 @@ It FAILS LIKE THE REAL ENGINES, which is what the serving watcher
   head's process group cannot take a new member); only a restart does;
 - `docker kill -s USR1 spark-serving` wedges the head the same way (no more
   tokens, /health 200): the lab's stand-in for a stuck engine.
+
+It STANDS IN FOR THE ENGINE'S COMPILE CACHES (vLLM's torch.compile cache
+under /root/.cache/vllm, SGLang's Triton cache), which is what
+roles/distribute/warm_caches.py is proven against in the lab: on start it
+looks in that directory for an artifact keyed by its own build (a digest of
+its files). Found: a cache HIT, nothing is compiled. Absent: a cache MISS,
+it "compiles" (a short sleep, where a real engine spends minutes) and
+writes the artifact. The outcome, with the artifact's digest, is in
+/debug/state and report.py under "compile_cache", and one journal line
+says HIT or MISS. Only a mounted cache directory is used, as only a mounted
+one outlives the container (and a stand-in run outside one never writes
+into the caller's home).
+
 What it cannot imitate: loading times (it is ready in seconds), memory use,
-NCCL traffic itself.
+NCCL traffic itself, what a real compile cache holds.
 
 Standard library only: the image holds nothing but the node's own python3.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -73,6 +87,15 @@ GUARDED_PREFIXES = ("/v1", "/v2", "/inference")
 # The generation counter each engine exports on /metrics.
 TOKENS_METRIC = {"vllm": "vllm:generation_tokens_total", "sglang": "sglang:generation_tokens_total"}
 STANDIN_NOTE = "stand-in engine (spark-cluster lab): no model runs here"
+# Each engine's compile cache: the variable that moves it (vLLM's
+# VLLM_CACHE_ROOT, Triton's TRITON_CACHE_DIR), else its default for root, who
+# runs the engine: where spark_cluster/caches.py mounts it. Not under HOME:
+# this image has no /etc/passwd, so docker sets HOME=/ here.
+COMPILE_CACHES = {"vllm": ("VLLM_CACHE_ROOT", "/root/.cache/vllm"), "sglang": ("TRITON_CACHE_DIR", "/root/.triton/cache")}
+# Where, under the cache, the artifact lies (vLLM keeps torch.compile's there).
+COMPILE_SUBDIR = "torch_compile_cache"
+# The "compile" a miss costs: long enough to show, short enough for the lab.
+COMPILE_S = 2.5
 
 # Flags that take no value, in either engine's vocabulary. Any other --flag
 # followed by a word that is not a flag takes that word as its value.
@@ -224,6 +247,74 @@ def inspect_process() -> dict:
     }
 
 
+# --- compile cache ------------------------------------------------------------
+
+def build_key(source_dir: str | None = None) -> str:
+    """A digest of the stand-in's own files: its build, as a real cache keys
+    its entries by the engine's version and the compiled graph."""
+    source_dir = source_dir or os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(source_dir)):
+        if name.endswith(".py"):
+            with open(os.path.join(source_dir, name), "rb") as source:
+                digest.update(name.encode() + b"\0" + source.read() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def compile_cache_dir(engine: str, environ=None) -> str:
+    environ = os.environ if environ is None else environ
+    variable, default = COMPILE_CACHES[engine]
+    return environ.get(variable) or default
+
+
+def warm_compile(cache_dir: str, key: str, compile_s: float = COMPILE_S) -> dict:
+    """Look for this build's artifact in `cache_dir`: a HIT uses it, a MISS
+    "compiles" for `compile_s` and writes it. Returns what happened."""
+    artifact = os.path.join(cache_dir, COMPILE_SUBDIR, f"standin-compiled-{key}")
+    started = time.time()
+    try:
+        with open(artifact, "rb") as found:
+            content = found.read()
+        outcome = "hit"
+    except FileNotFoundError:
+        time.sleep(compile_s)  # the minutes of torch.compile and Triton autotuning
+        content = json.dumps({"key": key, "compiled_on": socket.gethostname(), "compiled_at": time.time(),
+                              "nonce": os.urandom(8).hex()}).encode()
+        os.makedirs(os.path.dirname(artifact), exist_ok=True)
+        temporary = f"{artifact}.tmp{os.getpid()}"
+        with open(temporary, "wb") as out:
+            out.write(content)
+        os.chmod(temporary, 0o644)  # another node's admin copies it from here
+        os.replace(temporary, artifact)
+        outcome = "miss"
+    try:
+        compiled_on = json.loads(content).get("compiled_on")
+    except (ValueError, AttributeError):
+        compiled_on = None
+    return {"outcome": outcome, "artifact": artifact, "sha256": hashlib.sha256(content).hexdigest(),
+            "compiled_on": compiled_on, "seconds": round(time.time() - started, 2)}
+
+
+def use_compile_cache(engine: str, mounts: list[str], key: str) -> dict:
+    """warm_compile in the engine's cache directory when it is mounted; logs the outcome."""
+    cache_dir = compile_cache_dir(engine)
+    if cache_dir.rstrip("/") not in mounts:
+        log(f"compile cache {cache_dir} is not mounted: nothing cached, nothing compiled")
+        return {"outcome": "not mounted", "artifact": None, "dir": cache_dir}
+    try:
+        result = warm_compile(cache_dir, key)
+    except OSError as error:
+        log(f"compile cache {cache_dir}: {error}")
+        return {"outcome": "error", "error": str(error), "artifact": None, "dir": cache_dir}
+    if result["outcome"] == "hit":
+        log(f"compile cache HIT: {result['artifact']} (compiled on {result['compiled_on']}, "
+            f"sha256 {result['sha256'][:12]}): nothing compiled")
+    else:
+        log(f"compile cache MISS: {result['artifact']} absent: compiled in {result['seconds']} s "
+            "(stand-in for torch.compile and Triton) and wrote it")
+    return {**result, "dir": cache_dir}
+
+
 # --- cluster membership -------------------------------------------------------
 
 def log(message: str) -> None:
@@ -251,6 +342,7 @@ class Cluster:
         self.formed = False  # every worker joined at least once
         self.broken = ""  # why completions hang (a worker left, a wedge); never cleared
         self.generated_tokens = 0
+        self.compile_cache: dict = {"outcome": "not yet looked"}
 
     @property
     def is_head(self) -> bool:
@@ -296,6 +388,7 @@ class Cluster:
             "master": f"{self.args['master_addr']}:{self.args['master_port']}",
             "served_model_name": self.args["served_model_name"],
             "argv": self.argv,
+            "compile_cache": self.compile_cache,
             "started_at": self.started_at,
             "written_at": time.time(),
         }
@@ -526,6 +619,8 @@ def main(argv: list[str]) -> int:
     # The lab's wedge: generation stops, /health keeps answering.
     signal.signal(signal.SIGUSR1, lambda *_: cluster.break_generation("wedged (SIGUSR1)"))
     log(f"{STANDIN_NOTE}; {args['engine']} rank {args['node_rank']} of {args['nnodes']}")
+    # Before it joins the cluster: a real engine compiles before it serves.
+    cluster.compile_cache = use_compile_cache(args["engine"], _mount_points(), build_key())
     cluster.write_state()
     if cluster.is_head:
         if args["nnodes"] > 1:
