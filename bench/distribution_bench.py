@@ -47,7 +47,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from spark_cluster.cluster_ssh import SYSTEM_KNOWN_HOSTS  # noqa: E402
-from spark_cluster.copy_plan import copy_argv, model_entries, peer_addresses, upstreams  # noqa: E402
+from spark_cluster.copy_plan import (copy_argv, listing_command, model_entries, parse_listing,  # noqa: E402
+                                     peer_addresses, upstreams)
 from spark_cluster.copy_ssh import COPY_CIPHER, copy_key, copy_ssh_argv  # noqa: E402
 from spark_cluster.schema import SETTINGS  # noqa: E402
 
@@ -244,7 +245,6 @@ class Bench:
         self.known_hosts = self.sshd_dir / "known_hosts"
         self.entries = tree_plan(args.gib, args.shard_mib)
         self.tree_bytes = sum(e.get("size", 0) for e in self.entries)
-        self.list_file = layout.root / "list.json"
         self.figures: list[Figure] = []
         self.log = layout.root.with_name(layout.root.name + ".log")
 
@@ -341,11 +341,12 @@ class Bench:
         self.expected = tree_listing(model)
         # The list the deploy would send (copy_plan.model_entries of the head's tree): the
         # synthetic tree holds only what the engine reads, so it is the whole tree.
-        listed = model_entries({e[0]: (e[2], "") if e[1] == "f" else (0, e[2]) for e in self.expected if e[1] != "d"})
+        listing = sh("sh", "-c", listing_command(str(model), shlex.quote))
+        listed = model_entries(parse_listing(listing.splitlines()))
         if sorted(e["path"] for e in listed) != sorted(e["path"] for e in self.entries):
             raise RuntimeError("bench: copy_plan.model_entries leaves part of the synthetic tree out: "
                                f"{sorted({e['path'] for e in self.entries} - {e['path'] for e in listed})}")
-        self.list_file.write_text(json.dumps({"files": listed}))
+        self.listed = {"files": listed}
         shards = [e["path"] for e in self.entries if e.get("size", 0) >= MIB]
         self.samples = sorted({shards[0], shards[len(shards) // 2], shards[-1], "refs/main"})
         self.sample_sums = {p: self.sha256(model / p) for p in self.samples}
@@ -506,8 +507,11 @@ class Bench:
         jobs = {}
         for node, upstream in upstreams(receivers, "head", fanout).items():
             # The script keeps one SSH connection per stream itself, so --ssh carries no ControlPath.
+            # A list per copy, as the deploy writes one (the script removes it once the copy is whole).
+            list_file = self.layout.root / f"list-{node}.json"
+            list_file.write_text(json.dumps(self.listed))
             argv = copy_argv(str(self.args.copy_script), str(self.layout.model(upstream)), str(self.layout.model(node)),
-                             peer_addresses("root", upstream, self.layout.addresses(upstream)), str(self.list_file),
+                             peer_addresses("root", upstream, self.layout.addresses(upstream)), str(list_file),
                              streams, self.ssh_argv(COPY_CIPHER))
             jobs[node] = [sys.executable if a == "python3" and i == 0 else a for i, a in enumerate(argv)]
         plural = "s" if streams != 1 else ""
