@@ -6,7 +6,6 @@ copies it from a node that holds it whole (spark_cluster/copy_source.py).
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from pyinfra.api import FactBase
@@ -92,7 +91,7 @@ class ModelListing(FactBase):
         return {}
 
     def command(self, path: str) -> str:
-        return listing_command(path, shlex.quote)
+        return listing_command(path)
 
     def process(self, output):
         return parse_listing(output)

@@ -120,11 +120,11 @@ def test_the_listing_command_reads_a_real_tree(tmp_path):
     (tmp_path / "blobs" / "b1").write_bytes(b"x" * 10)
     (tmp_path / "snapshots" / "r").mkdir(parents=True)
     (tmp_path / "snapshots" / "r" / "config.json").symlink_to("../../blobs/b1")
-    out = subprocess.run(["sh", "-c", listing_command(str(tmp_path), shlex.quote)], capture_output=True, text=True)
+    out = subprocess.run(["sh", "-c", listing_command(str(tmp_path))], capture_output=True, text=True)
     tree = parse_listing(out.stdout.splitlines())
     assert tree["blobs/b1"][:2] == (10, "") and tree["snapshots/r/config.json"][1] == "../../blobs/b1"
     assert tree["blobs/b1"][2] == int((tmp_path / "blobs" / "b1").stat().st_mtime)
-    absent = subprocess.run(["sh", "-c", listing_command(str(tmp_path / "none"), shlex.quote)], capture_output=True)
+    absent = subprocess.run(["sh", "-c", listing_command(str(tmp_path / "none"))], capture_output=True)
     assert absent.returncode == 0 and absent.stdout == b""
 
 
