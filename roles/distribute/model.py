@@ -45,7 +45,6 @@ from spark_cluster.copy_ssh import copy_ssh_argv
 from spark_cluster.caches import cache_root
 from spark_cluster.engine_image import explicit_source, member_order
 from spark_cluster.fabric import fabric
-from spark_cluster.host_ops import PACKAGES_WANT, ensure_packages
 from spark_cluster.model_cache import model_listing_want, model_manifest_want, model_whole
 
 TREE_COPY_PATH = "/usr/local/lib/spark-cluster/tree_copy.py"
@@ -66,9 +65,8 @@ def wants(s, account) -> list:
         return []
     admin = account()
     if not admin:
-        return [PACKAGES_WANT]
-    return [PACKAGES_WANT, model_manifest_want(admin["home"], s.serving_model),
-            model_listing_want(admin["home"], s.serving_model)]
+        return []
+    return [model_manifest_want(admin["home"], s.serving_model), model_listing_want(admin["home"], s.serving_model)]
 
 
 def rail_ips_of(host_data, peer: str) -> list[str]:
@@ -116,8 +114,6 @@ def run_copy(argv: list[str], model: str, upstream: str, how: str) -> None:
 
 
 def apply(s, account: dict) -> None:
-    # Both ends of a copy run rsync: the upstream serves it over SSH.
-    ensure_packages("rsync for model copies", ["rsync"])
     home = account["home"]
     copy = plan(s, home)
     if copy is None:
