@@ -18,8 +18,10 @@ receiver pull from the source, as every tool before did.
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import posixpath
 import shlex
+from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 # path -> (size, link target or "", modification second) of a tree, as
@@ -32,22 +34,30 @@ DEFAULT_MODEL_FILES = ("*.safetensors", "*.json", "*.model", "*.tiktoken", "*.tx
 # Folders of the same weights in another format, which no engine here reads.
 DEFAULT_MODEL_EXCLUDE = ("original/*", "metal/*", "gguf/*", "onnx/*")
 FANOUTS = ("chain", "star")
-LISTING_FORMAT = "%P\\t%s\\t%l\\t%T@\\n"
 
 
-def listing_command(path: str, quote) -> str:
+def _load_shipped():
+    # The copy program runs on the nodes with the standard library alone, so it
+    # cannot import this package; the plan loads it instead, so both read a
+    # tree and judge an entry held by the same code.
+    spec = importlib.util.spec_from_file_location("spark_cluster_tree_copy", TREE_COPY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TREE_COPY = Path(__file__).parent / "files" / "tree_copy.py"
+shipped = _load_shipped()
+
+
+def listing_command(path: str) -> str:
     """One line: the tree at `path` as a listing, nothing when absent."""
-    return (f"cd {quote(path)} 2>/dev/null && find . -mindepth 1 \\( -type f -o -type l \\) "
-            f"-printf '{LISTING_FORMAT}' || true")
+    return shipped.listing_command(path)
 
 
 def parse_listing(lines: Iterable[str]) -> dict[str, tuple[int, str, int]]:
-    tree = {}
-    for line in lines:
-        parts = line.rstrip("\n").split("\t")
-        if len(parts) == 4 and parts[1].isdigit():
-            tree[parts[0]] = (int(parts[1]), parts[2], int(float(parts[3])))
-    return tree
+    """The listing's files and links (a copy's temporary directory left out)."""
+    return shipped.parse_listing("\n".join(lines))[0]
 
 
 def matches(name: str, patterns: Sequence[str]) -> bool:
@@ -85,15 +95,7 @@ def model_entries(source: Listing, include: Sequence[str] = DEFAULT_MODEL_FILES,
 
 def missing_entries(entries: Sequence[dict], held: Listing) -> list[dict]:
     """The entries a node's tree lacks (a file of another size, a link elsewhere)."""
-    def has(entry):
-        found = held.get(entry["path"])
-        if found is None:
-            return False
-        size, link, mtime = found
-        if "link" in entry:
-            return link == entry["link"]
-        return not link and size == entry["size"] and entry.get("mtime", mtime) == mtime
-    return [entry for entry in entries if not has(entry)]
+    return [entry for entry in entries if not shipped.listing_holds(held, entry)]
 
 
 def entries_bytes(entries: Iterable[dict]) -> int:

@@ -6,7 +6,6 @@ copies it from a node that holds it whole (spark_cluster/copy_source.py).
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from pyinfra.api import FactBase
@@ -81,11 +80,18 @@ def model_manifest_want(home: str, model: str) -> Want:
 
 
 class ModelListing(FactBase):
-    """{path: (size, link target or "")} of every file and link in a tree;
-    {} when it is absent. What distribute copies file by file (copy_plan.py)."""
+    """{path: (size, link target or "", modification second)} of every file
+    and link in a tree; {} when it is absent. What distribute copies file by
+    file (copy_plan.py)."""
+
+    @staticmethod
+    def default():
+        # pyinfra answers a command that printed nothing with the default: an
+        # absent tree holds nothing (None stays "not read": a node not reached).
+        return {}
 
     def command(self, path: str) -> str:
-        return listing_command(path, shlex.quote)
+        return listing_command(path)
 
     def process(self, output):
         return parse_listing(output)

@@ -24,7 +24,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import server
 
 from spark_cluster.engine_image import image_id_of, image_of
-from spark_cluster.host_ops import admin_account
+from spark_cluster.host_ops import PACKAGES_WANT, admin_account, ensure_packages
 from spark_cluster.settings import cluster_settings
 
 from . import image as image_relay
@@ -44,6 +44,8 @@ def wants(account):
     image = image_of(host.data)
     if s.distribute_image and image:
         reads.append(image_id_of(image))
+    if _copies_model(s) or s.distribute_caches:
+        reads.append(PACKAGES_WANT)
     if _copies_model(s):
         reads += model.wants(s, account)
     reads += warm_caches.wants(account)
@@ -65,6 +67,9 @@ def apply():
             append=True,
             ensure_home=False,  # the caches role owns what lies under the home
         )
+    if _copies_model(s) or s.distribute_caches:
+        # Both ends of a model or cache copy run rsync: the upstream serves it over SSH.
+        ensure_packages("rsync for copies over QSFP", ["rsync"])
     if _copies_model(s):
         model.apply(s, account)
 

@@ -24,7 +24,6 @@ import json
 import shlex
 import time
 from io import StringIO
-from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import OperationError, StringCommand
@@ -32,6 +31,7 @@ from pyinfra.operations import files, python
 
 from spark_cluster.cluster_facts import member_connected, member_fact
 from spark_cluster.copy_plan import (
+    TREE_COPY,
     copy_argv,
     entries_bytes,
     missing_entries,
@@ -45,10 +45,8 @@ from spark_cluster.copy_ssh import copy_ssh_argv
 from spark_cluster.caches import cache_root
 from spark_cluster.engine_image import explicit_source, member_order
 from spark_cluster.fabric import fabric
-from spark_cluster.host_ops import PACKAGES_WANT, ensure_packages
 from spark_cluster.model_cache import model_listing_want, model_manifest_want, model_whole
 
-TREE_COPY = Path(__file__).resolve().parents[2] / "spark_cluster" / "files" / "tree_copy.py"
 TREE_COPY_PATH = "/usr/local/lib/spark-cluster/tree_copy.py"
 # A copy may take long (150 GB at a few GB/s is minutes; over a degraded link, hours):
 # bounded so a hung one still ends the run.
@@ -67,9 +65,8 @@ def wants(s, account) -> list:
         return []
     admin = account()
     if not admin:
-        return [PACKAGES_WANT]
-    return [PACKAGES_WANT, model_manifest_want(admin["home"], s.serving_model),
-            model_listing_want(admin["home"], s.serving_model)]
+        return []
+    return [model_manifest_want(admin["home"], s.serving_model), model_listing_want(admin["home"], s.serving_model)]
 
 
 def rail_ips_of(host_data, peer: str) -> list[str]:
@@ -117,8 +114,6 @@ def run_copy(argv: list[str], model: str, upstream: str, how: str) -> None:
 
 
 def apply(s, account: dict) -> None:
-    # Both ends of a copy run rsync: the upstream serves it over SSH.
-    ensure_packages("rsync for model copies", ["rsync"])
     home = account["home"]
     copy = plan(s, home)
     if copy is None:

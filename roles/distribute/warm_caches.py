@@ -32,7 +32,7 @@ from spark_cluster.caches import engine_cache_dirs
 from spark_cluster.cluster_facts import member_fact
 from spark_cluster.copy_ssh import copy_ssh_argv
 from spark_cluster.engine_image import image_id_of, image_of, image_source, image_to_receive
-from spark_cluster.host_ops import PACKAGES_WANT, admin_account, ensure_packages
+from spark_cluster.host_ops import admin_account
 from spark_cluster.settings import cluster_settings
 
 # Where a copy in progress lands inside the cache directory it warms.
@@ -104,7 +104,7 @@ def wants(account) -> list[Want]:
     s = cluster_settings(host.data)
     if not s.distribute_caches:
         return []
-    reads = [PACKAGES_WANT]
+    reads = []
     image = image_of(host.data)
     if image:
         reads.append(image_id_of(image))
@@ -121,8 +121,6 @@ def apply() -> None:
     image = image_of(host.data)
     if not s.distribute_caches or account is None or not image:
         return
-    # Both ends run rsync: the source serves it over SSH.
-    ensure_packages("rsync for cache copies", ["rsync"])
     source = image_source(host.data)
     if source is None or source["name"] == host.name:
         return

@@ -113,7 +113,9 @@ def parse_listing(text: str) -> tuple[dict, int]:
     return tree, moving
 
 
-def ready_upstream(tree: dict, entry: dict) -> bool:
+def listing_holds(tree: dict, entry: dict) -> bool:
+    """Whether a tree, as parse_listing read it, holds `entry` as listed: on an
+    upstream, the file is ready; on a receiver (the deploy's plan), nothing to copy."""
     found = tree.get(entry["path"])
     if found is None:
         return False
@@ -297,7 +299,7 @@ class Copy:
         waiting, last_seen, last_change = list(entries), None, time.monotonic()
         while waiting and not self.failed:
             tree, moving = self.upstream_tree()
-            ready = [entry for entry in waiting if ready_upstream(tree, entry)]
+            ready = [entry for entry in waiting if listing_holds(tree, entry)]
             for batch in batches(ready):
                 self.work.put(batch)
             waiting = [entry for entry in waiting if entry not in ready]

@@ -120,9 +120,22 @@ def test_the_listing_command_reads_a_real_tree(tmp_path):
     (tmp_path / "blobs" / "b1").write_bytes(b"x" * 10)
     (tmp_path / "snapshots" / "r").mkdir(parents=True)
     (tmp_path / "snapshots" / "r" / "config.json").symlink_to("../../blobs/b1")
-    out = subprocess.run(["sh", "-c", listing_command(str(tmp_path), shlex.quote)], capture_output=True, text=True)
+    out = subprocess.run(["sh", "-c", listing_command(str(tmp_path))], capture_output=True, text=True)
     tree = parse_listing(out.stdout.splitlines())
     assert tree["blobs/b1"][:2] == (10, "") and tree["snapshots/r/config.json"][1] == "../../blobs/b1"
     assert tree["blobs/b1"][2] == int((tmp_path / "blobs" / "b1").stat().st_mtime)
-    absent = subprocess.run(["sh", "-c", listing_command(str(tmp_path / "none"), shlex.quote)], capture_output=True)
+    absent = subprocess.run(["sh", "-c", listing_command(str(tmp_path / "none"))], capture_output=True)
     assert absent.returncode == 0 and absent.stdout == b""
+
+
+def test_an_absent_tree_is_an_empty_listing_not_an_unread_one(tmp_path):
+    """pyinfra answers a fact whose command printed nothing with its default:
+    an absent model must read as held-nothing (a receiver), not as a node not read."""
+    from spark_cluster.batch_fact import Batch, want
+    from spark_cluster.model_cache import ModelListing
+
+    assert ModelListing().default() == {}
+    absent = want(ModelListing, path=str(tmp_path / "none"))
+    batch = Batch()
+    out = subprocess.run(["sh", "-c", batch.command(wants=[absent])], capture_output=True, text=True)
+    assert batch.process(out.stdout.splitlines())[absent.key] == {}

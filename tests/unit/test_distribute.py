@@ -54,6 +54,7 @@ class Nodes:
         # Admins already in the docker group: the common case, so the default.
         self.groups = groups if groups is not None else {f"spark-{i}": ["docker"] for i in range(1, 5)}
         self.calls = []
+        self.rsync = True  # installed (DGX OS ships it)
 
     def fact(self, name, cls, kwargs):
         self.calls.append((name, cls.__name__))
@@ -74,7 +75,7 @@ class Nodes:
         if cls.__name__ == "CacheDirs":  # cold engine caches everywhere (tests/unit/test_warm_caches.py)
             return {path: {"empty": True, "bytes": 0} for path in kwargs["paths"]}
         if cls.__name__ == "DebPackages":
-            return {"rsync": ["3.4.1"]}
+            return {"rsync": ["3.4.1"]} if self.rsync else {}
         if cls.__name__ == "Users":
             return {"spark": {"home": "/home/spark", "group": "spark", "groups": list(self.groups.get(name, []))}}
         if cls.__name__ == "Groups":
@@ -235,6 +236,16 @@ def test_head_has_everything_workers_receive_model_and_image_over_qsfp(monkeypat
         assert [op for op in by_name if op.startswith("Load ")] == [relay, check]
         text, _ = by_name[relay]
         assert "'source_address': 'spark@10.0.0.1'" in text and "('spark-4', 'spark@10.0.0.4')" in text
+
+
+def test_rsync_is_installed_once_on_both_ends_when_missing(monkeypatch):
+    """The upstream serves a model or cache copy with rsync too: every node gets it, in one operation."""
+    nodes = Nodes(images={"spark-1": {IMAGE: "sha256:1"}}, manifests={"spark-1": MANIFEST})
+    nodes.rsync = False
+    ops = ops_of(cluster(2), nodes, monkeypatch)
+    for name in ("spark-1", "spark-2"):
+        installs = [op for op, _, _ in ops[name] if "rsync" in op]
+        assert installs == ["rsync for copies over QSFP"], ops[name]
 
 
 def test_the_list_holds_only_what_the_engine_reads_and_is_the_admins_alone(monkeypatch):

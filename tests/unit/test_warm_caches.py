@@ -194,13 +194,6 @@ def test_the_setting_turns_it_off(monkeypatch):
     assert ops_of(nodes, monkeypatch, distribute_caches=False) == {"spark-1": [], "spark-2": []}
 
 
-def test_rsync_is_installed_on_both_ends_when_missing(monkeypatch):
-    nodes = Nodes({"spark-1": "sha256:a"}, {"spark-1": holding("vllm"), "spark-2": holding()}, rsync=False)
-    ops = ops_of(nodes, monkeypatch)
-    for name in ("spark-1", "spark-2"):
-        assert any("rsync for cache copies" in op for op, _, _ in ops[name]), ops[name]
-
-
 # --- the stand-in's compile cache -----------------------------------------------------
 
 @pytest.fixture(scope="module")
