@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -68,8 +67,8 @@ CGROUP_ROOT = Path("/sys/fs/cgroup/cpuacct")
 SMALL_FILES = (("config.json", 2_300), ("generation_config.json", 250), ("tokenizer.json", 7 * MIB),
                ("tokenizer_config.json", 52_000), ("special_tokens_map.json", 600),
                ("model.safetensors.index.json", 95_000), ("chat_template.jinja", 4_000))
-# The deploy's streams per rail (group_data's default); None where this tree's schema predates it.
-STREAMS_PER_RAIL = next((s.default for s in SETTINGS if s.key == "distribute_streams_per_rail"), None)
+# The deploy's streams per rail (group_data's default).
+STREAMS_PER_RAIL = next(s.default for s in SETTINGS if s.key == "distribute_streams_per_rail")
 
 
 # ---------------------------------------------------------------- pure parts
@@ -341,7 +340,7 @@ class Bench:
         self.expected = tree_listing(model)
         # The list the deploy would send (copy_plan.model_entries of the head's tree): the
         # synthetic tree holds only what the engine reads, so it is the whole tree.
-        listing = sh("sh", "-c", listing_command(str(model), shlex.quote))
+        listing = sh("sh", "-c", listing_command(str(model)))
         listed = model_entries(parse_listing(listing.splitlines()))
         if sorted(e["path"] for e in listed) != sorted(e["path"] for e in self.entries):
             raise RuntimeError("bench: copy_plan.model_entries leaves part of the synthetic tree out: "
@@ -518,8 +517,7 @@ class Bench:
         return self.run_copies(section, f"new: tree_copy.py, aes128-gcm, {fanout}, {streams} stream{plural}", jobs, note)
 
     def deploy_streams(self) -> int:
-        per_rail = STREAMS_PER_RAIL or script_default_streams(self.args.copy_script)
-        return per_rail * self.layout.rails
+        return STREAMS_PER_RAIL * self.layout.rails
 
     def iperf(self, section: str, seconds: int) -> Figure:
         """Raw TCP, head -> r1, one stream (iperf3's default)."""
@@ -664,14 +662,6 @@ def cleanup_leftovers() -> None:
             (CGROUP_ROOT / "cgroup.procs").write_text(pid)
         group.rmdir()
         print(f"cleanup: removed cgroup {group}")
-
-
-def script_default_streams(script: Path) -> int:
-    """tree_copy.py's own --streams default."""
-    spec = importlib.util.spec_from_file_location("tree_copy", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.parse_args(["SRC", "DST", "--from", "x", "--list", "l"]).streams
 
 
 def missing_tools() -> list[str]:
