@@ -99,8 +99,9 @@ def run_copy(argv: list[str], model: str, upstream: str, how: str) -> None:
     its progress lines shown live, and keeps its figures for the run's summary."""
     started = time.monotonic()
     logger.info(f"    [{host.name}] copying {model}: {how}")
+    # print_output: pyinfra prints each line as it comes, under the host's prefix.
     ok, output = host.run_shell_command(StringCommand(shlex.join(argv)), _sudo=False, _timeout=COPY_TIMEOUT_S,
-                                        print_output=True, print_prefix=host.print_prefix)
+                                        print_output=True)
     results = [line.split(" ", 1)[1] for line in output.stdout_lines if line.startswith("result ")]
     result = json.loads(results[-1]) if results else {}
     if not ok or not result.get("ok"):

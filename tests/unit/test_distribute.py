@@ -1,14 +1,18 @@
 """roles/distribute: what is copied where, decided from every node's facts, offline."""
 
 import hashlib
+import json
 import re
 import shlex
 import subprocess
+from types import SimpleNamespace
 
 import pytest
+from pyinfra.api import OperationError
 
 from collect_ops import GROUP_DATA, cluster, collect
 from roles import distribute, serving, standin
+from roles.distribute import model
 from spark_cluster.model_cache import MODEL_MANIFEST, ModelManifest, model_cache_dir, parse_manifest
 from spark_cluster.engine_image import needs_copy, standin_tag
 from spark_cluster.settings import SettingError
@@ -462,3 +466,44 @@ def test_lab_with_the_same_standin_everywhere_changes_nothing(monkeypatch):
     ops = lab_ops(ServingNodes(images=images), monkeypatch)
     for name in ops:
         assert not builds(ops[name]) and not loads(ops[name])
+
+
+class CopyHost:
+    """pyinfra's host as run_copy uses it: what it runs, with the arguments pyinfra's
+    connectors take (an unknown one fails in a real run, as print_prefix did)."""
+
+    name = "spark-2"
+
+    def __init__(self, stdout, ok=True):
+        self.stdout, self.ok, self.state, self.ran = stdout, ok, object(), []
+
+    def run_shell_command(self, command, print_output=False, print_input=False, **arguments):
+        from pyinfra.api.arguments import ConnectorArguments
+
+        unknown = set(arguments) - set(ConnectorArguments.__annotations__)
+        assert not unknown, f"pyinfra's connectors take no {sorted(unknown)}"
+        self.ran.append((command.get_raw_value(), print_output, arguments))
+        return self.ok, SimpleNamespace(stdout_lines=self.stdout, stderr_lines=["rsync: connection unexpectedly closed"])
+
+
+def test_the_copy_runs_as_the_admin_prints_live_and_keeps_its_figures(monkeypatch):
+    result = {"ok": True, "moved": 3 * 2**30, "missing": [], "error": None}
+    fake = CopyHost(["progress 1.0 of 3.0 GiB (33%), 1.00 GiB/s, ETA 2s", "result " + json.dumps(result)])
+    monkeypatch.setattr(model, "host", fake)
+    recorded = []
+    monkeypatch.setattr(model, "record", lambda *args: recorded.append(args) or "line")
+    model.run_copy(["python3", "tree_copy.py", "a b"], "org/m", "spark-1", "8 streams")
+    (command, printed, arguments), = fake.ran
+    assert command == "python3 tree_copy.py 'a b'" and printed and arguments["_sudo"] is False
+    assert recorded[0][1:4] == ("org/m", "spark-2", 3 * 2**30)
+
+
+def test_a_failed_copy_fails_its_operation_saying_why_and_that_a_rerun_resumes(monkeypatch):
+    result = {"ok": False, "moved": 0, "missing": ["blobs/a"], "error": "rsync of blobs/a failed 3 times"}
+    monkeypatch.setattr(model, "host", CopyHost(["result " + json.dumps(result)], ok=False))
+    with pytest.raises(OperationError, match=r"copy of org/m from spark-1 failed: rsync of blobs/a failed 3 times "
+                                             r"\(still missing: blobs/a\); run the deploy again: the copy resumes"):
+        model.run_copy(["true"], "org/m", "spark-1", "x")
+    monkeypatch.setattr(model, "host", CopyHost([], ok=False))
+    with pytest.raises(OperationError, match="failed: rsync: connection unexpectedly closed"):
+        model.run_copy(["true"], "org/m", "spark-1", "x")
