@@ -17,8 +17,6 @@ Every node lets the admin run docker (as DGX OS does), before any copy: the
 source's `docker save` runs as the admin over the cluster's SSH, never as root.
 """
 
-import shlex
-
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server

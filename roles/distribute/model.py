@@ -61,8 +61,7 @@ def model_source(host_data, manifests) -> str | None:
 
 
 def wants(s, account) -> list:
-    if not (s.distribute_model and s.serving_model):
-        return []
+    """The model facts to read ahead; the caller (distribute.wants) asks only when the model is copied."""
     admin = account()
     if not admin:
         return []
@@ -85,13 +84,13 @@ def plan(s, home: str) -> dict | None:
         return None
     listings = member_fact(model_listing_want(home, s.serving_model))
     entries = model_entries(listings.get(source) or {}, s.distribute_model_files, s.distribute_model_exclude)
-    receivers = [name for name in member_order(host.data)
-                 if name != source and member_connected(name) and listings.get(name) is not None
-                 and missing_entries(entries, listings[name])]
+    missing = {name: missing_entries(entries, listings[name]) for name in member_order(host.data)
+               if name != source and member_connected(name) and listings.get(name) is not None}
+    receivers = [name for name, lacking in missing.items() if lacking]
     if host.name not in receivers:
         return None
     return {"source": source, "upstream": upstreams(receivers, source, s.distribute_fanout)[host.name],
-            "entries": entries, "missing": missing_entries(entries, listings[host.name])}
+            "entries": entries, "missing": missing[host.name]}
 
 
 def run_copy(argv: list[str], model: str, upstream: str, how: str) -> None:

@@ -167,6 +167,7 @@ class Copy:
         self.started = time.monotonic()
         self.bytes_at_start = 0
         self.switched = False
+        self.landed: set[str] = set()  # paths seen whole: a landed file is not checked again on the next tick
 
     # --- SSH -------------------------------------------------------------
     def ssh_for(self, stream: str, address: str) -> tuple[list[str], str]:
@@ -196,7 +197,10 @@ class Copy:
     # --- progress --------------------------------------------------------
     def bytes_here(self) -> int:
         """Bytes of listed files this tree holds, plus those still arriving."""
-        done = sum(entry.get("size", 0) for entry in self.entries if held(self.args.dest_dir, entry))
+        for entry in self.entries:
+            if entry["path"] not in self.landed and held(self.args.dest_dir, entry):
+                self.landed.add(entry["path"])
+        done = sum(entry.get("size", 0) for entry in self.entries if entry["path"] in self.landed)
         moving = 0
         temp = os.path.join(self.args.dest_dir, TEMP_DIR)
         for folder, _, names in os.walk(temp):
