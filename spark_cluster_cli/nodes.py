@@ -38,17 +38,13 @@ SMOKE_MAX_TOKENS = 128
 LOG_LINES = 40
 
 
-def inventory_path(inventory: str) -> str:
-    """The inventory as the user named it: relative to where they stand, else to the checkout."""
-    path = Path(inventory).expanduser()
-    return str(path.resolve()) if path.exists() else inventory
-
-
 def cluster_nodes(args) -> list[Node]:
-    """The inventory's nodes, head first, with the deploy's --data and --group-data."""
-    specs = load_cluster(inventory_path(args.inventory), REPO_ROOT, getattr(args, "data", None) or (),
+    """The inventory's nodes, head first, with the deploy's --data and --group-data
+    (main() made the paths absolute, command.resolve, and found the checkout)."""
+    root = getattr(args, "checkout", None) or REPO_ROOT
+    specs = load_cluster(args.inventory, root, getattr(args, "data", None) or (),
                          getattr(args, "group_data", None) or ())
-    return [Node(spec, REPO_ROOT, getattr(args, "sudo_password", None)) for spec in specs]
+    return [Node(spec, root, getattr(args, "sudo_password", None)) for spec in specs]
 
 
 def loaded_nodes(args) -> list[Node] | None:

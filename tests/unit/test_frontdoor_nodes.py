@@ -6,7 +6,6 @@ answer as a node does (the watcher's JSON, `ip -j addr`, journalctl)."""
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from argparse import Namespace
@@ -16,7 +15,6 @@ import paramiko
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "verify"))
 
 from sparkverify.inventory import load_cluster  # noqa: E402
 from sparkverify.remote import NodeUnreachable, sudo_command  # noqa: E402
@@ -25,6 +23,7 @@ from sparkverify.result import Result  # noqa: E402
 from spark_cluster.engine_image import standin_tag  # noqa: E402
 from spark_cluster.inventory import ClusterInventoryError  # noqa: E402
 from spark_cluster_cli import nodes  # noqa: E402
+from spark_cluster_cli.command import resolve  # noqa: E402
 from spark_cluster_cli.report import (NodeStatus, RailAddress, is_standin, rails_text, short_image_id, smoke_text,  # noqa: E402
                                       status_exit, status_table, uptime_text)
 
@@ -162,8 +161,8 @@ def test_data_overrides_and_group_data_folders_reach_every_node(tmp_path):
 
 def test_the_cli_loads_the_inventory_relative_to_where_the_user_stands(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO / "inventory")
-    cluster = nodes.cluster_nodes(Namespace(inventory="spark2.py", data=["ssh_user=admin"], group_data=[],
-                                            sudo_password="pw"))
+    cluster = nodes.cluster_nodes(Namespace(inventory=resolve("spark2.py", REPO), data=["ssh_user=admin"],
+                                            group_data=[], sudo_password="pw", checkout=REPO))
     assert [node.name for node in cluster] == ["spark-1", "spark-2"]
     assert cluster[0].endpoint == "admin@192.0.2.11:22" and cluster[1].sudo_password() == "pw"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +37,6 @@ QSFP_DEVICES = {netdev: device for halves in PORT_HALVES.values() for netdev, de
 
 REPO = Path(__file__).resolve().parents[2]
 VERIFY = REPO / "tests" / "verify"
-sys.path.insert(0, str(VERIFY))
 
 from sparkverify import expect  # noqa: E402
 from sparkverify.inventory import load_cluster  # noqa: E402

@@ -8,7 +8,6 @@ import paramiko
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "verify"))
 
 from sparkverify.inventory import load_cluster  # noqa: E402
 from sparkverify.rails import min_link_fraction, network_setting, node_fabric  # noqa: E402

@@ -1,14 +1,10 @@
 """The verification suite's parsers, on text as the nodes print it."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "verify"))
-
-from sparkverify import parse  # noqa: E402
+from sparkverify import parse
 
 
 def test_env_file_as_docker_and_systemd_write_it():

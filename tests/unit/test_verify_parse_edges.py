@@ -6,14 +6,10 @@ real state is the opposite. Found by mutation testing (docs/benchmarks.md)."""
 import base64
 import hashlib
 import hmac
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "verify"))
-
-from sparkverify import parse  # noqa: E402
+from sparkverify import parse
 
 
 # --- env files ----------------------------------------------------------------

@@ -29,7 +29,6 @@ from _pytest.outcomes import Failed
 REPO = Path(__file__).resolve().parents[2]
 VERIFY = REPO / "tests" / "verify"
 STANDIN = REPO / "roles" / "standin" / "files" / "standin" / "server.py"
-sys.path.insert(0, str(VERIFY))
 
 from sparkverify.expect import ROCE_ENV  # noqa: E402
 from spark_cluster.schema import DEFAULTS as SETTING_DEFAULTS  # noqa: E402

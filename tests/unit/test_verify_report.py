@@ -1,13 +1,9 @@
 """The verification suite's summary table, JSON report and pytest messages."""
 
 import json
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "verify"))
-
-from sparkverify.report import CheckResult, ResultBook, format_summary, message_of, write_json  # noqa: E402
+from sparkverify.report import CheckResult, ResultBook, format_summary, message_of, write_json
 
 
 def test_summary_is_checks_by_nodes_with_dash_where_not_applicable():

@@ -1,17 +1,12 @@
 """The verify suite takes the sudo password from a prompt or a private file,
 never from a command line (tests/verify/sparkverify/sudo_password.py)."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "verify"))
-
-from sparkverify.errors import VerifyEnvironmentError  # noqa: E402
-from sparkverify.inventory import NodeSpec  # noqa: E402
-from sparkverify.remote import Node  # noqa: E402
-from sparkverify.sudo_password import session_password  # noqa: E402
+from sparkverify.errors import VerifyEnvironmentError
+from sparkverify.inventory import NodeSpec
+from sparkverify.remote import Node
+from sparkverify.sudo_password import session_password
 
 
 def password_file(tmp_path, text="s3cret\n", mode=0o600):
