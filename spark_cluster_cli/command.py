@@ -74,11 +74,22 @@ def _pyinfra_options(parser: argparse.ArgumentParser, limit: bool) -> None:
                             help="only these nodes (pyinfra's --limit; repeatable)")
 
 
+class _SubcommandFormatter(argparse.HelpFormatter):
+    """One line per subcommand, its name and help side by side: argparse sizes the
+    help column without the subcommands' names, so the longest ("uninstall") wrapped."""
+
+    def add_argument(self, action):
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):
+            indent = self._current_indent + 2 * self._indent_increment
+            for choice in action._get_subactions():
+                self._action_max_length = max(self._action_max_length, indent + len(choice.dest))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spark-cluster",
-        # One line per subcommand: its name and help side by side.
-        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=24),
+        formatter_class=_SubcommandFormatter,
         description="Provision, check and run a DGX Spark serving cluster (over pyinfra and pytest).",
         epilog="Runs from a checkout of the repository; `spark-cluster SUBCOMMAND --help` for its options.")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)

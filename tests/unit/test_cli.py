@@ -40,11 +40,12 @@ def children(monkeypatch):
 
 def test_help_lists_every_subcommand_one_line_each():
     result = subprocess.run([sys.executable, "-m", "spark_cluster_cli", "--help"], cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "80"})
     assert result.returncode == 0, result.stderr
-    listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ") and line.split()
-              and not line.startswith("     ")]
-    assert listed == SUBCOMMANDS
+    lines = [line for line in result.stdout.splitlines() if line.startswith("    ") and not line.startswith("     ")]
+    assert [line.split()[0] for line in lines] == SUBCOMMANDS
+    # Its help beside it, on the same line (argparse wrapped the longest name onto a line of its own).
+    assert [line for line in lines if len(line.split()) < 3] == [], result.stdout
 
 
 def test_the_console_script_is_declared():
