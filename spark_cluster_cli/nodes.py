@@ -14,6 +14,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +31,7 @@ from sparkverify.parse import parse_ip_addr_json  # noqa: E402
 from sparkverify.rails import node_fabric  # noqa: E402
 from sparkverify.remote import Node, SudoRefused  # noqa: E402
 
+from .command import REPORTS  # noqa: E402
 from .report import NodeStatus, RailAddress, prefixed, smoke_text, status_exit, status_table  # noqa: E402
 
 WATCH = f"/usr/bin/python3 {serving.WATCH_PATH}"
@@ -238,4 +240,15 @@ def smoke(args) -> int:
         return 1
     text, code = smoke_text(head.name, result)
     print(text)
+    print(f"report: {write_smoke_report(getattr(args, 'checkout', None) or REPO_ROOT, head.name, result)} (JSON)")
     return code
+
+
+def write_smoke_report(root: Path, head: str, result: dict[str, Any]) -> Path:
+    """The figures kept beside verify's report (reports/smoke.json), to compare
+    after an upgrade: the head, when, and the watcher's answer as it came."""
+    path = Path(root) / REPORTS / "smoke.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    path.write_text(json.dumps({"head": head, "at": at, **result}, indent=2, sort_keys=True) + "\n")
+    return path

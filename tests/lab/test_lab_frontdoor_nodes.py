@@ -4,11 +4,13 @@ image id, rails and uptime; a real completion with tokens/s; every node's
 engine log, still there after `docker kill` took the container (docker run
 --rm) away."""
 
+import json
 import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +80,11 @@ def test_smoke_prints_a_completion_and_tokens_per_second(serving):
     assert re.search(r"^single stream: [\d.]+ tokens/s \(\d+ tokens in", result.stdout, re.M), result.stdout
     assert re.search(r"^at concurrency 4: [\d.]+ tokens/s \(\d+ tokens in [\d.]+ s, 4 request\(s\)\)$",
                      result.stdout, re.M), result.stdout
+    # The figures are kept in the report, beside verify's.
+    report = re.search(r"^report: (\S+) \(JSON\)$", result.stdout, re.M)
+    assert report, result.stdout
+    kept = json.loads(Path(report.group(1)).read_text())
+    assert kept["head"] == HEAD and kept["single"]["tokens_per_s"] > 0 and kept["concurrent"]["requests"] == 4, kept
 
 
 def prefixed(output, node):

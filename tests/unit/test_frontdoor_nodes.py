@@ -263,7 +263,7 @@ def test_the_journal_is_read_through_sudo_with_the_password_on_stdin_only():
     assert wrapped.startswith("sudo -S -p '' -- sh -c ") and "spark" not in wrapped.split("journalctl")[0][8:]
 
 
-def test_smoke_runs_on_the_head_only_and_prints_its_figures(spark2, monkeypatch, capsys):
+def test_smoke_runs_on_the_head_only_prints_its_figures_and_keeps_them(spark2, monkeypatch, capsys, tmp_path):
     answer = {"ok": True, "model": "m", "image": "spark-standin:0123456789ab", "concurrency": 4, "answer": "[stand-in] echo: hi",
               "single": {"requests": 1, "failed": 0, "tokens": 6, "seconds": 0.01, "tokens_per_s": 600.0},
               "concurrent": {"requests": 4, "failed": 0, "tokens": 24, "seconds": 0.02, "tokens_per_s": 1200.0}}
@@ -275,13 +275,20 @@ def test_smoke_runs_on_the_head_only_and_prints_its_figures(spark2, monkeypatch,
 
     head, worker = Head(spark2[0]), Head(spark2[1])
     monkeypatch.setattr(nodes, "cluster_nodes", lambda args: [head, worker])
-    assert nodes.smoke(Namespace()) == 0
+    assert nodes.smoke(Namespace(checkout=tmp_path)) == 0
     out = capsys.readouterr().out
     assert head.asked == ["/usr/bin/python3 /usr/local/lib/spark-cluster/serving_watch.py smoke 4 128"]
     assert worker.asked == [] and "single stream: 600.0 tokens/s" in out and "at concurrency 4: 1200.0" in out
     assert "stand-in engine" in out
+    # The figures stay in the report, beside verify's.
+    report = tmp_path / "reports" / "smoke.json"
+    assert f"report: {report} (JSON)" in out
+    kept = json.loads(report.read_text())
+    assert kept["head"] == "spark-1" and kept["single"]["tokens_per_s"] == 600.0
+    assert kept["concurrent"]["tokens_per_s"] == 1200.0 and kept["ok"] is True and kept["at"]
     answer.update(ok=False, error="1 of 5 timed requests failed: HTTP 503")
-    assert nodes.smoke(Namespace()) == 1
+    assert nodes.smoke(Namespace(checkout=tmp_path)) == 1
+    assert json.loads(report.read_text())["error"] == "1 of 5 timed requests failed: HTTP 503"
 
 
 class FakeChannel:
