@@ -35,7 +35,7 @@ from spark_cluster import schema
 from spark_cluster.caches import hf_home
 from spark_cluster.engine_image import standin_tag
 from spark_cluster.fabric import QSFP_NETDEVS
-from spark_cluster.qsfp_owners import OWN_NETPLAN_FILE, TAKEOVER_DIR
+from spark_cluster.qsfp_owners import OWN_NETPLAN_FILE, TAKEOVER_DIR, Claim
 
 REPO = Path(__file__).resolve().parents[2]
 HOME = "/home/spark"
@@ -82,6 +82,8 @@ class Node:
         self.authorized = ["ssh-ed25519 AAAAowner owner@laptop"]
         addresses = {RAILS[0]: [f"10.0.0.{number}/24"], RAILS[1]: [f"10.0.1.{number}/24"]}
         self.netplan: list[str] | None = None
+        self.claims: list[Claim] = []  # other configurations of the QSFP ports (QsfpOwners)
+        self.addresses = addresses
         self.link_lines = [line for name in QSFP_NETDEVS
                            for line in link_lines(name, addresses.get(name, []) if converged else [])]
         if converged:
@@ -117,6 +119,8 @@ class Node:
             return {unit: unit in self.enabled for unit in kwargs["services"]}
         if name == "QsfpLinks":
             return parse_links(self.link_lines)
+        if name == "QsfpOwners":
+            return self.claims
         if name == "FileContents":
             return self.netplan if path == OWN_NETPLAN_FILE else None
         if name == "Block":
@@ -225,6 +229,35 @@ def test_takeover_backups_go_back_before_the_ports_are_released(monkeypatch):
     assert steps.index(f"Put back the QSFP configurations moved aside under {TAKEOVER_DIR}") < steps.index(
         next(step for step in steps if step.startswith("Release the QSFP ports")))
     assert steps[-1] == "Nothing of spark-cluster is left (units, files, netplan)"
+
+
+def owner_put_back(node: Node) -> Node:
+    """A node after an uninstall put a takeover's backup back: the owner's
+    netplan file gives the rails the very addresses the inventory does."""
+    node.link_lines = [line for name in QSFP_NETDEVS for line in link_lines(name, node.addresses.get(name, []))]
+    content = "network:\n  version: 2\n  ethernets:\n" + "".join(
+        f"    {rail}:\n      addresses: [{node.addresses[rail][0]}]\n" for rail in RAILS)
+    node.claims = [Claim("netplan", "/etc/netplan/40-cx7.yaml", tuple(RAILS), content=content)]
+    return node
+
+
+def test_addresses_the_owners_configuration_claims_are_theirs_so_a_second_uninstall_changes_nothing(monkeypatch):
+    """The lab's takeover node: the first uninstall put NVIDIA's file back, which
+    gives the rails the inventory's addresses; they are the owner's now."""
+    nodes = {"spark-1": Node(1, False), "spark-2": owner_put_back(Node(2, False))}
+    assert {name: would_run(host_ops) for name, host_ops in uninstall(monkeypatch, nodes).items()} == {
+        "spark-1": [], "spark-2": []}
+
+
+def test_the_inventorys_addresses_left_on_unclaimed_ports_are_released(monkeypatch):
+    """Without another owner (our file gone, an earlier release cut short), the
+    addresses the inventory gives the rails are still ours to take off."""
+    nodes = {"spark-1": Node(1, False), "spark-2": owner_put_back(Node(2, False))}
+    nodes["spark-2"].claims = []
+    ops = dict(would_run(uninstall(monkeypatch, nodes)["spark-2"]))
+    release = next(text for name, text in ops.items() if "Release the QSFP ports" in name)
+    assert {arg for arg in release_args(release) if arg.startswith("address=")} == {
+        f"address={RAILS[0]}:10.0.0.2/24", f"address={RAILS[1]}:10.0.1.2/24"}
 
 
 def test_a_bond_left_from_bond_mode_is_deleted_under_a_dual_subnet_inventory(monkeypatch):
