@@ -75,13 +75,14 @@ def _pyinfra_options(parser: argparse.ArgumentParser, limit: bool) -> None:
 
 
 class _SubcommandFormatter(argparse.HelpFormatter):
-    """One line per subcommand, its name and help side by side: argparse sizes the
-    help column without the subcommands' names, so the longest ("uninstall") wrapped."""
+    """One line per subcommand, its name and help side by side: argparse measures the
+    subcommands' names at the section's indent but draws them one level deeper, so the
+    longest ("uninstall") wrapped."""
 
     def add_argument(self, action):
         super().add_argument(action)
         if isinstance(action, argparse._SubParsersAction):
-            indent = self._current_indent + 2 * self._indent_increment
+            indent = self._current_indent + self._indent_increment
             for choice in action._get_subactions():
                 self._action_max_length = max(self._action_max_length, indent + len(choice.dest))
 
