@@ -40,10 +40,15 @@ SMOKE_MAX_TOKENS = 128
 LOG_LINES = 40
 
 
+def checkout_of(args) -> Path:
+    """The checkout main() found (require_checkout); this package's own for a caller that set none."""
+    return getattr(args, "checkout", None) or REPO_ROOT
+
+
 def cluster_nodes(args) -> list[Node]:
     """The inventory's nodes, head first, with the deploy's --data and --group-data
     (main() made the paths absolute, command.resolve, and found the checkout)."""
-    root = getattr(args, "checkout", None) or REPO_ROOT
+    root = checkout_of(args)
     specs = load_cluster(args.inventory, root, getattr(args, "data", None) or (),
                          getattr(args, "group_data", None) or ())
     return [Node(spec, root, getattr(args, "sudo_password", None)) for spec in specs]
@@ -240,7 +245,7 @@ def smoke(args) -> int:
         return 1
     text, code = smoke_text(head.name, result)
     print(text)
-    print(f"report: {write_smoke_report(getattr(args, 'checkout', None) or REPO_ROOT, head.name, result)} (JSON)")
+    print(f"report: {write_smoke_report(checkout_of(args), head.name, result)} (JSON)")
     return code
 
 
