@@ -10,7 +10,8 @@ Desired state after it:
   check names it: nothing of the owner's is ever deleted;
 - our bond and our addresses are off the ports (an address the inventory
   gives a port that another configuration claims, as the owner's file put back
-  does, is the owner's and stays), netplan has applied what is left, NetworkManager manages again every port netplan does not give to
+  does, is the owner's and stays), netplan has applied what is left,
+  NetworkManager manages again every port netplan does not give to
   networkd, and ARP is answered as the kernel (and the remaining sysctl files)
   say.
 Not undone: the live MTU stays until the owner's configuration sets one or
@@ -55,7 +56,7 @@ def wants(account):
     return [snapshot_want(OWNED_PATHS), OWN_NETPLAN, _links(network_settings(host.data)), owners_want()]
 
 
-def release_plan(s, netplan_lines, links, claims=()):
+def release_plan(s, netplan_lines, links, claims):
     """(addresses, bonds, ports) to release: what our file configures, or the
     inventory says it would on a port no other configuration claims (claims:
     the QsfpOwners fact), that the ports still carry; the ports to hand back
