@@ -8,6 +8,7 @@ runs for real, against HTTP servers on 127.0.0.1."""
 from __future__ import annotations
 
 import inspect
+import io
 import ipaddress
 import json
 import re
@@ -21,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import pytest
 from _pytest.outcomes import Failed
@@ -648,6 +649,22 @@ def test_an_api_open_to_every_address_is_also_asked_from_the_controller(monkeypa
         node.spec.data.update(api_port=free_port())  # nothing listens there
     with pytest.raises(Failed, match="from this controller.*a firewall between here and the head"):
         call(peers.test_openai_endpoint, lab, head_name="spark-1")
+
+
+def test_an_answer_within_half_a_millisecond_still_has_its_tokens_per_second(monkeypatch, standin, capsys):
+    """The stand-in on this machine can answer faster than the 3 decimals elapsed_s
+    keeps: the speed comes from the time as measured (this made the test above flaky)."""
+    ticks = iter([100.0, 100.0002])
+    clock = ModuleType("time")
+    clock.monotonic = lambda: next(ticks)
+    monkeypatch.setitem(sys.modules, "time", clock)  # the probe's `import time`
+    monkeypatch.setattr(sys, "argv", ["probe", f"http://127.0.0.1:{standin}", SERVED, "10", "16"])
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n"))
+    exec(compile(peers.ENDPOINT_PROBE, "endpoint_probe", "exec"), {})
+    chat = json.loads(capsys.readouterr().out.splitlines()[-1])["chat"]
+    assert chat["elapsed_s"] == 0.0 and chat["completion_tokens"] > 0
+    assert chat["tokens_per_s"] == round(chat["completion_tokens"] / 0.0002, 2)
+    assert peers.completion_speed("spark-2", {"chat": chat}).endswith(" tokens/s")
 
 
 def test_with_an_api_key_the_probe_sends_it_on_stdin_and_passes(monkeypatch, tmp_path):

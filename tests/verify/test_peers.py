@@ -84,7 +84,8 @@ else:
     try:
         with urllib.request.urlopen(request, timeout=chat_timeout) as r:
             chat["status"], answer = r.status, json.load(r)
-        chat["elapsed_s"] = round(time.monotonic() - started, 3)
+        elapsed = time.monotonic() - started
+        chat["elapsed_s"] = round(elapsed, 3)
         choices = answer.get("choices") if isinstance(answer, dict) else None
         first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
         message = first.get("message") if isinstance(first.get("message"), dict) else {}
@@ -96,8 +97,10 @@ else:
         usage = answer.get("usage") if isinstance(answer, dict) else None
         chat["completion_tokens"] = usage.get("completion_tokens") if isinstance(usage, dict) else None
         tokens = chat["completion_tokens"]
-        if isinstance(tokens, int) and tokens > 0 and chat["elapsed_s"] > 0:
-            chat["tokens_per_s"] = round(tokens / chat["elapsed_s"], 2)
+        # From the time as measured: an answer within half a millisecond (an engine
+        # on this machine) rounds to 0.000 s and would show no speed at all.
+        if isinstance(tokens, int) and tokens > 0 and elapsed > 0:
+            chat["tokens_per_s"] = round(tokens / elapsed, 2)
     except urllib.error.HTTPError as e:
         chat["status"], chat["body"] = e.code, e.read(300).decode(errors="replace")
     except Exception as e:
